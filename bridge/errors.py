@@ -1,0 +1,55 @@
+"""Errors that reach the caller: each carries the HTTP status it answers with and a message a user can act on.
+
+Anything else a request raises is a bug of ours or of the model, and answers 500 with a short message; the
+traceback goes to the log, never to the caller.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of the errors a platform sees; `status` is the HTTP status code to answer with."""
+
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(BridgeError):
+    """The request cannot be read: malformed JSON, a forbidden URL, broken base64."""
+
+    status = 400
+
+
+class Unauthorized(BridgeError):
+    status = 401
+
+
+class TooLarge(BridgeError):
+    """A body, a download or an image past the manifest's limits."""
+
+    status = 413
+
+
+class InvalidInput(BridgeError):
+    """The request is well-formed but unusable: wrong schema, bad params, not an image, unfetchable URL."""
+
+    status = 422
+
+
+class ModelFailed(BridgeError):
+    """The model raised; the message names the exception, the log holds the traceback."""
+
+    status = 500
+
+
+class NotReady(BridgeError):
+    status = 503
+
+
+class DeadlineExceeded(BridgeError):
+    """The job (fetch + predict) ran past the manifest's deadline, or a download timed out."""
+
+    status = 504

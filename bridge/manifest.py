@@ -1,0 +1,205 @@
+"""The manifest: one YAML file that says which model to serve and how each platform sees it.
+
+Loaded into pydantic models so that every mistake is reported with the file and the key, e.g.
+``manifests/faces.yaml: limits.deadline: Input should be greater than 0``. Strings may hold ``${NAME}`` (or
+``${NAME:-default}``) to take secrets from the environment, never from the file. Each platform's section
+is validated by its adapter's own model (`PlatformSection` subclasses), so the core names no platform.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from bridge.errors import InvalidInput
+from bridge.media import MediaLimits
+from bridge.model import ClassSpec, Model, ModelSpec, import_factory
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ManifestError(Exception):
+    """A manifest that cannot be used; the message names the file and the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRef(Strict):
+    factory: str = Field(description="'package.module:Factory' or 'path/to/file.py:Factory' (relative to "
+                                     "the manifest). Called once at start-up with `params`.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory.")
+
+
+class Limits(Strict):
+    """What one request may cost. The deadline stays under V7's 30 s by default."""
+
+    max_request_bytes: int = Field(30 * 2**20, gt=0, description="Largest request body accepted.")
+    max_download_bytes: int = Field(50 * 2**20, gt=0, description="Largest image or video fetched from a URL.")
+    max_image_pixels: int = Field(50_000_000, gt=0, description="Largest image (width x height) decoded.")
+    max_video_frames: int = Field(1000, gt=0, description="Most frames of one video inferred on.")
+    fetch_timeout: float = Field(10.0, gt=0, description="Seconds to fetch one URL.")
+    deadline: float = Field(25.0, gt=0, description="Seconds for a whole job: fetch, predict, convert.")
+    concurrency: int = Field(1, gt=0, description="Predictions run at once (threads); more requests queue.")
+    batch_size: int = Field(8, gt=0, description="Video frames handed to `predict_batch` at once.")
+    allow_private_urls: bool = Field(False, description="Allow media URLs on private/loopback networks.")
+
+    def media(self) -> MediaLimits:
+        return MediaLimits(
+            max_download_bytes=self.max_download_bytes,
+            max_image_pixels=self.max_image_pixels,
+            max_video_frames=self.max_video_frames,
+            fetch_timeout=self.fetch_timeout,
+            allow_private_urls=self.allow_private_urls,
+        )
+
+
+class Geometry(Strict):
+    simplify_tolerance: float = Field(
+        0.5, ge=0, description="Pixels a traced mask outline may move when simplified (0: exact pixel edges)."
+    )
+
+
+class PlatformSection(Strict):
+    """What every platform section has; adapters subclass it with their own keys."""
+
+    enabled: bool = True
+    base_path: str = Field("", description="Where the platform's routes are mounted ('' = the adapter's).")
+    rename: dict[str, str] = Field(default_factory=dict, description="Model class name -> name on the platform.")
+
+    def platform_name(self, class_name: str) -> str:
+        return self.rename.get(class_name, class_name)
+
+
+class Manifest(Strict):
+    name: str = Field(min_length=1)
+    version: str = "0.1.0"
+    description: str = ""
+    readme: str = ""
+    model: ModelRef
+    input: Literal["image", "text"] | None = Field(None, description="'image' or 'text', when the model does not declare a spec.")
+    classes: list[ClassSpec] | None = Field(None, description="Classes, when the model does not declare a spec.")
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object"},
+        description="JSON Schema of the inference parameters, with defaults; requests are validated against it.",
+    )
+    limits: Limits = Field(default_factory=Limits)
+    geometry: Geometry = Field(default_factory=Geometry)
+    video_frame_stride: int = Field(1, gt=0, description="Infer on every n-th frame of a video URL.")
+    platforms: dict[str, dict[str, Any]] = Field(default_factory=dict, description="One section per platform.")
+
+    path: Path | None = Field(None, exclude=True, description="The file this manifest was read from.")
+    _params_validator: jsonschema.protocols.Validator | None = PrivateAttr(None)
+
+    @field_validator("params")
+    @classmethod
+    def _valid_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as error:
+            raise ValueError(f"not a valid JSON Schema: {error.message}") from None
+        if schema.get("type", "object") != "object":
+            raise ValueError("the params schema must describe an object")
+        return schema
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def where(self) -> str:
+        return str(self.path) if self.path else self.name
+
+    # --- platform sections ---
+
+    def section(self, platform: str, model: type[PlatformSection]) -> PlatformSection:
+        """The platform's section validated by its adapter's model (defaults when the manifest has none)."""
+        try:
+            return model.model_validate(self.platforms.get(platform) or {})
+        except ValidationError as error:
+            raise ManifestError(_describe(error, self.where(), prefix=f"platforms.{platform}")) from None
+
+    # --- the model ---
+
+    def build_model(self) -> Model:
+        """Import the factory, call it with its params, and make sure the result has a usable spec."""
+        try:
+            factory = import_factory(self.model.factory, self.base_dir)
+        except (ValueError, ImportError) as error:
+            raise ManifestError(f"{self.where()}: model.factory: {error}") from None
+        model = factory(**self.model.params)
+        if getattr(model, "spec", None) is None:
+            if not self.classes:
+                raise ManifestError(f"{self.where()}: the model declares no `spec`, so the manifest needs "
+                                    "`classes`")
+            model.spec = ModelSpec(classes=self.classes, input=self.input or "image")
+        if not isinstance(model.spec, ModelSpec) or not callable(getattr(model, "predict", None)):
+            raise ManifestError(f"{self.where()}: {self.model.factory} must give an object with a "
+                                "`spec: ModelSpec` and a `predict(item, context)` method")
+        return model
+
+    # --- inference parameters ---
+
+    def resolve_params(self, given: dict[str, Any] | None) -> dict[str, Any]:
+        """Defaults from the params schema under the request's values, validated; 422 names the parameter."""
+        properties = self.params.get("properties", {})
+        params = {k: v["default"] for k, v in properties.items() if isinstance(v, dict) and "default" in v}
+        params.update(given or {})
+        if self._params_validator is None:
+            self._params_validator = jsonschema.Draft202012Validator(self.params)
+        error = jsonschema.exceptions.best_match(self._params_validator.iter_errors(params))
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path) or "params"
+            raise InvalidInput(f"invalid parameter {where}: {error.message}")
+        return params
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read, substitute `${ENV}` and validate a manifest file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ManifestError(f"cannot read manifest {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ManifestError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{path}: a manifest is a mapping of keys, got {type(raw).__name__}")
+    raw = _substitute(raw, str(path), [])
+    try:
+        return Manifest.model_validate({**raw, "path": path.resolve()})
+    except ValidationError as error:
+        raise ManifestError(_describe(error, str(path))) from None
+
+
+def _substitute(value: Any, where: str, keys: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, where, [*keys, str(k)]) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, where, [*keys, str(i)]) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ManifestError(f"{where}: {'.'.join(keys)}: environment variable {name} is not set")
+
+    return _ENV.sub(replace, value)
+
+
+def _describe(error: ValidationError, where: str, prefix: str = "") -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
+        lines.append(f"{where}: {key or '(top)'}: {item['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,183 @@
+"""The interface a user implements, and how the bridge finds and checks a model.
+
+A model is any object with a `spec` (its classes) and a `predict(item, context)` method::
+
+    class Blur:
+        spec = ModelSpec(classes=[ClassSpec(name="Blurry Image", kind="tag")])
+
+        def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+            ...
+
+`item` is an (H, W, 3) uint8 RGB array for image models and a `str` for text models. A model may add
+`predict_batch(items, contexts)`, used for the frames of a video. Classes are matched by name at every
+platform's edge, never by a platform's ids.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bridge.predictions import (
+    Box,
+    Classification,
+    Cuboid,
+    Ellipse,
+    Line,
+    Mask,
+    Point,
+    Polygon,
+    Prediction,
+    RotatedBox,
+    Skeleton,
+    Span,
+    Tag,
+    Vector,
+)
+
+ClassKind = Literal[
+    "box", "rotated_box", "polygon", "mask", "point", "line", "ellipse", "skeleton", "cuboid", "vector",
+    "tag", "radio", "checklist", "text", "entity",
+]
+
+SHAPES_OF_KIND: dict[str, tuple[type, ...]] = {
+    "box": (Box,),
+    "rotated_box": (RotatedBox,),
+    "polygon": (Polygon, Mask),  # a mask is a polygon not yet traced
+    "mask": (Mask, Polygon),
+    "point": (Point,),
+    "line": (Line,),
+    "ellipse": (Ellipse,),
+    "skeleton": (Skeleton,),
+    "cuboid": (Cuboid,),
+    "vector": (Vector,),
+    "tag": (Tag,),
+    "radio": (Classification,),
+    "checklist": (Classification,),
+    "text": (Classification,),
+    "entity": (Span,),
+}
+"""Which neutral shapes a prediction of each class kind may carry."""
+
+
+class ClassSpec(BaseModel):
+    """One class of the model: its name, its kind, and the options or nodes the kind needs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    kind: ClassKind
+    options: tuple[str, ...] = Field((), description="Answers of a radio or checklist class.")
+    nodes: tuple[str, ...] = Field((), description="Node names of a skeleton class, in order.")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _needs(self) -> ClassSpec:
+        if self.kind in ("radio", "checklist") and not self.options:
+            raise ValueError(f"class {self.name!r} is a {self.kind} and needs `options`")
+        if self.kind == "skeleton" and not self.nodes:
+            raise ValueError(f"class {self.name!r} is a skeleton and needs `nodes`")
+        return self
+
+
+class ModelSpec(BaseModel):
+    """What a model offers: its input and classes, and whether it wants the whole image with a region."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    classes: tuple[ClassSpec, ...] = Field(min_length=1)
+    input: Literal["image", "text"] = "image"
+    whole_image: bool = Field(
+        False,
+        description="With a region of interest, give the model the whole image and `context.region` "
+        "instead of the crop.",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> ModelSpec:
+        names = [c.name for c in self.classes]
+        if duplicates := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"class names must be unique; repeated: {duplicates}")
+        return self
+
+    def get(self, name: str) -> ClassSpec | None:
+        return next((c for c in self.classes if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a model knows of the request besides its input."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    """The request's parameters over the manifest's defaults, validated against its params schema."""
+    region: Box | None = None
+    """The region of interest (V7's auto-annotate box), in the coordinates of the item the model sees."""
+    platform: str = ""
+    """Which platform asked: "v7", "labelbox", "ango", ..."""
+
+
+@runtime_checkable
+class Model(Protocol):
+    spec: ModelSpec
+
+    def predict(self, item: np.ndarray | str, context: Context) -> Iterable[Prediction]: ...
+
+
+def predict_batch(model: Model, items: Sequence[Any], contexts: Sequence[Context]) -> list[list[Prediction]]:
+    """The model's own batch prediction when it has one, else one `predict` per item."""
+    batch = getattr(model, "predict_batch", None)
+    if batch is not None:
+        return [list(result) for result in batch(items, contexts)]
+    return [list(model.predict(item, context)) for item, context in zip(items, contexts)]
+
+
+# --- loading --------------------------------------------------------------------------------------------------
+
+
+def import_factory(reference: str, base_dir: Path) -> Any:
+    """`package.module:Name`, or `path/to/file.py:Name` relative to `base_dir` (the manifest's folder)."""
+    target, sep, name = reference.rpartition(":")
+    if not sep or not target or not name:
+        raise ValueError(f"{reference!r} is not of the form 'module:Name' or 'file.py:Name'")
+    if target.endswith(".py"):
+        path = (base_dir / target).resolve()
+        if not path.is_file():
+            raise ValueError(f"{reference!r}: no file {path}")
+        module_name = f"bridge_model_{path.stem}_{abs(hash(path)):x}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ValueError(f"{reference!r}: {target} has no attribute {name!r}") from None
+
+
+def check_prediction(spec: ModelSpec, prediction: Prediction) -> None:
+    """Raise ValueError when a prediction does not fit the class it names: a model bug the user must see."""
+    cls = spec.get(prediction.label)
+    if cls is None:
+        raise ValueError(f"the model returned label {prediction.label!r}, which is not one of its classes "
+                         f"{[c.name for c in spec.classes]}")
+    if not isinstance(prediction.shape, SHAPES_OF_KIND[cls.kind]):
+        raise ValueError(f"class {cls.name!r} is a {cls.kind} but the model returned a "
+                         f"{type(prediction.shape).__name__}")
+    if isinstance(prediction.shape, Classification):
+        answer = prediction.shape.answer
+        if cls.kind == "radio" and (not isinstance(answer, str) or answer not in cls.options):
+            raise ValueError(f"{cls.name!r} answered {answer!r}, not one of its options {list(cls.options)}")
+        if cls.kind == "checklist" and (isinstance(answer, str) or not set(answer) <= set(cls.options)):
+            raise ValueError(f"{cls.name!r} answered {answer!r}, not a list of its options {list(cls.options)}")
+        if cls.kind == "text" and not isinstance(answer, str):
+            raise ValueError(f"{cls.name!r} is free text but answered {answer!r}")

@@ -1,0 +1,58 @@
+"""Face detector: OpenCV's Haar cascades (shipped by opencv-python-headless 4.x), faces as boxes, eyes as points.
+
+The confidence is a heuristic, since Haar cascades give no probability: the number of overlapping raw
+detections that were merged into a face, n, as n / (n + min_neighbors).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from bridge import Box, ClassSpec, Context, ModelSpec, Point, Prediction
+
+
+class FaceDetector:
+    spec = ModelSpec(classes=[
+        ClassSpec(name="face", kind="box", description="A frontal human face."),
+        ClassSpec(name="eye", kind="point", description="The centre of an eye inside a detected face."),
+    ])
+
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 30,
+                 eyes: bool = True) -> None:
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_size = min_size
+        self.with_eyes = eyes
+        self.faces = _cascade("haarcascade_frontalface_default.xml")
+        self.eyes = _cascade("haarcascade_eye.xml")
+
+    def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+        min_neighbors = int(context.params.get("min_neighbors", self.min_neighbors))
+        boxes, counts = self.faces.detectMultiScale2(
+            gray, scaleFactor=self.scale_factor, minNeighbors=min_neighbors, minSize=(self.min_size,) * 2
+        )
+        threshold = float(context.params.get("min_confidence", 0.0))
+        found = []
+        for (x, y, w, h), n in zip(boxes, counts):
+            confidence = float(n) / (float(n) + min_neighbors)
+            if confidence < threshold:
+                continue
+            found.append(Prediction("face", Box(float(x), float(y), float(w), float(h)), confidence))
+            if self.with_eyes:
+                found += self._eyes(gray[y:y + h // 2 + h // 8, x:x + w], x, y, confidence)
+        return found
+
+    def _eyes(self, upper_face: np.ndarray, x: int, y: int, confidence: float) -> list[Prediction]:
+        size = max(upper_face.shape[1] // 8, 8)
+        eyes = self.eyes.detectMultiScale(upper_face, scaleFactor=1.1, minNeighbors=5, minSize=(size, size))
+        best = sorted(eyes, key=lambda e: e[2] * e[3], reverse=True)[:2]
+        return [Prediction("eye", Point(x + ex + ew / 2, y + ey + eh / 2), confidence) for ex, ey, ew, eh in best]
+
+
+def _cascade(name: str) -> cv2.CascadeClassifier:
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+    if cascade.empty():
+        raise RuntimeError(f"OpenCV's {name} did not load; opencv-python-headless 4.x ships it, 5.x does not")
+    return cascade
