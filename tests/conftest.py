@@ -1,0 +1,191 @@
+"""Shared fixtures: real servers on loopback ports, real images, manifests written to disk.
+
+- `serve_app(app)` runs a FastAPI app under uvicorn on 127.0.0.1 and gives its base URL.
+- `media_server` is a plain HTTP server for images by URL, with routes for the bad cases
+  (slow, redirects, HTTP errors, endless bodies).
+- `make_manifest(**keys)` writes a manifest YAML next to the project's examples and loads it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import uvicorn
+import yaml
+from PIL import Image
+
+from bridge.manifest import Manifest, load_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+# --- images ---------------------------------------------------------------------------------------------------
+
+
+def encode_image(array: np.ndarray, fmt: str = "PNG", **save: Any) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def astronaut_jpeg(astronaut: np.ndarray) -> bytes:
+    return encode_image(astronaut, "JPEG", quality=92)
+
+
+# --- servers --------------------------------------------------------------------------------------------------
+
+
+class _ThreadedUvicorn(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # running in a thread: leave signals to pytest
+        pass
+
+
+@pytest.fixture
+def serve_app() -> Iterator[Callable[..., str]]:
+    """Start apps under a real uvicorn on a free loopback port; all are stopped after the test."""
+    servers: list[tuple[_ThreadedUvicorn, threading.Thread]] = []
+
+    def start(app: Any) -> str:
+        port = free_port()
+        server = _ThreadedUvicorn(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                                 lifespan="on"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MediaServer:
+    """Serves `files` at /files/NAME; /slow/SECONDS, /redirect/N, /status/CODE and /endless for bad cases."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.requests: list[str] = []
+        media = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                media.requests.append(self.path)
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if parts[0] == "files" and len(parts) == 2 and parts[1] in media.files:
+                    body, kind = media.files[parts[1]]
+                    self._send(200, body, kind)
+                elif parts[0] == "slow":
+                    time.sleep(float(parts[1]))
+                    self._send(200, b"late", "text/plain")
+                elif parts[0] == "redirect":
+                    hops = int(parts[1])
+                    target = f"/redirect/{hops - 1}" if hops > 1 else f"/files/{parts[2]}"
+                    if hops > 1:
+                        target += f"/{parts[2]}"
+                    self.send_response(302)
+                    self.send_header("Location", target)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif parts[0] == "status":
+                    self._send(int(parts[1]), b"nope", "text/plain")
+                elif parts[0] == "endless":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/png")
+                    self.end_headers()
+                    try:
+                        for _ in range(4096):  # bounded: 256 MiB at most, the client stops far sooner
+                            self.wfile.write(b"\0" * 65536)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                else:
+                    self._send(404, b"not found", "text/plain")
+
+            def _send(self, status: int, body: bytes, kind: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def add(self, name: str, body: bytes, kind: str = "image/png") -> str:
+        self.files[name] = (body, kind)
+        return f"{self.base}/files/{name}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def media_server() -> Iterator[MediaServer]:
+    server = MediaServer()
+    yield server
+    server.close()
+
+
+# --- manifests ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_manifest(tmp_path: Path) -> Callable[..., Manifest]:
+    """Write a manifest (keys as keyword arguments) to a temporary file and load it.
+
+    A file `model.factory` is relative to the project (`examples/faces.py:FaceDetector`); it is made absolute.
+    Loopback media URLs are allowed unless the test says otherwise.
+    """
+
+    def make(**keys: Any) -> Manifest:
+        keys.setdefault("name", "test-model")
+        factory = keys["model"]["factory"]
+        if ".py:" in factory and not Path(factory).is_absolute():
+            keys["model"] = {**keys["model"], "factory": str(ROOT / factory)}
+        keys.setdefault("limits", {}).setdefault("allow_private_urls", True)
+        path = tmp_path / f"manifest-{len(list(tmp_path.glob('manifest-*.yaml')))}.yaml"
+        path.write_text(yaml.safe_dump(keys), encoding="utf-8")
+        return load_manifest(path)
+
+    return make
