@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from importlib.metadata import entry_points
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -103,13 +103,17 @@ def bridge_route(render: ErrorRenderer = json_error) -> type[APIRoute]:
 
             async def route(request: Request) -> Response:
                 try:
-                    return await handler(LimitedRequest(request.scope, request.receive))
+                    request = LimitedRequest(request.scope, request.receive)
+                    await request.body()  # enforce the size limit before FastAPI parses anything
+                    return await handler(request)
                 except BridgeError as error:
                     log.info("%s %s -> %d: %s", request.method, request.url.path, error.status, error.message)
                     return render(error.status, error.message)
                 except RequestValidationError as error:
                     status, message = describe_validation(error)
                     return render(status, message)
+                except HTTPException as error:
+                    return render(error.status_code, str(error.detail))
                 except Exception as error:
                     log.exception("unexpected failure on %s %s", request.method, request.url.path)
                     return render(500, f"internal error: {type(error).__name__}")
