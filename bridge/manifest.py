@@ -95,7 +95,7 @@ class Manifest(Strict):
     video_frame_stride: int = Field(1, gt=0, description="Infer on every n-th frame of a video URL.")
     platforms: dict[str, dict[str, Any]] = Field(default_factory=dict, description="One section per platform.")
 
-    path: Path | None = Field(None, exclude=True, description="The file this manifest was read from.")
+    _path: Path | None = PrivateAttr(None)
     _params_validator: jsonschema.protocols.Validator | None = PrivateAttr(None)
 
     @field_validator("params")
@@ -108,6 +108,11 @@ class Manifest(Strict):
         if schema.get("type", "object") != "object":
             raise ValueError("the params schema must describe an object")
         return schema
+
+    @property
+    def path(self) -> Path | None:
+        """The file this manifest was read from."""
+        return self._path
 
     @property
     def base_dir(self) -> Path:
@@ -173,9 +178,11 @@ def load_manifest(path: str | Path) -> Manifest:
         raise ManifestError(f"{path}: a manifest is a mapping of keys, got {type(raw).__name__}")
     raw = _substitute(raw, str(path), [])
     try:
-        return Manifest.model_validate({**raw, "path": path.resolve()})
+        manifest = Manifest.model_validate(raw)
     except ValidationError as error:
         raise ManifestError(_describe(error, str(path))) from None
+    manifest._path = path.resolve()
+    return manifest
 
 
 def _substitute(value: Any, where: str, keys: list[str]) -> Any:

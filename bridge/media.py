@@ -120,7 +120,7 @@ class MediaLoader:
                             raise InvalidInput(f"{what} answered HTTP {response.status_code}: {_short(url)}")
                         return await self._read(response, what)
                 raise InvalidInput(f"{what} redirected more than {self.limits.max_redirects} times")
-        except TimeoutError:
+        except (TimeoutError, httpx.TimeoutException):
             raise DeadlineExceeded(
                 f"fetching {what} took longer than {self.limits.fetch_timeout:g} s (limits.fetch_timeout)"
             ) from None
