@@ -78,25 +78,25 @@ def mask_to_polygon(mask: np.ndarray, tolerance: float = 0.0) -> Polygon:
     geometry = shapely.union_all(shapely.box(starts, rows, ends, rows + 1))
     if tolerance > 0:
         geometry = shapely.make_valid(geometry.simplify(tolerance, preserve_topology=True))
+    else:  # drop the vertices the union leaves at every row along straight edges; the area stays exact
+        geometry = geometry.simplify(0, preserve_topology=True)
     return from_shapely(geometry)
 
 
 def polygon_to_mask(polygon: Polygon, height: int, width: int) -> np.ndarray:
     """Rasterise: a pixel is in when its centre is inside (even-odd over all rings, so holes stay open)."""
     mask = np.zeros((height, width), dtype=bool)
-    rings = [ring for part in polygon.parts for ring in part if len(ring) >= 3]
-    if not rings or height == 0 or width == 0:
+    if height == 0 or width == 0:
         return mask
-    every = np.concatenate(rings)
-    x0 = int(np.clip(np.floor(every[:, 0].min()), 0, width))
-    y0 = int(np.clip(np.floor(every[:, 1].min()), 0, height))
-    x1 = int(np.clip(np.ceil(every[:, 0].max()), 0, width))
-    y1 = int(np.clip(np.ceil(every[:, 1].max()), 0, height))
-    if x1 <= x0 or y1 <= y0:
-        return mask
-    window = [(ring - (x0, y0)).ravel().tolist() for ring in rings]
-    layers = coco_mask.decode(coco_mask.frPyObjects(window, y1 - y0, x1 - x0))
-    mask[y0:y1, x0:x1] = np.bitwise_xor.reduce(layers, axis=2).astype(bool)
+    for ring in (ring for part in polygon.parts for ring in part if len(ring) >= 3):
+        # each ring in its own window: memory and time follow the rings' sizes, not rings x image size
+        x0 = int(np.clip(np.floor(ring[:, 0].min()), 0, width))
+        y0 = int(np.clip(np.floor(ring[:, 1].min()), 0, height))
+        x1 = int(np.clip(np.ceil(ring[:, 0].max()), 0, width))
+        y1 = int(np.clip(np.ceil(ring[:, 1].max()), 0, height))
+        if x1 > x0 and y1 > y0:
+            window = [(ring - (x0, y0)).ravel().tolist()]
+            mask[y0:y1, x0:x1] ^= coco_mask.decode(coco_mask.frPyObjects(window, y1 - y0, x1 - x0))[:, :, 0] > 0
     return mask
 
 

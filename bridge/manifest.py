@@ -138,7 +138,11 @@ class Manifest(Strict):
             factory = import_factory(self.model.factory, self.base_dir)
         except (ValueError, ImportError) as error:
             raise ManifestError(f"{self.where()}: model.factory: {error}") from None
-        model = factory(**self.model.params)
+        try:
+            model = factory(**self.model.params)
+        except Exception as error:  # a wrong keyword in model.params, missing weights...: name the manifest
+            raise ManifestError(f"{self.where()}: model: {self.model.factory} with model.params failed: "
+                                f"{type(error).__name__}: {error}") from error
         if getattr(model, "spec", None) is None:
             if not self.classes:
                 raise ManifestError(f"{self.where()}: the model declares no `spec`, so the manifest needs "

@@ -166,6 +166,8 @@ def import_factory(reference: str, base_dir: Path) -> Any:
 
 def check_prediction(spec: ModelSpec, prediction: Prediction) -> None:
     """Raise ValueError when a prediction does not fit the class it names: a model bug the user must see."""
+    if not isinstance(prediction, Prediction):
+        raise ValueError(f"got a {type(prediction).__name__}, not a Prediction")
     cls = spec.get(prediction.label)
     if cls is None:
         raise ValueError(f"the model returned label {prediction.label!r}, which is not one of its classes "
@@ -173,6 +175,10 @@ def check_prediction(spec: ModelSpec, prediction: Prediction) -> None:
     if not isinstance(prediction.shape, SHAPES_OF_KIND[cls.kind]):
         raise ValueError(f"class {cls.name!r} is a {cls.kind} but the model returned a "
                          f"{type(prediction.shape).__name__}")
+    try:
+        float(prediction.confidence)
+    except (TypeError, ValueError):
+        raise ValueError(f"{cls.name!r} has confidence {prediction.confidence!r}, not a number") from None
     if isinstance(prediction.shape, Classification):
         answer = prediction.shape.answer
         if cls.kind == "radio" and (not isinstance(answer, str) or answer not in cls.options):

@@ -1,0 +1,176 @@
+"""Small real models for the service tests: each records what it saw so a test can check the bridge's work.
+
+Referenced from manifests as `tests.service_models:Name`; a test reaches the instance the bridge built
+through `app.state.service.model` (over HTTP) or `service.model` (directly).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from bridge import (
+    Box,
+    ClassSpec,
+    Classification,
+    Context,
+    InvalidInput,
+    Line,
+    Mask,
+    ModelSpec,
+    Point,
+    Prediction,
+    Tag,
+)
+from bridge.geometry import mask_to_polygon
+
+
+class Gate:
+    """Blocks in `predict` until released (at most `limit` seconds), so a test controls how long it runs.
+
+    Params: `wait` (default true) to block, `hold` seconds to sleep instead. Counts calls and tracks the
+    largest number of simultaneous predictions.
+    """
+
+    spec = ModelSpec(classes=[ClassSpec(name="thing", kind="tag")])
+
+    def __init__(self, limit: float = 10.0) -> None:
+        self.limit = limit
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.finished = 0
+        self.running = 0
+        self.most_running = 0
+
+    def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        with self.lock:
+            self.calls += 1
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        self.started.set()
+        try:
+            if context.params.get("hold") is not None:
+                time.sleep(float(context.params["hold"]))
+            elif context.params.get("wait", True):
+                self.release.wait(self.limit)
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.finished += 1
+        return [Prediction("thing", Tag(), 0.9)]
+
+
+class Finder:
+    """Finds the bright pixels (any channel > 200) of the image it is given.
+
+    Returns them as a mask, a polygon, their box, the centre of the first bright pixel as a point and a line
+    from the first to the last, all in the coordinates of the image it saw; remembers the shapes and contexts
+    it was given. `outside` adds a point and a box past the image's edges.
+    """
+
+    CLASSES = [
+        ClassSpec(name="mask", kind="mask"),
+        ClassSpec(name="polygon", kind="polygon"),
+        ClassSpec(name="box", kind="box"),
+        ClassSpec(name="point", kind="point"),
+        ClassSpec(name="line", kind="line"),
+    ]
+
+    def __init__(self, whole_image: bool = False) -> None:
+        self.spec = ModelSpec(classes=self.CLASSES, whole_image=whole_image)
+        self.seen: list[tuple[int, ...]] = []
+        self.contexts: list[Context] = []
+
+    def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        self.seen.append(image.shape)
+        self.contexts.append(context)
+        bright = (image > 200).any(axis=2)
+        rows, cols = np.nonzero(bright)
+        if rows.size == 0:
+            return []
+        found = [
+            Prediction("mask", Mask(bright), 0.9),
+            Prediction("polygon", mask_to_polygon(bright), 0.8),
+            Prediction("box", Box(float(cols.min()), float(rows.min()), float(cols.max() - cols.min() + 1),
+                                  float(rows.max() - rows.min() + 1)), 0.7),
+            Prediction("point", Point(cols[0] + 0.5, rows[0] + 0.5), 0.6),
+            Prediction("line", Line([(cols[0] + 0.5, rows[0] + 0.5), (cols[-1] + 0.5, rows[-1] + 0.5)]), 0.5),
+        ]
+        if context.params.get("outside"):
+            h, w = image.shape[:2]
+            found += [Prediction("point", Point(w + 5, h / 2), 0.4),
+                      Prediction("box", Box(w - 4, -3, 10, 10), 0.4)]
+        return found
+
+
+class Misbehaving:
+    """Returns whatever `params.bad` asks for: the bridge must catch what does not fit the spec."""
+
+    spec = ModelSpec(classes=[
+        ClassSpec(name="box", kind="box"),
+        ClassSpec(name="weather", kind="radio", options=("sunny", "rainy")),
+        ClassSpec(name="objects", kind="checklist", options=("car", "tree")),
+        ClassSpec(name="caption", kind="text"),
+        ClassSpec(name="outline", kind="polygon"),
+    ])
+
+    CASES = {
+        "ok": Prediction("box", Box(1, 1, 2, 2), 0.5),
+        "label": Prediction("cat", Box(1, 1, 2, 2)),
+        "shape": Prediction("box", Point(1, 1)),
+        "polygon_as_box": Prediction("outline", Box(1, 1, 2, 2)),
+        "radio": Prediction("weather", Classification("snowy")),
+        "radio_list": Prediction("weather", Classification(("sunny",))),
+        "checklist": Prediction("objects", Classification(("car", "boat"))),
+        "checklist_str": Prediction("objects", Classification("car")),
+        "text": Prediction("caption", Classification(("a", "b"))),
+    }
+
+    def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        bad = context.params.get("bad", "ok")
+        if bad == "confidences":
+            return [Prediction("box", Box(0, 0, 1, 1), c) for c in (1.5, -0.2, float("nan"), 0.3, 1.0, 0.0)]
+        if bad == "refuse":
+            raise InvalidInput("the image is too dark to say anything")
+        if bad == "not a list":
+            return None  # type: ignore[return-value]
+        if bad == "not a prediction":
+            return [self.CASES["ok"], {"label": "box", "box": [1, 1, 2, 2]}]  # type: ignore[list-item]
+        if bad == "confidence":
+            return [self.CASES["ok"], Prediction("box", Box(1, 1, 2, 2), None)]  # type: ignore[arg-type]
+        if bad == "numpy confidence":
+            return [Prediction("box", Box(1, 1, 2, 2), np.float32(0.25)), Prediction("box", Box(1, 1, 2, 2),
+                                                                                   np.float64(2.0))]
+        return [self.CASES["ok"], self.CASES[bad]]
+
+
+class Batcher:
+    """Records the size of each batch it is given; one box per frame, with the frame's mean grey as text."""
+
+    spec = ModelSpec(classes=[ClassSpec(name="frame", kind="box")])
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.single = 0
+
+    def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        self.single += 1
+        return self.predict_batch([image], [context])[0]
+
+    def predict_batch(self, images: list[np.ndarray], contexts: list[Context]) -> list[list[Prediction]]:
+        self.batches.append(len(images))
+        return [[Prediction("frame", Box(0, 0, 1, 1), text=f"{image.mean():.0f}")] for image in images]
+
+
+class Echo:
+    """A text model: answers its free-text class with the text's first word."""
+
+    spec = ModelSpec(input="text", classes=[ClassSpec(name="caption", kind="text")])
+
+    def predict(self, text: str, context: Context) -> list[Prediction]:
+        return [Prediction("caption", Classification(text.split()[0] if text.split() else ""))]
+

@@ -1,0 +1,440 @@
+"""The service and the app, whatever the platform: deadline, failures, concurrency, the region of interest,
+checks on what a model returns, health routes, body limits, confidences, video frames and batching.
+
+Over real HTTP through the V7 routes (uvicorn on loopback), or with `Service.run` in an event loop.
+Models are in tests/service_models.py; each records what it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import math
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import av
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from bridge.app import create_app
+from bridge.errors import BadRequest, BridgeError, DeadlineExceeded, InvalidInput, ModelFailed, TooLarge
+from bridge.geometry import polygon_to_mask
+from bridge.manifest import Manifest
+from bridge.predictions import Box, Classification, Line, Mask, Point, Polygon
+from bridge.service import ImageSource, Job, Result, Service, VideoSource
+from tests.conftest import _ThreadedUvicorn, b64, encode_image, free_port
+
+H, W = 100, 150
+RECT = (slice(40, 60), slice(90, 115))  # rows 40-59, columns 90-114: a 25 x 20 bright rectangle
+
+
+def scene() -> np.ndarray:
+    """Black, with the bright rectangle and one bright pixel at (5, 5) far from it."""
+    image = np.zeros((H, W, 3), np.uint8)
+    image[RECT] = 255
+    image[5, 5] = 255
+    return image
+
+
+def png_b64(image: np.ndarray) -> str:
+    return b64(encode_image(image))
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def run(manifest: Manifest, *jobs: Job) -> tuple[Any, list[Result | BaseException]]:
+    """Build the manifest's model, run the jobs at once on one Service, close it; (model, results)."""
+
+    async def go():
+        service = Service(manifest, manifest.build_model())
+        try:
+            return service.model, await asyncio.gather(*(service.run(j) for j in jobs), return_exceptions=True)
+        finally:
+            await service.aclose()
+
+    return asyncio.run(go())
+
+
+def image_job(image: np.ndarray | None = None, **keys: Any) -> Job:
+    return Job(platform="test", image=ImageSource(base64=png_b64(scene() if image is None else image)), **keys)
+
+
+def infer(base: str, image: np.ndarray | None = None, **params: Any) -> httpx.Response:
+    body = {"image": {"base64": png_b64(scene() if image is None else image)}, "params": params}
+    return httpx.post(f"{base}/v7/infer", json=body, timeout=30)
+
+
+# --- deadline and failures over HTTP -----------------------------------------------------------------------------
+
+
+def test_deadline_answers_504_while_the_server_keeps_serving(serve_app, make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Gate"},
+                             limits={"deadline": 1.0, "concurrency": 1})
+    app = create_app(manifest)
+    base = serve_app(app)
+    model = app.state.service.model
+    try:
+        answer = infer(base)  # the model blocks until released
+        assert answer.status_code == 504
+        body = answer.json()
+        assert body["status"] == "failed" and body["results"] == []
+        assert "took longer than 1 s (limits.deadline)" in body["error"]
+        assert model.started.is_set() and model.finished == 0  # answered while the model was still at work
+
+        # the server keeps serving while the model's thread is busy
+        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        assert httpx.get(f"{base}/v7/classes").status_code == 200
+
+        # a job queued behind the busy worker also answers 504 at its deadline, and never starts
+        queued = infer(base, hold=0)
+        assert queued.status_code == 504
+    finally:
+        model.release.set()
+    wait_until(lambda: model.finished == 1)
+    time.sleep(0.1)  # give the pool a chance to (wrongly) start the queued job
+    assert model.calls == 1
+
+    again = infer(base, hold=0)
+    assert again.status_code == 200 and again.json()["status"] == "succeeded"
+    assert model.calls == 2
+
+
+def test_model_exception_fails_that_request_only(serve_app, make_manifest):
+    base = serve_app(create_app(make_manifest(model={"factory": "tests/shapes_model.py:AllShapes"})))
+    failed = infer(base, fail=True)
+    assert failed.status_code == 500
+    body = failed.json()
+    assert body["status"] == "failed" and body["results"] == []
+    assert "RuntimeError" in body["error"] and "boom: the model failed on purpose" in body["error"]
+    assert "Traceback" not in failed.text
+    ok = infer(base)
+    assert ok.status_code == 200 and ok.json()["status"] == "succeeded" and ok.json()["results"]
+
+
+def test_a_model_may_refuse_its_input_with_422(serve_app, make_manifest):
+    base = serve_app(create_app(make_manifest(model={"factory": "tests.service_models:Misbehaving"})))
+    answer = infer(base, bad="refuse")
+    assert answer.status_code == 422
+    assert answer.json()["error"] == "the image is too dark to say anything"
+
+
+def test_bad_prediction_over_http(serve_app, make_manifest):
+    base = serve_app(create_app(make_manifest(model={"factory": "tests.service_models:Misbehaving"})))
+    answer = infer(base, bad="radio")
+    assert answer.status_code == 500
+    assert "'weather' answered 'snowy', not one of its options ['sunny', 'rainy']" in answer.json()["error"]
+    assert infer(base).status_code == 200
+
+
+def test_invalid_params_answer_422_naming_the_parameter(serve_app, make_manifest):
+    manifest = make_manifest(model={"factory": "tests/shapes_model.py:AllShapes"},
+                             params={"type": "object", "properties": {
+                                 "threshold": {"type": "number", "maximum": 1, "default": 0.5}}})
+    base = serve_app(create_app(manifest))
+    answer = infer(base, threshold=5)
+    assert answer.status_code == 422
+    assert answer.json()["error"].startswith("invalid parameter threshold:")
+    assert infer(base, threshold=0.7).status_code == 200
+
+
+# --- the deadline and the worker pool, directly -------------------------------------------------------------------
+
+
+def test_deadline_on_service_run(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Gate"}, limits={"deadline": 0.5})
+    model, (result,) = run(manifest, image_job())
+    still_running = model.finished == 0
+    model.release.set()
+    assert isinstance(result, DeadlineExceeded) and result.status == 504
+    assert "took longer than 0.5 s (limits.deadline)" in result.message
+    assert model.started.is_set() and still_running  # it answered without waiting for the model
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_concurrency_limit_is_respected(make_manifest, concurrency):
+    manifest = make_manifest(model={"factory": "tests.service_models:Gate"},
+                             limits={"concurrency": concurrency})
+    model, results = run(manifest, *(image_job(params={"hold": 0.25}) for _ in range(5)))
+    assert all(isinstance(r, Result) for r in results), results
+    assert model.calls == 5
+    assert model.most_running == concurrency
+
+
+# --- the region of interest ---------------------------------------------------------------------------------------
+
+
+def test_region_crop_results_come_back_in_full_image_coordinates(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder"})
+    region = Box(80, 30, 50, 40)  # holds the rectangle, not the lone pixel at (5, 5)
+    model, (result,) = run(manifest, image_job(region=region))
+    assert model.seen == [(40, 50, 3)]  # the model saw the crop
+    assert model.contexts[0].region is None
+    expected = np.zeros((H, W), bool)
+    expected[RECT] = True
+    found = {p.label: p.shape for p in result.predictions}
+    assert result.size == (H, W)
+    assert found["box"] == Box(90, 40, 25, 20)
+    assert isinstance(found["mask"], Mask) and found["mask"].size == (H, W)
+    np.testing.assert_array_equal(found["mask"].array, expected)
+    np.testing.assert_array_equal(polygon_to_mask(found["polygon"], H, W), expected)
+    assert found["point"] == Point(90.5, 40.5)
+    np.testing.assert_allclose(found["line"].points, [[90.5, 40.5], [114.5, 59.5]])
+
+
+def test_region_is_snapped_outward_and_clipped_to_the_image(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder"})
+    fractional = image_job(region=Box(80.5, 30.2, 49, 39.3))
+    partly_outside = image_job(region=Box(100, -20, 100, 70))
+    model, (snapped, clipped) = run(manifest, fractional, partly_outside)
+    assert sorted(model.seen) == [(40, 50, 3), (50, 50, 3)]
+    assert {p.label: p.shape for p in snapped.predictions}["box"] == Box(90, 40, 25, 20)
+    assert {p.label: p.shape for p in clipped.predictions}["box"] == Box(100, 40, 15, 10)
+
+
+@pytest.mark.parametrize("region", [Box(200, 10, 20, 20), Box(-50, -50, 10, 10), Box(10, 10, 0, 5)])
+def test_region_outside_the_image_is_invalid_input(make_manifest, region):
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder"})
+    model, (result,) = run(manifest, image_job(region=region))
+    assert isinstance(result, InvalidInput) and "outside the image" in result.message
+    assert model.seen == []
+
+
+def test_region_over_http_via_v7_bbox(serve_app, make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder"},
+                             geometry={"simplify_tolerance": 0})
+    base = serve_app(create_app(manifest))
+    answer = infer(base, bbox={"x": 80, "y": 30, "w": 50, "h": 40})
+    assert answer.status_code == 200, answer.text
+    results = {r["name"]: r for r in answer.json()["results"]}
+    assert results["box"]["bounding_box"] == {"x": 90.0, "y": 40.0, "w": 25.0, "h": 20.0}
+    assert results["point"]["keypoint"] == {"x": 90.5, "y": 40.5}
+    corners = {(90.0, 40.0), (115.0, 40.0), (115.0, 60.0), (90.0, 60.0)}
+    for name in ("mask", "polygon"):
+        assert {(p["x"], p["y"]) for p in results[name]["polygon"]["path"]} == corners
+        assert "additional_paths" not in results[name]["polygon"]
+
+
+def test_whole_image_model_gets_the_full_image_and_the_region(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder", "params": {"whole_image": True}})
+    region = Box(80.5, 30, 50, 40)
+    model, (result,) = run(manifest, image_job(region=region))
+    assert model.seen == [(H, W, 3)]
+    assert model.contexts[0].region == region  # as sent, in full-image coordinates
+    found = {p.label: p.shape for p in result.predictions}
+    assert found["box"] == Box(5, 5, 110, 55)  # nothing moved: the lone pixel and the rectangle
+    assert found["point"] == Point(5.5, 5.5)
+
+
+def test_results_are_clipped_to_the_image(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder"})
+    model, (result,) = run(manifest, image_job(params={"outside": True}))
+    points = [p.shape for p in result.predictions if p.label == "point"]
+    boxes = [p.shape for p in result.predictions if p.label == "box"]
+    assert points == [Point(5.5, 5.5)]  # the point past the right edge is dropped
+    assert Box(W - 4, 0, 4, 7) in boxes  # the box over the corner is cut at the edges
+
+
+# --- what a model returns ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("label", "label 'cat', which is not one of its classes ['box', 'weather', 'objects', 'caption', 'outline']"),
+    ("shape", "class 'box' is a box but the model returned a Point"),
+    ("polygon_as_box", "class 'outline' is a polygon but the model returned a Box"),
+    ("radio", "'weather' answered 'snowy', not one of its options ['sunny', 'rainy']"),
+    ("radio_list", "'weather' answered ('sunny',), not one of its options"),
+    ("checklist", "'objects' answered ('car', 'boat'), not a list of its options ['car', 'tree']"),
+    ("checklist_str", "'objects' answered 'car', not a list of its options"),
+    ("text", "'caption' is free text but answered ('a', 'b')"),
+    ("not a list", "the model failed: TypeError"),
+    ("not a prediction", "the model returned a bad prediction: got a dict, not a Prediction"),
+    ("confidence", "'box' has confidence None, not a number"),
+])
+def test_bad_predictions_are_model_failures_with_a_clear_message(make_manifest, bad, words):
+    manifest = make_manifest(model={"factory": "tests.service_models:Misbehaving"})
+    _, (result,) = run(manifest, image_job(params={"bad": bad}))
+    assert isinstance(result, ModelFailed) and result.status == 500
+    assert words in result.message
+    if bad != "not a list":
+        assert result.message.startswith("the model returned a bad prediction:")
+
+
+def test_confidences_are_clamped_and_nan_is_zero(make_manifest, serve_app):
+    manifest = make_manifest(model={"factory": "tests.service_models:Misbehaving"})
+    _, (result,) = run(manifest, image_job(params={"bad": "confidences"}))
+    assert [p.confidence for p in result.predictions] == [1.0, 0.0, 0.0, 0.3, 1.0, 0.0]
+    base = serve_app(create_app(manifest))
+    answer = infer(base, bad="confidences")
+    assert answer.status_code == 200
+    assert [r["confidence"] for r in answer.json()["results"]] == [1.0, 0.0, 0.0, 0.3, 1.0, 0.0]
+    assert "NaN" not in answer.text
+    _, (result,) = run(manifest, image_job(params={"bad": "numpy confidence"}))
+    assert [p.confidence for p in result.predictions] == [0.25, 1.0]
+    assert all(type(p.confidence) is float for p in result.predictions)
+
+
+def test_input_kinds_must_match_the_model(make_manifest):
+    images = make_manifest(model={"factory": "tests.service_models:Finder"})
+    _, results = run(images, Job(platform="test", text="hello"), Job(platform="test"))
+    assert isinstance(results[0], InvalidInput) and "reads images" in results[0].message
+    assert isinstance(results[1], InvalidInput) and "no image" in results[1].message
+    texts = make_manifest(model={"factory": "tests.service_models:Echo"})
+    _, (wrong, right) = run(texts, image_job(), Job(platform="test", text="hello world"))
+    assert isinstance(wrong, InvalidInput) and "reads text" in wrong.message
+    assert right.text == "hello world"
+    assert right.predictions[0].shape == Classification("hello")
+
+
+def test_broken_media_in_a_job(make_manifest, media_server):
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder"})
+    url = media_server.add("page.html", b"<html></html>", "text/html")
+    jobs = [
+        Job(platform="test", image=ImageSource(base64="!!!")),
+        Job(platform="test", image=ImageSource(base64=b64(b"not an image"))),
+        Job(platform="test", image=ImageSource(url=url)),
+        Job(platform="test", image=ImageSource(url=f"{media_server.base}/status/404")),
+        Job(platform="test", image=ImageSource(url="file:///etc/passwd")),
+        Job(platform="test", image=ImageSource(base64=png_b64(np.zeros((20, 20, 3), np.uint8)))),
+    ]
+    model, results = run(manifest, *jobs)
+    assert [type(r) for r in results] == [BadRequest, InvalidInput, InvalidInput, InvalidInput, BadRequest, Result]
+    assert "image.base64" in results[0].message
+    assert "image.url" in results[2].message and "HTTP 404" in results[3].message
+    assert len(model.seen) == 1
+
+
+def test_image_over_the_pixel_limit_is_too_large(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder"},
+                             limits={"max_image_pixels": H * W - 1})
+    model, (result,) = run(manifest, image_job())
+    assert isinstance(result, TooLarge) and result.status == 413
+    assert model.seen == []
+
+
+# --- video frames and batching ------------------------------------------------------------------------------------
+
+
+def frame(value: int) -> np.ndarray:
+    return np.full((16, 24, 3), value, np.uint8)
+
+
+def test_video_frames_are_batched_and_indexed(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Batcher"}, limits={"batch_size": 5})
+    frames = tuple(ImageSource(base64=png_b64(frame(10 * i))) for i in range(12))
+    model, (result,) = run(manifest, Job(platform="test", video=VideoSource(frames=frames)))
+    assert model.batches == [5, 5, 2] and model.single == 0
+    assert [p.frame for p in result.predictions] == list(range(12))
+    assert [p.text for p in result.predictions] == [str(10 * i) for i in range(12)]
+    assert result.size == (16, 24)
+
+
+def test_too_many_frame_urls_is_invalid_input(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Batcher"}, limits={"max_video_frames": 3})
+    frames = tuple(ImageSource(base64=png_b64(frame(i))) for i in range(4))
+    model, (result,) = run(manifest, Job(platform="test", video=VideoSource(frames=frames)))
+    assert isinstance(result, InvalidInput) and "limits.max_video_frames" in result.message
+    assert model.batches == []
+
+
+def test_video_url_with_frame_stride(make_manifest, media_server):
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(10):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8),
+                                                                   format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    url = media_server.add("clip.mp4", buffer.getvalue(), "video/mp4")
+    manifest = make_manifest(model={"factory": "tests.service_models:Batcher"}, video_frame_stride=3)
+    model, (result,) = run(manifest, Job(platform="test", video=VideoSource(url=url)))
+    assert [p.frame for p in result.predictions] == [0, 3, 6, 9]
+    for p in result.predictions:  # frame n is grey level 20 n (lossy codec: roughly)
+        assert abs(int(p.text) - 20 * p.frame) < 8
+
+
+# --- health, readiness and the body limit over HTTP ---------------------------------------------------------------
+
+
+def test_healthz_and_readyz(serve_app, make_manifest):
+    base = serve_app(create_app(make_manifest(model={"factory": "tests.service_models:Finder"})))
+    assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{base}/readyz")
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+
+
+@contextlib.contextmanager
+def serve_without_loading(app) -> Iterator[str]:
+    """uvicorn with the lifespan off: the app answers, the model is never loaded."""
+    port = free_port()
+    server = _ThreadedUvicorn(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                             lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_not_ready_until_the_model_is_loaded(make_manifest):
+    app = create_app(make_manifest(model={"factory": "tests.service_models:Finder"}))
+    with serve_without_loading(app) as base:
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        ready = httpx.get(f"{base}/readyz")
+        assert ready.status_code == 503 and ready.json() == {"status": "loading"}
+        answer = infer(base)
+        assert answer.status_code == 503 and "still loading" in answer.json()["error"]
+
+
+def test_request_body_over_the_limit_is_413(serve_app, make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder"},
+                             limits={"max_request_bytes": 4000})
+    base = serve_app(create_app(manifest))
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    declared = infer(base, noise)  # Content-Length says it all
+    assert declared.status_code == 413
+    assert declared.json()["status"] == "failed" and "limits.max_request_bytes" in declared.json()["error"]
+
+    def chunks():  # no Content-Length: the limit is found while reading
+        yield b'{"image": {"base64": "'
+        for _ in range(10):
+            yield b"A" * 1000
+        yield b'"}}'
+
+    streamed = httpx.post(f"{base}/v7/infer", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413 and "limits.max_request_bytes" in streamed.json()["error"]
+    small = infer(base, scene())  # a small PNG fits, and the server still serves
+    assert small.status_code == 200, small.text
+    assert len(small.content) > 0 and math.isfinite(small.json()["results"][0]["confidence"])
+
+
+def test_every_error_is_a_bridge_error_with_a_status():
+    for cls, status in ((BadRequest, 400), (TooLarge, 413), (InvalidInput, 422), (ModelFailed, 500),
+                        (DeadlineExceeded, 504)):
+        error = cls("message")
+        assert isinstance(error, BridgeError) and error.status == status and error.message == "message"
+
+
+def test_polygon_and_line_types_survive_the_service(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder"})
+    _, (result,) = run(manifest, image_job())
+    kinds = {p.label: type(p.shape) for p in result.predictions}
+    assert kinds == {"mask": Mask, "polygon": Polygon, "box": Box, "point": Point, "line": Line}
