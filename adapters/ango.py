@@ -42,7 +42,7 @@ from contextlib import asynccontextmanager
 from types import ModuleType
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from imerit_ango.models.annotate import AnnotationPayload, Answer
 from imerit_ango.sdk import SDK
@@ -367,13 +367,13 @@ class AngoAdapter(Adapter):
             yield
             plugin = None
 
+        def auth(request: Request) -> None:
+            check_secret(section.secret, request.headers.get("Secret"))
+
         router = APIRouter(prefix=section.base_path.rstrip("/"), tags=["iMerit Ango"], lifespan=lifespan,
-                           route_class=bridge_route())
+                           route_class=bridge_route(authenticate=auth))
 
-        def auth(secret: str | None = Header(None, alias="Secret")) -> None:
-            check_secret(section.secret, secret)
-
-        @router.post("/plugin", dependencies=[Depends(auth), Depends(get_service)])
+        @router.post("/plugin", dependencies=[Depends(get_service)])
         async def run(message: dict[str, Any] = Body(...)) -> JSONResponse:
             """One model-plugin run, answered as the SDK's REST connector does: `{"response", "session"}`
             (`null` for a workflow run, whose answer the plugin posts to Ango itself)."""
@@ -384,7 +384,7 @@ class AngoAdapter(Adapter):
                                     status_code=error.status)
             return JSONResponse(answer)
 
-        @router.get("/heartbeat", dependencies=[Depends(auth)])
+        @router.get("/heartbeat")
         async def heartbeat() -> str:
             return "ok"
 

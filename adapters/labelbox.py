@@ -36,15 +36,13 @@ import argparse
 import asyncio
 import secrets
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.cli import add_manifest_argument, manifest_from
@@ -407,23 +405,11 @@ class LabelboxAdapter(Adapter):
     section = LabelboxSection
 
     def router(self, section: LabelboxSection) -> APIRouter:
-        class BearerRoute(APIRoute):
-            """Checks the secret before FastAPI parses the body: without it a caller learns nothing more."""
-
-            def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-                handler = super().get_route_handler()
-
-                async def route(request: Request) -> Response:
-                    authenticate(section.secret, request)
-                    return await handler(request)
-
-                return route
-
-        class LabelboxRoute(bridge_route(), BearerRoute):
-            """The core's size limit and error form around the secret check around FastAPI's handler."""
+        def auth(request: Request) -> None:
+            authenticate(section.secret, request)
 
         router = APIRouter(prefix=section.base_path.rstrip("/"), tags=["Labelbox Foundry"],
-                           route_class=LabelboxRoute)
+                           route_class=bridge_route(authenticate=auth))
 
         @router.post("/infer", response_model=LabelboxAnswer)
         async def infer(body: LabelboxRequest, service: Service = Depends(get_service)) -> JSONResponse:

@@ -334,18 +334,18 @@ class V7Adapter(Adapter):
     section = V7Section
 
     def router(self, section: V7Section) -> APIRouter:
-        router = APIRouter(prefix=section.base_path.rstrip("/"), tags=["V7 Darwin"],
-                           route_class=bridge_route(failed))
-
         def auth(request: Request) -> None:
             authenticate(section.auth, request)
 
-        @router.get("/classes", response_model=list[V7Class], dependencies=[Depends(auth)])
+        router = APIRouter(prefix=section.base_path.rstrip("/"), tags=["V7 Darwin"],
+                           route_class=bridge_route(failed, auth))
+
+        @router.get("/classes", response_model=list[V7Class])
         async def classes(service: Service = Depends(get_service)) -> JSONResponse:
             """The classes V7 links to its own: name and main annotation type."""
             return JSONResponse(v7_classes(service.spec, section))
 
-        @router.post("/infer", response_model=V7InferResponse, dependencies=[Depends(auth)])
+        @router.post("/infer", response_model=V7InferResponse)
         async def infer(body: V7InferRequest, service: Service = Depends(get_service)) -> JSONResponse:
             """Run the model on an image or a video; results in full-image coordinates."""
             result = await service.run(to_job(body))

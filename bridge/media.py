@@ -17,6 +17,7 @@ import io
 import ipaddress
 import socket
 import warnings
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -88,6 +89,20 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
+async def read_capped(chunks: AsyncIterator[bytes], declared: str | None, limit: int, what: str,
+                      setting: str) -> bytes:
+    """A whole body, refused (413) as soon as its declared length or the bytes read so far pass `limit`."""
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"{what} is {int(declared):,} bytes; the limit is {limit:,} ({setting})")
+    parts, size = [], 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"{what} is over {limit:,} bytes ({setting})")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 # --- URLs -----------------------------------------------------------------------------------------------------
 
 
@@ -118,7 +133,8 @@ class MediaLoader:
                             continue
                         if response.status_code >= 400:
                             raise InvalidInput(f"{what} answered HTTP {response.status_code}: {_short(url)}")
-                        return await self._read(response, what)
+                        return await read_capped(response.aiter_bytes(), response.headers.get("content-length"),
+                                                 self.limits.max_download_bytes, what, "limits.max_download_bytes")
                 raise InvalidInput(f"{what} redirected more than {self.limits.max_redirects} times")
         except (TimeoutError, httpx.TimeoutException):
             raise DeadlineExceeded(
@@ -127,19 +143,6 @@ class MediaLoader:
         except httpx.HTTPError as error:
             reason = str(error) or type(error).__name__
             raise InvalidInput(f"could not fetch {what} {_short(url)}: {reason}") from None
-
-    async def _read(self, response: httpx.Response, what: str) -> bytes:
-        limit = self.limits.max_download_bytes
-        declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise TooLarge(f"{what} is {int(declared):,} bytes; the limit is {limit:,} (limits.max_download_bytes)")
-        chunks, size = [], 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge(f"{what} is over {limit:,} bytes (limits.max_download_bytes)")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     async def _check_url(self, url: str, what: str) -> None:
         parts = urlsplit(url)

@@ -20,8 +20,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from bridge.errors import BridgeError, NotReady, TooLarge
+from bridge.errors import BridgeError, NotReady
 from bridge.manifest import PlatformSection
+from bridge.media import read_capped
 from bridge.model import ModelSpec
 from bridge.service import Service
 
@@ -90,11 +91,14 @@ def json_error(status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def bridge_route(render: ErrorRenderer = json_error) -> type[APIRoute]:
-    """A route class that limits the body size and answers every failure with `render(status, message)`.
+def bridge_route(render: ErrorRenderer = json_error,
+                 authenticate: Callable[[Request], None] | None = None) -> type[APIRoute]:
+    """A route class that checks credentials, limits the body size and answers every failure with `render`.
 
-    Malformed JSON answers 400, a body that does not fit the route's request model 422, a `BridgeError` its
-    own status, anything else 500 with the traceback in the log only. The server keeps serving either way.
+    `authenticate(request)` raises `Unauthorized` before anything of the body is read, so a caller without
+    credentials learns nothing about the request form. Malformed JSON answers 400, a body that does not fit
+    the route's request model 422, a `BridgeError` its own status, anything else 500 with the traceback in the
+    log only. The server keeps serving either way.
     """
 
     class BridgeRoute(APIRoute):
@@ -103,6 +107,8 @@ def bridge_route(render: ErrorRenderer = json_error) -> type[APIRoute]:
 
             async def route(request: Request) -> Response:
                 try:
+                    if authenticate is not None:
+                        authenticate(request)
                     request = LimitedRequest(request.scope, request.receive)
                     await request.body()  # enforce the size limit before FastAPI parses anything
                     return await handler(request)
@@ -128,19 +134,9 @@ class LimitedRequest(Request):
 
     async def body(self) -> bytes:
         if not hasattr(self, "_body"):
-            service = getattr(self.app.state, "service", None)
-            limit = service.limits.max_request_bytes if service else 1 << 20
-            declared = self.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > limit:
-                raise TooLarge(f"request body is {int(declared):,} bytes; the limit is {limit:,} "
-                               "(limits.max_request_bytes)")
-            chunks, size = [], 0
-            async for chunk in self.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise TooLarge(f"request body is over {limit:,} bytes (limits.max_request_bytes)")
-                chunks.append(chunk)
-            self._body = b"".join(chunks)
+            limit = self.app.state.manifest.limits.max_request_bytes
+            self._body = await read_capped(self.stream(), self.headers.get("content-length"), limit,
+                                           "request body", "limits.max_request_bytes")
         return self._body
 
 
