@@ -68,19 +68,43 @@ def _polygons(geometry: shapely.Geometry):
 def mask_to_polygon(mask: np.ndarray, tolerance: float = 0.0) -> Polygon:
     """Every connected part of a mask as a polygon part along the pixels' outer edges, holes kept.
 
-    Each row's runs of pixels become boxes that shapely unites: exact by construction, with holes, islands in
-    holes and parts that touch only at a corner all coming out right. `tolerance` (pixels) then simplifies the
-    outline, keeping its topology. An empty mask gives a polygon with no parts.
+    Exact by construction: the pixel edges between in and out pixels, merged into straight segments, are
+    `polygonize`d by shapely into faces; the faces made of in-pixels are united (they tile the plane, so the
+    cheap coverage union applies). Holes, islands in holes and parts touching at a corner all come out right.
+    `tolerance` (pixels) then simplifies the outline, keeping its topology. An empty mask gives no parts.
     """
-    edges = np.diff(np.pad(np.asarray(mask, dtype=np.int8), ((0, 0), (1, 1))), axis=1)
-    rows, starts = np.nonzero(edges == 1)
-    _, ends = np.nonzero(edges == -1)
-    geometry = shapely.union_all(shapely.box(starts, rows, ends, rows + 1))
+    inside = np.pad(np.asarray(mask, dtype=bool), 1)
+    across = inside[1:, 1:-1] != inside[:-1, 1:-1]  # (h+1, w): a horizontal edge from (x, y) to (x+1, y)
+    down = inside[1:-1, 1:] != inside[1:-1, :-1]  # (h, w+1): a vertical edge from (x, y) to (x, y+1)
+    if not across.any():
+        return Polygon(())
+    # Segments may meet only at their ends: a straight run breaks where an edge of the other direction touches.
+    y, x0, x1 = _runs(across, np.pad(down, ((1, 1), (0, 0))))
+    x, y0, y1 = _runs(down.T, np.pad(across.T, ((1, 1), (0, 0))))
+    starts = np.concatenate([np.stack([x0, y], 1), np.stack([x, y0], 1)]).astype(np.float64)
+    ends = np.concatenate([np.stack([x1, y], 1), np.stack([x, y1], 1)]).astype(np.float64)
+    faces = shapely.get_parts(shapely.polygonize(shapely.linestrings(np.stack([starts, ends], axis=1))))
+    probe = np.floor(shapely.get_coordinates(shapely.point_on_surface(faces))).astype(np.intp)
+    geometry = shapely.coverage_union_all(faces[inside[probe[:, 1] + 1, probe[:, 0] + 1]])
     if tolerance > 0:
         geometry = shapely.make_valid(geometry.simplify(tolerance, preserve_topology=True))
-    else:  # drop the vertices the union leaves at every row along straight edges; the area stays exact
-        geometry = geometry.simplify(0, preserve_topology=True)
     return from_shapely(geometry)
+
+
+def _runs(edges: np.ndarray, crossing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, start, end) of each straight run of unit edges along the rows of `edges`.
+
+    `edges[r, i]` is the edge from point i to point i+1 of row r. `crossing` holds the edges of the other
+    direction (`crossing[r, i]`: from point i of row r to point i of row r+1), padded by one row on each side:
+    point i of row r is touched by one when `crossing[r, i]` (the edge ending there) or `crossing[r + 1, i]`
+    (the edge starting there) is set, and a run breaks at such points.
+    """
+    rows, cols = np.nonzero(edges)  # row-major: runs are consecutive
+    touched = crossing[rows, cols] | crossing[rows + 1, cols]
+    continues = (rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1] + 1) & ~touched[1:]
+    first = np.flatnonzero(np.concatenate([[True], ~continues]))
+    last = np.concatenate([first[1:] - 1, [len(rows) - 1]])
+    return rows[first], cols[first], cols[last] + 1
 
 
 def polygon_to_mask(polygon: Polygon, height: int, width: int) -> np.ndarray:
