@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from pydantic import create_model
+from pydantic import ConfigDict, create_model
 
 from bridge.manifest import Manifest, ManifestError, load_manifest
 from bridge.platforms import Adapter, discover
@@ -70,6 +70,7 @@ def manifest_schema(args: argparse.Namespace) -> int:
 def full_manifest_schema(adapters: dict[str, Adapter]) -> dict:
     platforms = create_model(
         "Platforms",
+        __config__=ConfigDict(extra="forbid"),
         **{name: (adapter.section | None, None) for name, adapter in sorted(adapters.items())},
     )
     full = create_model("Manifest", __base__=Manifest, platforms=(platforms, None))
