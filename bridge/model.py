@@ -9,14 +9,18 @@ A model is any object with a `spec` (its classes) and a `predict(item, context)`
             ...
 
 `item` is an (H, W, 3) uint8 RGB array for image models and a `str` for text models. A model may add
-`predict_batch(items, contexts)`, used for the frames of a video. Classes are matched by name at every
+`predict_batch(items, contexts)`, used for the frames of a video. Either may be `async def` (a model that
+awaits a remote service): it then runs on the event loop, at most `limits.concurrency` at once, and must not
+block; plain methods run on worker threads. Classes are matched by name at every
 platform's edge, never by a platform's ids.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -137,6 +141,20 @@ def predict_batch(model: Model, items: Sequence[Any], contexts: Sequence[Context
     if batch is not None:
         return [list(result) for result in batch(items, contexts)]
     return [list(model.predict(item, context)) for item, context in zip(items, contexts)]
+
+
+def is_async(model: Model) -> bool:
+    """Whether the model's prediction is a coroutine (a model that awaits a remote service, say)."""
+    return inspect.iscoroutinefunction(getattr(model, "predict_batch", None) or model.predict)
+
+
+async def predict_batch_async(model: Model, items: Sequence[Any],
+                              contexts: Sequence[Context]) -> list[list[Prediction]]:
+    """`predict_batch` for a model whose `predict` (or `predict_batch`) is `async def`."""
+    batch = getattr(model, "predict_batch", None)
+    if batch is not None:
+        return [list(result) for result in await batch(items, contexts)]
+    return [list(found) for found in await asyncio.gather(*map(model.predict, items, contexts))]
 
 
 # --- loading --------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 The one place for these concerns, so that every adapter only translates its dialect into a `Job` and a
 `Result` back. Predictions run on a thread pool of `limits.concurrency` workers: the event loop keeps
 serving while the model works, and a job past its deadline answers 504 at once (the model's thread cannot
-be interrupted; its result is thrown away, and queued jobs past their deadline never start).
+be interrupted; its result is thrown away, and queued jobs past their deadline never start). An `async`
+model runs on the loop instead, `limits.concurrency` at once, and is cancelled at its deadline.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from bridge import geometry
 from bridge.errors import BridgeError, DeadlineExceeded, InvalidInput, ModelFailed
 from bridge.manifest import Manifest
 from bridge.media import MediaLoader, decode_base64, decode_image
-from bridge.model import Context, Model, ModelSpec, check_prediction, predict_batch
+from bridge.model import (
+    Context,
+    Model,
+    ModelSpec,
+    check_prediction,
+    is_async,
+    predict_batch,
+    predict_batch_async,
+)
 from bridge.predictions import Box, Prediction
 
 log = logging.getLogger("bridge")
@@ -72,6 +81,8 @@ class Service:
         self.limits = manifest.limits
         self.media = MediaLoader(manifest.limits.media())
         self._workers = ThreadPoolExecutor(manifest.limits.concurrency, thread_name_prefix="model")
+        self._async = is_async(model)
+        self._slots = asyncio.Semaphore(manifest.limits.concurrency)
 
     @property
     def spec(self) -> ModelSpec:
@@ -170,9 +181,13 @@ class Service:
         return placed
 
     async def _predict(self, items: list[Any], contexts: list[Context]) -> list[list[Prediction]]:
-        loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._workers, predict_batch, self.model, items, contexts)
+            if self._async:
+                async with self._slots:
+                    results = await predict_batch_async(self.model, items, contexts)
+            else:
+                loop = asyncio.get_running_loop()
+                results = await loop.run_in_executor(self._workers, predict_batch, self.model, items, contexts)
         except BridgeError:
             raise
         except Exception as error:

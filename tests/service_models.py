@@ -174,3 +174,35 @@ class Echo:
     def predict(self, text: str, context: Context) -> list[Prediction]:
         return [Prediction("caption", Classification(text.split()[0] if text.split() else ""))]
 
+
+
+class Awaiting:
+    """An `async def predict`, like a model that awaits a remote service: params `hold` seconds to await.
+
+    Tracks the largest number of simultaneous predictions, and how many were cancelled.
+    """
+
+    spec = ModelSpec(classes=[ClassSpec(name="thing", kind="tag")])
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.most_running = 0
+        self.cancelled = 0
+        self.threads: set[str] = set()
+
+    async def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        import asyncio
+
+        self.threads.add(threading.current_thread().name)
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            await asyncio.sleep(float(context.params.get("hold", 0)))
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.running -= 1
+        if context.params.get("fail"):
+            raise RuntimeError("the remote service said no")
+        return [Prediction("thing", Tag(), 0.75)]

@@ -173,6 +173,26 @@ def test_concurrency_limit_is_respected(make_manifest, concurrency):
     assert model.most_running == concurrency
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_async_model_runs_on_the_loop_within_the_concurrency_limit(make_manifest, concurrency):
+    manifest = make_manifest(model={"factory": "tests.service_models:Awaiting"},
+                             limits={"concurrency": concurrency})
+    model, results = run(manifest, *(image_job(params={"hold": 0.1}) for _ in range(6)))
+    assert [[(p.label, p.confidence) for p in r.predictions] for r in results] == [[("thing", 0.75)]] * 6
+    assert model.most_running == concurrency
+    assert model.threads == {"MainThread"}  # awaited on the event loop, not on a worker thread
+
+
+def test_async_model_is_cancelled_at_the_deadline_and_its_errors_are_500s(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Awaiting"},
+                             limits={"deadline": 0.3, "concurrency": 3})
+    model, (late, failed, fine) = run(manifest, image_job(params={"hold": 5}), image_job(params={"fail": True}),
+                                      image_job())
+    assert isinstance(late, DeadlineExceeded) and model.cancelled == 1 and model.running == 0
+    assert isinstance(failed, ModelFailed) and "the remote service said no" in failed.message
+    assert isinstance(fine, Result) and fine.predictions[0].label == "thing"
+
+
 # --- the region of interest ---------------------------------------------------------------------------------------
 
 
