@@ -48,7 +48,10 @@ class Limits(Strict):
     fetch_timeout: float = Field(10.0, gt=0, description="Seconds to fetch one URL.")
     deadline: float = Field(25.0, gt=0, description="Seconds for a whole job: fetch, predict, convert.")
     concurrency: int = Field(1, gt=0, description="Predictions run at once (threads); more requests queue.")
-    batch_size: int = Field(8, gt=0, description="Video frames handed to `predict_batch` at once.")
+    batch_size: int = Field(8, gt=0, description="Items handed to `predict_batch` at once: video frames, "
+                                                 "and requests batched together (`batch_wait`).")
+    batch_wait: float = Field(0.0, ge=0, description="Seconds a request may wait for others to share a "
+                                                     "`predict_batch` call (0: no cross-request batching).")
     allow_private_urls: bool = Field(False, description="Allow media URLs on private/loopback networks.")
 
     def media(self) -> MediaLimits:
@@ -84,7 +87,8 @@ class Manifest(Strict):
     description: str = ""
     readme: str = ""
     model: ModelRef
-    input: Literal["image", "text"] | None = Field(None, description="'image' or 'text', when the model does not declare a spec.")
+    input: Literal["image", "text"] | None = Field(
+        None, description="'image' or 'text', when the model does not declare a spec.")
     classes: list[ClassSpec] | None = Field(None, description="Classes, when the model does not declare a spec.")
     params: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object"},

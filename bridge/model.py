@@ -139,8 +139,15 @@ def predict_batch(model: Model, items: Sequence[Any], contexts: Sequence[Context
     """The model's own batch prediction when it has one, else one `predict` per item."""
     batch = getattr(model, "predict_batch", None)
     if batch is not None:
-        return [list(result) for result in batch(items, contexts)]
+        return _one_per_item(batch(items, contexts), items)
     return [list(model.predict(item, context)) for item, context in zip(items, contexts)]
+
+
+def _one_per_item(results: Iterable[Iterable[Prediction]], items: Sequence[Any]) -> list[list[Prediction]]:
+    results = [list(result) for result in results]
+    if len(results) != len(items):
+        raise ValueError(f"predict_batch returned {len(results)} results for {len(items)} items")
+    return results
 
 
 def is_async(model: Model) -> bool:
@@ -153,7 +160,7 @@ async def predict_batch_async(model: Model, items: Sequence[Any],
     """`predict_batch` for a model whose `predict` (or `predict_batch`) is `async def`."""
     batch = getattr(model, "predict_batch", None)
     if batch is not None:
-        return [list(result) for result in await batch(items, contexts)]
+        return _one_per_item(await batch(items, contexts), items)
     return [list(found) for found in await asyncio.gather(*map(model.predict, items, contexts))]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from bridge import geometry
+from bridge.batching import Batcher
 from bridge.errors import BridgeError, DeadlineExceeded, InvalidInput, ModelFailed
 from bridge.manifest import Manifest
 from bridge.media import MediaLoader, decode_base64, decode_image
@@ -83,6 +84,9 @@ class Service:
         self._workers = ThreadPoolExecutor(manifest.limits.concurrency, thread_name_prefix="model")
         self._async = is_async(model)
         self._slots = asyncio.Semaphore(manifest.limits.concurrency)
+        self._batcher = None
+        if self.limits.batch_wait > 0 and hasattr(model, "predict_batch"):
+            self._batcher = Batcher(self._call_model, self.limits.batch_size, self.limits.batch_wait)
 
     @property
     def spec(self) -> ModelSpec:
@@ -180,14 +184,19 @@ class Service:
                 placed.append(replace(p, shape=shape))
         return placed
 
+    async def _call_model(self, items: list[Any], contexts: list[Context]) -> list[list[Prediction]]:
+        if self._async:
+            async with self._slots:
+                return await predict_batch_async(self.model, items, contexts)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._workers, predict_batch, self.model, items, contexts)
+
     async def _predict(self, items: list[Any], contexts: list[Context]) -> list[list[Prediction]]:
         try:
-            if self._async:
-                async with self._slots:
-                    results = await predict_batch_async(self.model, items, contexts)
+            if self._batcher is not None and len(items) == 1:
+                results = [await self._batcher.predict(items[0], contexts[0])]
             else:
-                loop = asyncio.get_running_loop()
-                results = await loop.run_in_executor(self._workers, predict_batch, self.model, items, contexts)
+                results = await self._call_model(items, contexts)
         except BridgeError:
             raise
         except Exception as error:

@@ -163,6 +163,8 @@ class Batcher:
 
     def predict_batch(self, images: list[np.ndarray], contexts: list[Context]) -> list[list[Prediction]]:
         self.batches.append(len(images))
+        if any(context.params.get("fail") for context in contexts):
+            raise RuntimeError("one bad item fails its batch")
         return [[Prediction("frame", Box(0, 0, 1, 1), text=f"{image.mean():.0f}")] for image in images]
 
 

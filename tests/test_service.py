@@ -23,10 +23,12 @@ import pytest
 import uvicorn
 
 from bridge.app import create_app
+from bridge.batching import Batcher
 from bridge.errors import BadRequest, BridgeError, DeadlineExceeded, InvalidInput, ModelFailed, TooLarge
 from bridge.geometry import polygon_to_mask
 from bridge.manifest import Manifest
-from bridge.predictions import Box, Classification, Line, Mask, Point, Polygon
+from bridge.model import Context
+from bridge.predictions import Box, Classification, Line, Mask, Point, Polygon, Prediction
 from bridge.service import ImageSource, Job, Result, Service, VideoSource
 from tests.conftest import _ThreadedUvicorn, b64, encode_image, free_port
 
@@ -191,6 +193,51 @@ def test_async_model_is_cancelled_at_the_deadline_and_its_errors_are_500s(make_m
     assert isinstance(late, DeadlineExceeded) and model.cancelled == 1 and model.running == 0
     assert isinstance(failed, ModelFailed) and "the remote service said no" in failed.message
     assert isinstance(fine, Result) and fine.predictions[0].label == "thing"
+
+
+def grey(level: int) -> np.ndarray:
+    return np.full((8, 8, 3), level, np.uint8)
+
+
+def test_requests_arriving_together_share_one_predict_batch_call(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Batcher"},
+                             limits={"batch_wait": 0.5, "batch_size": 4})
+    levels = [10, 20, 30, 40, 50]
+    model, results = run(manifest, *(image_job(grey(level)) for level in levels))
+    assert model.batches == [4, 1]  # four leave as soon as they fill a batch, the fifth after batch_wait
+    assert [r.predictions[0].text for r in results] == [str(level) for level in levels]  # no mix-up
+
+
+def test_without_batch_wait_each_request_is_its_own_call(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Batcher"}, limits={"batch_size": 4})
+    model, results = run(manifest, *(image_job(grey(level)) for level in (1, 2, 3)))
+    assert model.batches == [1, 1, 1] and all(isinstance(r, Result) for r in results)
+
+
+def test_a_batch_error_fails_each_of_its_requests(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Batcher"},
+                             limits={"batch_wait": 0.2, "batch_size": 4})
+    model, results = run(manifest, image_job(grey(1)), image_job(grey(2), params={"fail": True}))
+    assert model.batches == [2]
+    assert all(isinstance(r, ModelFailed) and "one bad item fails its batch" in r.message for r in results)
+
+
+
+def test_a_request_that_gives_up_leaves_its_batch():
+    async def go() -> list[list[str]]:
+        seen: list[list[str]] = []
+
+        async def predict(items: list[str], contexts: list[Context]) -> list[list[Prediction]]:
+            seen.append(items)
+            return [[] for _ in items]
+
+        batcher = Batcher(predict, size=4, wait=0.3)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(batcher.predict("late", Context()), 0.05)
+        assert await batcher.predict("on time", Context()) == []  # joined the batch the late one opened
+        return seen
+
+    assert asyncio.run(go()) == [["on time"]]
 
 
 # --- the region of interest ---------------------------------------------------------------------------------------
