@@ -16,6 +16,7 @@ from pydantic import ConfigDict, create_model
 from bridge.manifest import Manifest, ManifestError, load_manifest
 from bridge.platforms import Adapter, discover
 
+LOG_LEVELS = ["debug", "info", "warning", "error"]
 PROJECT_MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "default.yaml"
 
 
@@ -79,7 +80,7 @@ def full_manifest_schema(adapters: dict[str, Adapter]) -> dict:
 
 def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description="Serve one model to annotation platforms.")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve_parser = commands.add_parser("serve", help="serve the model over HTTP to every enabled platform")
@@ -98,6 +99,8 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
 
     for adapter in adapters.values():
         adapter.add_commands(commands)
+    for command in commands.choices.values():  # `bridge serve --log-level debug` works as well
+        command.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS)
     return parser
 
 
