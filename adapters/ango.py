@@ -42,11 +42,11 @@ from contextlib import asynccontextmanager
 from types import ModuleType
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from imerit_ango.models.annotate import AnnotationPayload, Answer
 from imerit_ango.sdk import SDK
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from bridge.cli import add_manifest_argument, manifest_from
@@ -131,6 +131,34 @@ class AngoApiFailed(BridgeError):
     """Ango's REST API refused or failed a call the run needs."""
 
     status = 502
+
+
+# --- the REST connector's contract (what /docs shows) ----------------------------------------------------------
+
+
+class AngoRunMessage(BaseModel):
+    """A run message of Ango's hub, as the SDK's REST connector receives it (other keys are passed on too)."""
+
+    model_config = ConfigDict(extra="allow")
+    projectId: str | None = None
+    apiKey: str | None = Field(None, description="The running user's API key: asset lookups, workflow answers.")
+    orgId: str | None = None
+    runBy: str | None = None
+    session: str | None = None
+    taskId: str | None = None
+    workflow: bool | None = Field(None, description="Truthy for a workflow Plugin stage: the answer is posted "
+                                                    "to the task, and this request answers null.")
+    overwrite: bool | None = None
+    assetId: str | None = Field(None, description="The asset's external id.")
+    dataURL: str | None = Field(None, description="The asset's URL, when the hub sends it.")
+    configJSON: str | None = Field(None, description="The model's parameters, as a JSON string.")
+    categorySchema: list[dict[str, str]] | None = Field(
+        None, description="[{schemaId, modelClass}]: which of the user's label categories each class answers.")
+
+
+class AngoRunAnswer(BaseModel):
+    response: dict[str, Any] = Field(description="Ango's answer: {objects, classifications, relations}.")
+    session: str
 
 
 # --- conversions (pure) ---------------------------------------------------------------------------------------
@@ -373,10 +401,11 @@ class AngoAdapter(Adapter):
         router = APIRouter(prefix=section.base_path.rstrip("/"), tags=["iMerit Ango"], lifespan=lifespan,
                            route_class=bridge_route(authenticate=auth))
 
-        @router.post("/plugin", dependencies=[Depends(get_service)])
-        async def run(message: dict[str, Any] = Body(...)) -> JSONResponse:
+        @router.post("/plugin", dependencies=[Depends(get_service)], response_model=AngoRunAnswer | None)
+        async def run(body: AngoRunMessage) -> JSONResponse:
             """One model-plugin run, answered as the SDK's REST connector does: `{"response", "session"}`
             (`null` for a workflow run, whose answer the plugin posts to Ango itself)."""
+            message = body.model_dump(exclude_unset=True)  # the run message as sent, for the SDK
             try:
                 answer = await run_in_threadpool(plugin.on_plugin, message)
             except BridgeError as error:
