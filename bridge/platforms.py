@@ -15,10 +15,11 @@ from collections.abc import Callable, Coroutine
 from importlib.metadata import entry_points
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException  # FastAPI raises Starlette's own for unreadable bodies
 
 from bridge.errors import BridgeError, NotReady
 from bridge.manifest import PlatformSection

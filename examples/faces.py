@@ -1,10 +1,14 @@
 """Face detector: OpenCV's Haar cascades (shipped by opencv-python-headless 4.x), faces as boxes, eyes as points.
 
 The confidence is a heuristic, since Haar cascades give no probability: the number of overlapping raw
-detections that were merged into a face, n, as n / (n + min_neighbors).
+detections that were merged into a face, n, as n / (n + min_neighbors). A `CascadeClassifier` must not be
+shared between threads (concurrent `detectMultiScale` calls fail OpenCV assertions), so each of the bridge's
+worker threads (`limits.concurrency`) loads its own on first use.
 """
 
 from __future__ import annotations
+
+import threading
 
 import cv2
 import numpy as np
@@ -24,13 +28,21 @@ class FaceDetector:
         self.min_neighbors = min_neighbors
         self.min_size = min_size
         self.with_eyes = eyes
-        self.faces = _cascade("haarcascade_frontalface_default.xml")
-        self.eyes = _cascade("haarcascade_eye.xml")
+        self._local = threading.local()
+        self._cascades()  # fail at start-up, not at the first request, if OpenCV lacks the cascades
+
+    def _cascades(self) -> tuple[cv2.CascadeClassifier, cv2.CascadeClassifier]:
+        """This thread's face and eye cascades."""
+        if not hasattr(self._local, "faces"):
+            self._local.faces = _cascade("haarcascade_frontalface_default.xml")
+            self._local.eyes = _cascade("haarcascade_eye.xml")
+        return self._local.faces, self._local.eyes
 
     def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        faces, eyes = self._cascades()
         gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
         min_neighbors = int(context.params.get("min_neighbors", self.min_neighbors))
-        boxes, counts = self.faces.detectMultiScale2(
+        boxes, counts = faces.detectMultiScale2(
             gray, scaleFactor=self.scale_factor, minNeighbors=min_neighbors, minSize=(self.min_size,) * 2
         )
         threshold = float(context.params.get("min_confidence", 0.0))
@@ -41,14 +53,17 @@ class FaceDetector:
                 continue
             found.append(Prediction("face", Box(float(x), float(y), float(w), float(h)), confidence))
             if self.with_eyes:
-                found += self._eyes(gray[y:y + h // 2 + h // 8, x:x + w], x, y, confidence)
+                found += _eyes(eyes, gray[y:y + h // 2 + h // 8, x:x + w], x, y, confidence)
         return found
 
-    def _eyes(self, upper_face: np.ndarray, x: int, y: int, confidence: float) -> list[Prediction]:
-        size = max(upper_face.shape[1] // 8, 8)
-        eyes = self.eyes.detectMultiScale(upper_face, scaleFactor=1.1, minNeighbors=5, minSize=(size, size))
-        best = sorted(eyes, key=lambda e: e[2] * e[3], reverse=True)[:2]
-        return [Prediction("eye", Point(x + ex + ew / 2, y + ey + eh / 2), confidence) for ex, ey, ew, eh in best]
+
+def _eyes(cascade: cv2.CascadeClassifier, upper_face: np.ndarray, x: int, y: int,
+          confidence: float) -> list[Prediction]:
+    """The two largest eyes found in the upper part of a face, as points in the image's coordinates."""
+    size = max(upper_face.shape[1] // 8, 8)
+    eyes = cascade.detectMultiScale(upper_face, scaleFactor=1.1, minNeighbors=5, minSize=(size, size))
+    best = sorted(eyes, key=lambda e: e[2] * e[3], reverse=True)[:2]
+    return [Prediction("eye", Point(x + ex + ew / 2, y + ey + eh / 2), confidence) for ex, ey, ew, eh in best]
 
 
 def _cascade(name: str) -> cv2.CascadeClassifier:
