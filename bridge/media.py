@@ -17,7 +17,7 @@ import io
 import ipaddress
 import socket
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -167,15 +167,12 @@ class MediaLoader:
         data = await self.fetch(url, what)
         return await asyncio.to_thread(decode_image, data, self.limits, what)
 
-    async def video_frames(self, url: str, stride: int = 1) -> list[tuple[int, np.ndarray]]:
-        """Every `stride`-th frame of the video at `url`, with its index, decoded with PyAV."""
-        data = await self.fetch(url, "video.url")
-        return await asyncio.to_thread(decode_video, data, self.limits, stride)
 
 
-def decode_video(data: bytes, limits: MediaLimits, stride: int = 1) -> list[tuple[int, np.ndarray]]:
-    """(frame index, RGB array) pairs for every `stride`-th frame, within the frame and pixel limits."""
-    frames: list[tuple[int, np.ndarray]] = []
+def decode_video(data: bytes, limits: MediaLimits, stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, RGB array) for every `stride`-th frame, decoded lazily with PyAV, so that a long video
+    never sits in memory whole; within the frame and pixel limits (checked up front when the container
+    says how many frames it holds)."""
     try:
         with av.open(io.BytesIO(data)) as container:
             if not container.streams.video:
@@ -183,16 +180,20 @@ def decode_video(data: bytes, limits: MediaLimits, stride: int = 1) -> list[tupl
             stream = container.streams.video[0]
             if stream.width * stream.height > limits.max_image_pixels:
                 raise TooLarge(f"video frames are {stream.width}x{stream.height}, over limits.max_image_pixels")
+            too_many = TooLarge(f"video has more than {limits.max_video_frames} frames to infer on "
+                                "(limits.max_video_frames; raise it or the frame stride)")
+            if stream.frames and -(-stream.frames // stride) > limits.max_video_frames:
+                raise too_many
+            kept = 0
             for index, frame in enumerate(container.decode(stream)):
                 if index % stride:
                     continue
-                if len(frames) == limits.max_video_frames:
-                    raise TooLarge(f"video has more than {limits.max_video_frames} frames to infer on "
-                                   "(limits.max_video_frames; raise it or the frame stride)")
-                frames.append((index, frame.to_ndarray(format="rgb24")))
+                if kept == limits.max_video_frames:
+                    raise too_many
+                kept += 1
+                yield index, frame.to_ndarray(format="rgb24")
     except av.FFmpegError as error:
         raise InvalidInput(f"video.url could not be decoded: {error}") from None
-    return frames
 
 
 def _short(url: str, length: int = 120) -> str:

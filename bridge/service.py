@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,7 @@ from bridge import geometry
 from bridge.batching import Batcher
 from bridge.errors import BridgeError, DeadlineExceeded, InvalidInput, ModelFailed
 from bridge.manifest import Manifest
-from bridge.media import MediaLoader, decode_base64, decode_image
+from bridge.media import MediaLoader, decode_base64, decode_image, decode_video
 from bridge.model import (
     Context,
     Model,
@@ -126,24 +128,36 @@ class Service:
         return Result(predictions, size=image.shape[:2])
 
     async def _run_video(self, video: VideoSource, params: dict[str, Any], job: Job) -> Result:
-        if video.url:
-            indexed = await self.media.video_frames(video.url, self.manifest.video_frame_stride)
-        else:
-            if len(video.frames) > self.limits.max_video_frames:
-                raise InvalidInput(f"{len(video.frames)} frames sent; the limit is "
-                                   f"{self.limits.max_video_frames} (limits.max_video_frames)")
-            images = await asyncio.gather(*(self.load_image(f, f"video.frame_urls[{i}]")
-                                            for i, f in enumerate(video.frames)))
-            indexed = list(enumerate(images))
+        """Frames go to the model `limits.batch_size` at a time, so a long video never sits in memory whole."""
+        chunks = self._video_chunks_from_url(video.url) if video.url else self._video_chunks_from_frames(video)
         predictions: list[Prediction] = []
-        size = indexed[0][1].shape[:2] if indexed else None
-        step = self.limits.batch_size
-        for start in range(0, len(indexed), step):
-            chunk = indexed[start:start + step]
+        size = None
+        async for chunk in chunks:
+            size = size or chunk[0][1].shape[:2]
             results = await self._predict_images([image for _, image in chunk], params, job)
             for (index, _), found in zip(chunk, results):
                 predictions += [replace(p, frame=index) for p in found]
         return Result(predictions, size=size)
+
+    async def _video_chunks_from_url(self, url: str) -> AsyncIterator[list[tuple[int, np.ndarray]]]:
+        data = await self.media.fetch(url, "video.url")
+        frames = decode_video(data, self.media.limits, self.manifest.video_frame_stride)
+        try:
+            while chunk := await asyncio.to_thread(list, islice(frames, self.limits.batch_size)):
+                yield chunk
+        finally:
+            frames.close()
+
+    async def _video_chunks_from_frames(self, video: VideoSource) -> AsyncIterator[list[tuple[int, np.ndarray]]]:
+        if len(video.frames) > self.limits.max_video_frames:
+            raise InvalidInput(f"{len(video.frames)} frames sent; the limit is "
+                               f"{self.limits.max_video_frames} (limits.max_video_frames)")
+        step = self.limits.batch_size
+        for start in range(0, len(video.frames), step):
+            part = video.frames[start:start + step]
+            images = await asyncio.gather(*(self.load_image(frame, f"video.frame_urls[{start + i}]")
+                                            for i, frame in enumerate(part)))
+            yield list(zip(range(start, start + len(part)), images))
 
     async def load_image(self, source: ImageSource, what: str = "image") -> np.ndarray:
         if source.url:

@@ -428,8 +428,10 @@ def test_video_url_with_frame_stride(make_manifest, media_server):
         for packet in stream.encode():
             container.mux(packet)
     url = media_server.add("clip.mp4", buffer.getvalue(), "video/mp4")
-    manifest = make_manifest(model={"factory": "tests.service_models:Batcher"}, video_frame_stride=3)
+    manifest = make_manifest(model={"factory": "tests.service_models:Batcher"}, video_frame_stride=3,
+                             limits={"batch_size": 3})
     model, (result,) = run(manifest, Job(platform="test", video=VideoSource(url=url)))
+    assert model.batches == [3, 1]  # decoded and predicted a batch at a time
     assert [p.frame for p in result.predictions] == [0, 3, 6, 9]
     for p in result.predictions:  # frame n is grey level 20 n (lossy codec: roughly)
         assert abs(int(p.text) - 20 * p.frame) < 8

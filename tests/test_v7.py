@@ -161,7 +161,8 @@ def test_auth_accepts_the_right_credentials_only(serve_app, make_manifest, monke
                          httpx.get(f"{base}/v7/classes", headers=headers)):
             assert response.status_code == 401
             assert response.json()["status"] == "failed" and "wrong" in response.json()["error"]
-    malformed = httpx.post(f"{base}/v7/infer", content=b"{not json", headers={**bad, "content-type": "application/json"})
+    malformed = httpx.post(f"{base}/v7/infer", content=b"{not json",
+                           headers={**bad, "content-type": "application/json"})
     assert malformed.status_code == 401  # credentials first: a stranger learns nothing of the request form
     assert httpx.get(f"{base}/v7/classes", headers=good).json() == [{"name": "Blurry Image", "type": "tag"}]
     assert httpx.post(f"{base}/v7/infer", json=body, headers=good).json() == {"status": "succeeded", "results": []}
