@@ -39,20 +39,25 @@ class ModelRef(Strict):
 
 
 class Limits(Strict):
-    """What one request may cost. The deadline stays under V7's 30 s by default."""
+    """What one request may cost. The deadline stays under V7's 30 s by default; the media limits' defaults
+    are `MediaLimits`' own, so the two cannot drift apart."""
 
     max_request_bytes: int = Field(30 * 2**20, gt=0, description="Largest request body accepted.")
-    max_download_bytes: int = Field(50 * 2**20, gt=0, description="Largest image or video fetched from a URL.")
-    max_image_pixels: int = Field(50_000_000, gt=0, description="Largest image (width x height) decoded.")
-    max_video_frames: int = Field(1000, gt=0, description="Most frames of one video inferred on.")
-    fetch_timeout: float = Field(10.0, gt=0, description="Seconds to fetch one URL.")
+    max_download_bytes: int = Field(
+        MediaLimits.max_download_bytes, gt=0, description="Largest image or video fetched from a URL.")
+    max_image_pixels: int = Field(
+        MediaLimits.max_image_pixels, gt=0, description="Largest image (width x height) decoded.")
+    max_video_frames: int = Field(
+        MediaLimits.max_video_frames, gt=0, description="Most frames of one video inferred on.")
+    fetch_timeout: float = Field(MediaLimits.fetch_timeout, gt=0, description="Seconds to fetch one URL.")
     deadline: float = Field(25.0, gt=0, description="Seconds for a whole job: fetch, predict, convert.")
     concurrency: int = Field(1, gt=0, description="Predictions run at once (threads); more requests queue.")
     batch_size: int = Field(8, gt=0, description="Items handed to `predict_batch` at once: video frames, "
                                                  "and requests batched together (`batch_wait`).")
     batch_wait: float = Field(0.0, ge=0, description="Seconds a request may wait for others to share a "
                                                      "`predict_batch` call (0: no cross-request batching).")
-    allow_private_urls: bool = Field(False, description="Allow media URLs on private/loopback networks.")
+    allow_private_urls: bool = Field(
+        MediaLimits.allow_private_urls, description="Allow media URLs on private/loopback networks.")
 
     def media(self) -> MediaLimits:
         return MediaLimits(

@@ -120,15 +120,16 @@ class Service:
         if job.text is not None and job.image is None and job.video is None:
             raise InvalidInput("this model reads images, and the request carries only text")
         if job.video is not None:
-            return await self._run_video(job.video, params, job)
+            return await self._run_video(job, params)
         if job.image is None:
             raise InvalidInput("the request carries no image")
         image = await self.load_image(job.image)
         (predictions,) = await self._predict_images([image], params, job)
         return Result(predictions, size=image.shape[:2])
 
-    async def _run_video(self, video: VideoSource, params: dict[str, Any], job: Job) -> Result:
+    async def _run_video(self, job: Job, params: dict[str, Any]) -> Result:
         """Frames go to the model `limits.batch_size` at a time, so a long video never sits in memory whole."""
+        video = job.video
         chunks = self._video_chunks_from_url(video.url) if video.url else self._video_chunks_from_frames(video)
         predictions: list[Prediction] = []
         size = None
