@@ -437,7 +437,7 @@ def run_hub(args: argparse.Namespace) -> int:
         if not getattr(section, key):
             raise ManifestError(f"{manifest.where()}: platforms.{PLATFORM}.{key} is empty: set it from the "
                                 f"environment, e.g. `{key}: ${{{env}}}`, and export {env}")
-    from adapters import ango_hub  # imports the SDK with CONNECTOR=WS
+    from adapters.ango import hub as ango_hub  # imports the SDK with CONNECTOR=WS
 
     return ango_hub.serve(manifest, section)
 
