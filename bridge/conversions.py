@@ -1,0 +1,96 @@
+"""What each platform receives of each class kind: declared once per adapter (and per export format).
+
+An adapter's table maps every class kind (and the aspects of a prediction that are not its shape:
+attributes, text, confidence, video frames) to the form it leaves in, and whether that is exact, lossy (and
+why) or dropped (and why). `bridge check`, the warn-once log lines, `bridge formats` and each platform's
+class listing are derived from the table, so the matrix cannot drift from what the code does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from bridge.model import ClassKind, ModelSpec
+
+Fidelity = Literal["exact", "lossy", "dropped"]
+
+ASPECTS = ("attributes", "text", "confidence", "frame")
+"""What a prediction carries besides its shape; each table says what becomes of them too."""
+
+KINDS: tuple[str, ...] = get_args(ClassKind)
+ROWS: tuple[str, ...] = (*KINDS, *ASPECTS)
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The form one class kind (or aspect) leaves in on one platform."""
+
+    form: str
+    """The platform's own name for it, e.g. `bounding_box`; empty when dropped."""
+    fidelity: Fidelity = "exact"
+    why: str = ""
+    """For lossy and dropped forms: what is lost, in words a user can act on."""
+    traced: bool = False
+    """A mask traced into outlines: exact along pixel edges, lossy when `geometry.simplify_tolerance` > 0."""
+
+    def at(self, tolerance: float) -> Conversion:
+        """This conversion under the manifest's simplify tolerance."""
+        if not self.traced or tolerance <= 0 or self.fidelity != "exact":
+            return self
+        return Conversion(self.form, "lossy", f"outlines simplified by up to {tolerance:g} px "
+                                              "(geometry.simplify_tolerance; 0 keeps exact pixel edges)")
+
+
+Table = Mapping[str, Conversion]
+
+
+def exact(form: str) -> Conversion:
+    return Conversion(form)
+
+
+def lossy(form: str, why: str) -> Conversion:
+    return Conversion(form, "lossy", why)
+
+
+def dropped(why: str) -> Conversion:
+    return Conversion("", "dropped", why)
+
+
+def missing_rows(table: Table) -> list[str]:
+    """Kinds and aspects a table does not declare: every table must declare them all."""
+    return [row for row in ROWS if row not in table]
+
+
+def warnings(table: Table, spec: ModelSpec, tolerance: float) -> list[str]:
+    """One line per class of `spec` that does not leave exactly, for `bridge check` and start-up logs."""
+    lines = []
+    for cls in spec.classes:
+        conversion = table[cls.kind].at(tolerance)
+        if conversion.fidelity == "dropped":
+            lines.append(f"class {cls.name!r} ({cls.kind}) is dropped: {conversion.why}")
+        elif conversion.fidelity == "lossy":
+            lines.append(f"class {cls.name!r} ({cls.kind}) leaves as {conversion.form}: {conversion.why}")
+    return lines
+
+
+def markdown(tables: Mapping[str, Table], rows: Iterable[str] = ROWS) -> str:
+    """The whole matrix as a markdown table: one row per kind or aspect, one column per platform."""
+    names = list(tables)
+    lines = ["| kind | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    for row in rows:
+        cells = [_cell(tables[name][row]) for name in names]
+        lines.append(f"| `{row}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(conversion: Conversion) -> str:
+    if conversion.fidelity == "dropped":
+        return f"dropped: {conversion.why}"
+    form = f"`{conversion.form}`"
+    if conversion.fidelity == "lossy":
+        return f"{form}, lossy: {conversion.why}"
+    if conversion.traced:
+        return f"{form} (traced along pixel edges; simplified when geometry.simplify_tolerance > 0)"
+    return form
