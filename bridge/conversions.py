@@ -16,8 +16,9 @@ from bridge.model import ClassKind, ModelSpec
 
 Fidelity = Literal["exact", "lossy", "dropped"]
 
-ASPECTS = ("attributes", "text", "confidence", "frame")
-"""What a prediction carries besides its shape; each table says what becomes of them too."""
+ASPECTS = ("prediction.attributes", "prediction.text", "prediction.confidence", "prediction.frame")
+"""What a prediction carries besides its shape (its `attributes`, `text`, `confidence`, video `frame`); each
+table says what becomes of them too. Named apart from the class kinds (`text` is also a kind: free text)."""
 
 KINDS: tuple[str, ...] = get_args(ClassKind)
 ROWS: tuple[str, ...] = (*KINDS, *ASPECTS)
