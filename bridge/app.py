@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from bridge.manifest import Manifest, ManifestError
 from bridge.platforms import Adapter, discover
+from bridge.responses import JSONResponse
 from bridge.service import Service
 
 log = logging.getLogger("bridge")
@@ -51,7 +51,7 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -
             app.state.service = None
 
     app = FastAPI(title=manifest.name, version=manifest.version, description=manifest.description,
-                  lifespan=lifespan)
+                  lifespan=lifespan, default_response_class=JSONResponse)
     app.state.service = None
     app.state.manifest = manifest
 
@@ -62,9 +62,14 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
-        """Readiness: the model is loaded."""
-        ready = request.app.state.service is not None
-        return JSONResponse({"status": "ready" if ready else "loading"}, status_code=200 if ready else 503)
+        """Readiness: the model is loaded, and not every model thread is stuck past the deadline."""
+        service = request.app.state.service
+        if service is None:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        if service.admission.degraded:
+            return JSONResponse({"status": "degraded", "stuck_calls": len(service.admission.stuck())},
+                                status_code=503)
+        return JSONResponse({"status": "ready"})
 
     for adapter, section in platforms.values():
         router = adapter.router(section)

@@ -11,6 +11,8 @@ class BridgeError(Exception):
     """Base of the errors a platform sees; `status` is the HTTP status code to answer with."""
 
     status: int = 500
+    headers: dict[str, str] = {}
+    """Headers the answer carries (Retry-After of a 503)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -47,6 +49,16 @@ class ModelFailed(BridgeError):
 
 class NotReady(BridgeError):
     status = 503
+
+
+class Overloaded(BridgeError):
+    """More requests than the model's threads and queue take (`limits.concurrency`, `limits.max_queue`)."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class DeadlineExceeded(BridgeError):

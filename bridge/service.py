@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from bridge import geometry
+from bridge.admission import Admission
 from bridge.batching import Batcher
 from bridge.errors import BridgeError, DeadlineExceeded, InvalidInput, ModelFailed
 from bridge.manifest import Manifest
@@ -86,6 +87,7 @@ class Service:
         self._workers = ThreadPoolExecutor(manifest.limits.concurrency, thread_name_prefix="model")
         self._async = is_async(model)
         self._slots = asyncio.Semaphore(manifest.limits.concurrency)
+        self.admission = Admission(manifest.limits.concurrency, manifest.limits.max_queue, manifest.limits.deadline)
         self._batcher = None
         if self.limits.batch_wait > 0 and hasattr(model, "predict_batch"):
             self._batcher = Batcher(self._call_model, self.limits.batch_size, self.limits.batch_wait)
@@ -102,8 +104,9 @@ class Service:
         """Run a job under the manifest's deadline; every failure is a `BridgeError` with a clear message."""
         params = self.manifest.resolve_params(job.params)
         try:
-            async with asyncio.timeout(self.limits.deadline):
-                return await self._run(job, params)
+            with self.admission.job():
+                async with asyncio.timeout(self.limits.deadline):
+                    return await self._run(job, params)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"the job took longer than {self.limits.deadline:g} s (limits.deadline)"
@@ -203,8 +206,7 @@ class Service:
         if self._async:
             async with self._slots:
                 return await predict_batch_async(self.model, items, contexts)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._workers, predict_batch, self.model, items, contexts)
+        return await self.admission.call(self._workers, predict_batch, self.model, items, contexts)
 
     async def _predict(self, items: list[Any], contexts: list[Context]) -> list[list[Prediction]]:
         try:
