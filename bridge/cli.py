@@ -36,12 +36,14 @@ def manifest_from(args: argparse.Namespace) -> Manifest:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    if args.workers:
+        from bridge.workers import serve as serve_workers
 
-    from bridge.app import create_app
+        return serve_workers(args.manifest or default_manifest(), args.host, args.port, args.workers,
+                             args.log_level)
+    from bridge.server import run
 
-    app = create_app(manifest_from(args))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    run(manifest_from(args), args.host, args.port, log_level=args.log_level)
     return 0
 
 
@@ -88,6 +90,10 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                               "0.0.0.0 to be reachable from other machines)")
     serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--workers", type=int, default=0, metavar="N",
+                              help="N supervised worker processes, each with the model loaded once; a worker "
+                              "that dies or is stuck past limits.hard_limit is replaced (default: one process, "
+                              "unsupervised)")
     serve_parser.set_defaults(func=serve)
 
     check_parser = commands.add_parser("check", help="load a manifest and its model; list lossy conversions")

@@ -58,6 +58,14 @@ class Limits(Strict):
                                                      "`predict_batch` call (0: no cross-request batching).")
     allow_private_urls: bool = Field(
         MediaLimits.allow_private_urls, description="Allow media URLs on private/loopback networks.")
+    max_queue: int = Field(16, ge=0, description="Requests that may wait for the model beyond `concurrency` "
+                                                 "(per process); further ones answer 503 with Retry-After.")
+    read_timeout: float = Field(10.0, gt=0, description="Seconds a request may go without sending a byte before "
+                                                        "its connection is cut.")
+    max_connections: int = Field(512, gt=0, description="Open connections per process; further ones are closed.")
+    hard_limit: float = Field(60.0, gt=0, description="Seconds after which a model call counts as stuck for good: "
+                                                      "`bridge serve --workers` replaces its worker process.")
+    shutdown_grace: float = Field(10.0, gt=0, description="Seconds in-flight requests get to finish at shutdown.")
 
     def media(self) -> MediaLimits:
         return MediaLimits(
@@ -106,6 +114,7 @@ class Manifest(Strict):
 
     _path: Path | None = PrivateAttr(None)
     _params_validator: jsonschema.protocols.Validator | None = PrivateAttr(None)
+    _default_params: dict[str, Any] | None = PrivateAttr(None)
 
     @field_validator("params")
     @classmethod
@@ -165,7 +174,11 @@ class Manifest(Strict):
     # --- inference parameters ---
 
     def resolve_params(self, given: dict[str, Any] | None) -> dict[str, Any]:
-        """Defaults from the params schema under the request's values, validated; 422 names the parameter."""
+        """Defaults from the params schema under the request's values, validated; 422 names the parameter.
+
+        A request without parameters gets the defaults, validated once (no schema walk per request)."""
+        if not given and self._default_params is not None:
+            return dict(self._default_params)
         properties = self.params.get("properties", {})
         params = {k: v["default"] for k, v in properties.items() if isinstance(v, dict) and "default" in v}
         params.update(given or {})
@@ -175,6 +188,8 @@ class Manifest(Strict):
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "params"
             raise InvalidInput(f"invalid parameter {where}: {error.message}")
+        if not given:
+            self._default_params = dict(params)
         return params
 
 

@@ -17,14 +17,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException  # FastAPI raises Starlette's own for unreadable bodies
+from starlette.requests import ClientDisconnect
 
 from bridge.errors import BridgeError, NotReady
 from bridge.manifest import PlatformSection
 from bridge.media import read_capped
 from bridge.model import ModelSpec
+from bridge.responses import JSONResponse
 from bridge.service import Service
 
 log = logging.getLogger("bridge")
@@ -63,8 +64,8 @@ def discover() -> dict[str, Adapter]:
     return adapters
 
 
-def get_service(request: Request) -> Service:
-    """FastAPI dependency: the service, once the model is loaded."""
+async def get_service(request: Request) -> Service:
+    """FastAPI dependency: the service, once the model is loaded (async: no hop to a thread)."""
     service = getattr(request.app.state, "service", None)
     if service is None:
         raise NotReady("the model is still loading")
@@ -115,7 +116,13 @@ def bridge_route(render: ErrorRenderer = json_error,
                     return await handler(request)
                 except BridgeError as error:
                     log.info("%s %s -> %d: %s", request.method, request.url.path, error.status, error.message)
-                    return render(error.status, error.message)
+                    response = render(error.status, error.message)
+                    response.headers.update(error.headers)
+                    return response
+                except ClientDisconnect:
+                    log.info("%s %s: the client went away before sending its whole request",
+                             request.method, request.url.path)
+                    return Response(status_code=400)  # nobody reads it
                 except RequestValidationError as error:
                     status, message = describe_validation(error)
                     return render(status, message)

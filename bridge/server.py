@@ -1,0 +1,171 @@
+"""How `bridge serve` runs an app under uvicorn: one start-up path for one process and for each `--workers` worker.
+
+What it adds to uvicorn's defaults, and why:
+
+- httptools and uvloop (from `uvicorn[standard]`): HTTP parsing in C, a faster event loop;
+- TCP_NODELAY on every accepted connection. asyncio only sets it on sockets whose `proto` is TCP, and a
+  listening socket made with `socket.socket(AF_INET)` (as uvicorn's `--workers` mode makes it, uvicorn issue
+  #3149) has `proto` 0, so its connections answered small requests after Nagle's 40 ms delay;
+- a read timeout (`limits.read_timeout`): a connection whose request stops arriving (headers or body) is
+  cut, where uvicorn would wait for ever; and at most `limits.max_connections` connections, beyond which a
+  new one is closed at once, so half-sent requests cannot take every file descriptor;
+- no access log (one line per request is the app's own business), and a shutdown grace period
+  (`limits.shutdown_grace`) after which the process ends even if a model call still hangs in its thread;
+- workers bind their own listening socket with SO_REUSEPORT, after their model is loaded, so that the
+  kernel spreads connections over the workers (a shared socket lets one worker take most keep-alive
+  connections) and a worker still loading gets none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from bridge.manifest import Limits, Manifest
+
+log = logging.getLogger("bridge")
+
+
+class BridgeHTTP(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with TCP_NODELAY, a read timeout and a cap on connections."""
+
+    read_timeout: float = Limits.model_fields["read_timeout"].default
+    max_connections: int = Limits.model_fields["max_connections"].default
+    _timer: asyncio.TimerHandle | None = None
+    _reading = True  # a connection is opened to send a request
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.max_connections:
+            log.warning("refused a connection: %d open (limits.max_connections)", len(self.connections))
+            transport.abort()
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        self._arm()
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        self._reading = True
+        super().on_message_begin()
+
+    def on_message_complete(self) -> None:
+        self._reading = False
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.transport is not None:  # None: refused in connection_made
+            super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(self.read_timeout, self._read_timed_out)
+
+    def _read_timed_out(self) -> None:
+        """No byte for `read_timeout` s while a request is incomplete: cut it (idle keep-alive is uvicorn's)."""
+        if self._reading and not self.transport.is_closing():
+            client = "%s:%d" % self.client if self.client else "a client"
+            log.info("%s sent nothing for %g s in the middle of a request (limits.read_timeout): connection cut",
+                     client, self.read_timeout)
+            self.transport.close()
+
+
+class WorkerStatus:
+    """Shared memory through which a `--workers` worker tells its supervisor it is alive and not stuck.
+
+    Two doubles in `time.monotonic()` seconds (one clock for every process on the machine): the last tick
+    of the worker's event loop (0 until it serves), and the start of its oldest model call still running
+    (0: none).
+    """
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def write(self, heartbeat: float, oldest_call: float) -> None:
+        self.array[0], self.array[1] = heartbeat, oldest_call
+
+    def read(self) -> tuple[float, float]:
+        return self.array[0], self.array[1]
+
+
+class BridgeServer(uvicorn.Server):
+    """A uvicorn server that reports its heartbeat to a supervisor, when it has one."""
+
+    def __init__(self, config: uvicorn.Config, status: WorkerStatus | None = None) -> None:
+        super().__init__(config)
+        self.status = status
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.status is not None:
+            service = getattr(self.config.app.state, "service", None)  # type: ignore[union-attr]
+            oldest = service.admission.oldest_call() if service is not None else None
+            self.status.write(time.monotonic(), oldest or 0.0)
+        return await super().on_tick(counter)
+
+
+def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A bound TCP socket (not yet listening: it joins a SO_REUSEPORT group only once it listens)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: Any, manifest: Manifest, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+    """The uvicorn configuration of every `bridge serve` process."""
+    limits = manifest.limits
+    protocol = type("BridgeHTTP", (BridgeHTTP,), {"read_timeout": limits.read_timeout,
+                                                  "max_connections": limits.max_connections})
+    return uvicorn.Config(app, host=host, port=port, http=protocol, loop="uvloop", ws="none", lifespan="on",
+                          access_log=False, log_level=log_level, timeout_keep_alive=5,
+                          timeout_graceful_shutdown=int(max(1, round(limits.shutdown_grace))))
+
+
+def run(manifest: Manifest, host: str, port: int, *, log_level: str = "info",
+        reuse_port: bool = False, status: WorkerStatus | None = None) -> None:
+    """Serve `manifest`'s model on host:port until SIGINT/SIGTERM, then end within the grace period."""
+    from bridge.app import create_app
+
+    app = create_app(manifest)
+    server = BridgeServer(uvicorn_config(app, manifest, host, port, log_level), status)
+    sockets = [listening_socket(host, port, reuse_port=True)] if reuse_port else None
+    server.run(sockets=sockets)
+    if not server.started:  # the model did not load (the log says why)
+        sys.exit(3)
+    _exit_past_stuck_threads()
+
+
+def _exit_past_stuck_threads() -> None:
+    """A model thread that still hangs would keep the interpreter from exiting: leave without it."""
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
+             and t.is_alive()]
+    if stuck:
+        log.warning("%d model call(s) still running at shutdown; exiting without them", len(stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

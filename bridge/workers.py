@@ -1,0 +1,143 @@
+"""`bridge serve --workers N`: N worker processes, each loading the model once, watched by a supervisor.
+
+Each worker runs `bridge.server.run` with its own SO_REUSEPORT listening socket on the same port, so the
+kernel spreads connections over the workers that have loaded their model. The supervisor (this process,
+which loads no model) starts a new worker when one dies, and replaces one that is stuck: its event loop
+has not ticked, or its oldest model call has run, for longer than `limits.hard_limit`. A stuck worker gets
+SIGTERM (its other requests have `limits.shutdown_grace` to finish), then SIGKILL. SIGTERM or SIGINT to the
+supervisor stops every worker the same way. A worker that dies before it ever served is a broken start-up
+(the log says why), and the supervisor then stops rather than restarting it for ever.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge.manifest import load_manifest
+from bridge.server import WorkerStatus, listening_socket
+
+log = logging.getLogger("bridge")
+
+POLL = 0.2  # seconds between the supervisor's looks at its workers
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+
+
+def _worker_main(manifest_path: str, host: str, port: int, log_level: str, status: WorkerStatus) -> None:
+    """A worker process: load the manifest and serve it on a socket of its own."""
+    from bridge.server import run
+
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    run(load_manifest(manifest_path), host, port, log_level=log_level, reuse_port=True, status=status)
+
+
+@dataclass
+class Worker:
+    process: multiprocessing.process.BaseProcess
+    status: WorkerStatus
+    started: float
+    stopping_since: float | None = None
+
+
+class Supervisor:
+    def __init__(self, manifest_path: Path, host: str, port: int, workers: int, log_level: str = "info") -> None:
+        self.manifest_path = str(manifest_path)
+        self.manifest = load_manifest(manifest_path)
+        self.host, self.port, self.count, self.log_level = host, port, workers, log_level
+        self.context = multiprocessing.get_context("spawn")
+        self.slots: list[Worker | None] = [None] * workers
+        self.retiring: list[Worker] = []
+        self.stop = False
+        self.restarts = 0
+
+    def run(self) -> int:
+        """Start the workers and watch them until SIGTERM/SIGINT; 0, or 1 when a worker cannot start."""
+        try:  # the port is free: fail here if not, rather than in every worker
+            listening_socket(self.host, self.port, reuse_port=False).close()
+        except OSError as error:
+            log.error("cannot listen on %s:%d: %s", self.host, self.port, error.strerror)
+            return 1
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for index in range(self.count):
+            self._start(index)
+        log.info("supervising %d workers on http://%s:%d", self.count, self.host, self.port)
+        code = 0
+        while not self.stop:
+            time.sleep(POLL)
+            if self.stop or (code := self._watch()):
+                break
+        self._stop_all()
+        return code
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stop = True
+
+    def _start(self, index: int) -> None:
+        status = WorkerStatus(self.context.Array("d", 2, lock=False))  # one per process: a retiring
+        process = self.context.Process(                                  # worker keeps writing its own
+            target=_worker_main, name=f"bridge-worker-{index}",
+            args=(self.manifest_path, self.host, self.port, self.log_level, status))
+        process.start()
+        self.slots[index] = Worker(process, status, time.monotonic())
+
+    def _watch(self) -> int:
+        now = time.monotonic()
+        limits = self.manifest.limits
+        for index, worker in enumerate(self.slots):
+            heartbeat, oldest_call = worker.status.read()
+            if not worker.process.is_alive():
+                if heartbeat == 0.0 and worker.process.exitcode > 0:  # not a signal: its start-up failed
+                    log.error("worker %d (pid %d) exited with code %s before serving; stopping",
+                              index, worker.process.pid, worker.process.exitcode)
+                    return 1
+                log.warning("worker %d (pid %d) exited with code %s; starting another",
+                            index, worker.process.pid, worker.process.exitcode)
+                worker.process.join()
+            elif heartbeat and now - heartbeat > limits.hard_limit:
+                log.error("worker %d (pid %d): its event loop has not run for %.0f s (limits.hard_limit); "
+                          "replacing it", index, worker.process.pid, now - heartbeat)
+                self._retire(worker)
+            elif oldest_call and now - oldest_call > limits.hard_limit:
+                log.error("worker %d (pid %d): a model call has run for %.0f s (limits.hard_limit); "
+                          "replacing it", index, worker.process.pid, now - oldest_call)
+                self._retire(worker)
+            else:
+                continue
+            self.restarts += 1
+            self._start(index)
+        for worker in list(self.retiring):
+            if not worker.process.is_alive():
+                worker.process.join()
+                self.retiring.remove(worker)
+            elif now - worker.stopping_since > limits.shutdown_grace + 5:
+                worker.process.kill()
+        return 0
+
+    def _retire(self, worker: Worker) -> None:
+        """SIGTERM now (the worker stops accepting, its requests get the grace period), SIGKILL later."""
+        worker.process.terminate()
+        worker.stopping_since = time.monotonic()
+        self.retiring.append(worker)
+
+    def _stop_all(self) -> None:
+        workers = [w for w in self.slots if w is not None] + self.retiring
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.process.terminate()
+        deadline = time.monotonic() + self.manifest.limits.shutdown_grace + 5
+        for worker in workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                log.warning("worker pid %d did not stop in time; killing it", worker.process.pid)
+                worker.process.kill()
+                worker.process.join(5)
+        log.info("all workers stopped")
+
+
+def serve(manifest_path: Path, host: str, port: int, workers: int, log_level: str = "info") -> int:
+    return Supervisor(manifest_path, host, port, workers, log_level).run()

@@ -1,0 +1,230 @@
+"""`bridge serve` as a user runs it: real processes on loopback ports, with and without `--workers`.
+
+Admission (503 + Retry-After beyond the queue, readiness that notices stuck model calls), workers that are
+replaced when killed or stuck, half-sent requests cut after `limits.read_timeout`, a client that leaves
+mid-body logged as one INFO line, and SIGTERM that ends within `limits.shutdown_grace`. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from bridge.app import create_app
+from tests.conftest import ROOT, b64, encode_image, free_port
+
+IMAGE = b64(encode_image(np.zeros((8, 8, 3), np.uint8)))
+
+
+def infer(base: str, timeout: float = 30, **params: Any) -> httpx.Response:
+    return httpx.post(f"{base}/v7/infer", json={"image": {"base64": IMAGE}, "params": params}, timeout=timeout)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout} s")
+        time.sleep(0.05)
+    return value
+
+
+class Served:
+    """`bridge serve MANIFEST` in a subprocess, its log in a file."""
+
+    def __init__(self, manifest: Path, log: Path, *args: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log
+        self._log = open(log, "wb")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "serve", str(manifest), "--port", str(self.port), *args],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        wait_until(self.ready, 60, "server ready")
+
+    def ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"bridge serve exited:\n{self.log()}")
+        try:
+            return httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def workers(self) -> set[int]:
+        """Pids of the supervisor's worker processes (not multiprocessing's resource tracker)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        found = set()
+        for child in children:
+            try:
+                if "spawn_main" in Path(f"/proc/{child}/cmdline").read_text():
+                    found.add(int(child))
+            except FileNotFoundError:
+                pass
+        return found
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    """Start `bridge serve` on a manifest of the given keys (loopback URLs allowed); stopped after the test."""
+    started: list[Served] = []
+
+    def start(*args: str, **keys: Any) -> Served:
+        keys.setdefault("name", "serving-test")
+        keys.setdefault("limits", {}).setdefault("allow_private_urls", True)
+        path = tmp_path / f"manifest-{len(started)}.yaml"
+        path.write_text(yaml.safe_dump(keys), encoding="utf-8")
+        served = Served(path, tmp_path / f"server-{len(started)}.log", *args)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        served.stop()
+
+
+def half_sent_request(port: int, sent: bytes = b'{"image": ') -> socket.socket:
+    """A connection that promised 1000 bytes of body and sent a few."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(b"POST /v7/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 1000\r\n\r\n" + sent)
+    return sock
+
+
+# --- admission, in one process ----------------------------------------------------------------------------------
+
+
+def test_beyond_the_queue_requests_answer_503_with_retry_after(serve_app, make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Gate"},
+                             limits={"concurrency": 1, "max_queue": 1})
+    app = create_app(manifest)
+    base = serve_app(app)
+    model = app.state.service.model
+    answers: list[httpx.Response] = []
+    first = threading.Thread(target=lambda: answers.append(infer(base)))  # holds the model
+    second = threading.Thread(target=lambda: answers.append(infer(base)))  # waits in the queue
+    try:
+        first.start()
+        wait_until(model.started.is_set, 10, "the model started")
+        second.start()
+        wait_until(lambda: app.state.service.admission.jobs == 2, 10, "the second request queued")
+        refused = infer(base)
+        assert refused.status_code == 503
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["status"] == "failed" and "busy" in refused.json()["error"]
+    finally:
+        model.release.set()
+        first.join(30)
+        second.join(30)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert infer(base).status_code == 200  # the queue drained: admitted again
+
+
+# --- workers ------------------------------------------------------------------------------------------------------
+
+
+def test_a_killed_worker_is_replaced_and_requests_keep_being_answered(serve):
+    served = serve("--workers", "2", model={"factory": "tests.service_models:Finder"})
+    workers = wait_until(lambda: len(served.workers()) == 2 and served.workers(), 30, "two workers")
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    replaced = wait_until(lambda: (w := served.workers()) and victim not in w and len(w) == 2 and w, 30,
+                          "a new worker")
+    assert len(replaced - workers) == 1
+    for _ in range(20):  # new connections each time: both workers' sockets take them
+        assert infer(served.base).status_code == 200
+    assert "exited with code -9; starting another" in served.log()
+
+
+def test_a_model_call_stuck_past_the_hard_limit_gets_its_worker_replaced(serve):
+    served = serve("--workers", "1", model={"factory": "tests.service_models:Gate", "params": {"limit": 120}},
+                   limits={"deadline": 1, "hard_limit": 3, "concurrency": 1, "shutdown_grace": 1})
+    (stuck,) = wait_until(served.workers, 30, "a worker")
+    assert infer(served.base).status_code == 504  # the model hangs past the deadline, its thread with it
+
+    # every model thread is stuck: not ready, and new work is refused at once instead of waiting to a 504
+    assert httpx.get(f"{served.base}/readyz").json()["status"] == "degraded"
+    refused = infer(served.base)
+    assert refused.status_code == 503 and "retry-after" in refused.headers
+
+    wait_until(lambda: (w := served.workers()) and stuck not in w, 30, "the stuck worker replaced")
+    wait_until(served.ready, 30, "the new worker ready")
+    assert infer(served.base, hold=0).status_code == 200
+    assert "a model call has run for" in served.log()
+
+
+# --- connections: read timeout, disconnects, shutdown -----------------------------------------------------------
+
+
+def test_a_body_that_stops_arriving_is_cut_after_the_read_timeout(serve):
+    served = serve(model={"factory": "tests.service_models:Finder"}, limits={"read_timeout": 1})
+    sock = half_sent_request(served.port)
+    with sock:
+        assert sock.recv(65536) == b""  # the server closed it (the socket's own timeout is 30 s)
+    assert infer(served.base).status_code == 200
+    wait_until(lambda: "limits.read_timeout" in served.log(), 10, "the log line")
+    log = served.log()
+    assert "connection cut" in log and "Traceback" not in log and " ERROR " not in log
+
+
+def test_a_connection_that_sends_nothing_is_cut_too(serve):
+    served = serve(model={"factory": "tests.service_models:Finder"}, limits={"read_timeout": 1})
+    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as sock:
+        sock.sendall(b"POST /v7/infer HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        assert sock.recv(65536) == b""
+
+
+def test_a_client_leaving_mid_body_is_one_info_line(serve):
+    served = serve(model={"factory": "tests.service_models:Finder"})
+    for _ in range(3):
+        half_sent_request(served.port).close()
+    wait_until(lambda: served.log().count("went away") == 3, 10, "three log lines")
+    log = served.log()
+    assert "Traceback" not in log and " ERROR " not in log
+    assert infer(served.base).status_code == 200
+
+
+def test_sigterm_ends_within_the_grace_period_while_a_client_holds_a_half_sent_request(serve):
+    served = serve(model={"factory": "tests.service_models:Finder"},
+                   limits={"read_timeout": 300, "shutdown_grace": 1})
+    sock = half_sent_request(served.port)
+    with sock:
+        time.sleep(0.2)  # the request is in the app, waiting for its body
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(20) == 0  # 20 s bounds the test; the grace period is 1 s
+
+
+def test_sigterm_ends_a_worker_whose_model_hangs(serve):
+    served = serve(model={"factory": "tests.service_models:Gate", "params": {"limit": 120}},
+                   limits={"deadline": 1, "shutdown_grace": 1})
+    assert infer(served.base).status_code == 504  # its thread hangs on
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(20) == 0
+    assert "still running at shutdown; exiting without them" in served.log()
