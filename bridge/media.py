@@ -28,6 +28,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bridge.errors import BadRequest, DeadlineExceeded, InvalidInput, TooLarge
 
+ORIENTATION = 0x0112  # the EXIF tag that says how the camera was turned
+
 
 @dataclass(frozen=True)
 class MediaLimits:
@@ -73,7 +75,9 @@ def decode_image(data: bytes, limits: MediaLimits, what: str = "image") -> np.nd
         raise InvalidInput(f"{what} is not an image Pillow can read ({len(data)} bytes)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InvalidInput(f"{what} could not be decoded: {error}") from None
-    return to_rgb(ImageOps.exif_transpose(image))
+    if image.getexif().get(ORIENTATION, 1) != 1:  # exif_transpose copies even when nothing turns
+        image = ImageOps.exif_transpose(image)
+    return to_rgb(image)
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
@@ -84,6 +88,8 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     if image.mode == "F":
         gray = np.asarray(image, dtype=np.float64).clip(0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode == "RGB":
+        return np.asarray(image)  # `convert` would copy it first
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return np.asarray(image.convert("RGB"))

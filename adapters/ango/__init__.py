@@ -43,7 +43,6 @@ from types import ModuleType
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
 from imerit_ango.models.annotate import AnnotationPayload, Answer
 from imerit_ango.sdk import SDK
 from pydantic import BaseModel, ConfigDict, Field
@@ -71,6 +70,7 @@ from bridge.predictions import (
     Tag,
     Vector,
 )
+from bridge.responses import JSONResponse
 from bridge.service import ImageSource, Job, Result, Service
 
 PLATFORM = "ango"

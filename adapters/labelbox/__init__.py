@@ -42,7 +42,6 @@ from urllib.parse import urlsplit
 
 import yaml
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.cli import add_manifest_argument, manifest_from
@@ -52,6 +51,7 @@ from bridge.manifest import Manifest, PlatformSection, Strict
 from bridge.model import ClassSpec, ModelSpec
 from bridge.platforms import Adapter, bridge_route, get_service, warn_once
 from bridge.predictions import Box, Prediction, Span
+from bridge.responses import JSONResponse
 from bridge.service import ImageSource, Job, Service
 
 PLATFORM = "labelbox"

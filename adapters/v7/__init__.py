@@ -23,7 +23,6 @@ from binascii import Error as Base64Error
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.errors import Unauthorized
@@ -47,6 +46,7 @@ from bridge.predictions import (
     Tag,
     Vector,
 )
+from bridge.responses import JSONResponse
 from bridge.service import ImageSource, Job, Service, VideoSource
 
 PLATFORM = "v7"
