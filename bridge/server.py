@@ -11,9 +11,10 @@ What it adds to uvicorn's defaults, and why:
   new one is closed at once, so half-sent requests cannot take every file descriptor;
 - no access log (one line per request is the app's own business), and a shutdown grace period
   (`limits.shutdown_grace`) after which the process ends even if a model call still hangs in its thread;
-- workers bind their own listening socket with SO_REUSEPORT, after their model is loaded, so that the
-  kernel spreads connections over the workers (a shared socket lets one worker take most keep-alive
-  connections) and a worker still loading gets none.
+- `--workers` workers each bind a socket of their own with SO_REUSEPORT, which listens (and so joins the
+  kernel's group for the port) only once the worker's model is loaded: the kernel spreads connections over
+  the workers by their addresses (a shared socket lets whichever worker wakes first take most keep-alive
+  connections), and a worker still loading gets none.
 """
 
 from __future__ import annotations

@@ -228,3 +228,20 @@ def test_sigterm_ends_a_worker_whose_model_hangs(serve):
     served.process.send_signal(signal.SIGTERM)
     assert served.process.wait(20) == 0
     assert "still running at shutdown; exiting without them" in served.log()
+
+
+def test_connections_beyond_max_connections_are_closed_at_once(serve):
+    served = serve(model={"factory": "tests.service_models:Finder"},
+                   limits={"max_connections": 2, "read_timeout": 300})
+    held = [half_sent_request(served.port) for _ in range(2)]
+    try:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=30) as extra:
+            try:
+                assert extra.recv(65536) == b""  # closed by the server, long before the read timeout
+            except ConnectionResetError:
+                pass
+    finally:
+        for sock in held:
+            sock.close()
+    wait_until(lambda: infer(served.base).status_code == 200, 10, "served again")
+    assert "limits.max_connections" in served.log()
