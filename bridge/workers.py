@@ -3,8 +3,9 @@
 Each worker runs `bridge.server.run` with its own SO_REUSEPORT listening socket on the same port, so the
 kernel spreads connections over the workers that have loaded their model. The supervisor (this process,
 which loads no model) starts a new worker when one dies, and replaces one that is stuck: its event loop
-has not ticked, or its oldest model call has run, for longer than `limits.hard_limit`. A stuck worker gets
-SIGTERM (its other requests have `limits.shutdown_grace` to finish), then SIGKILL. SIGTERM or SIGINT to the
+has not ticked, or its oldest model call has run, for longer than `limits.hard_limit`. A stuck worker keeps
+its socket (answering 503) until its successor serves, then gets SIGTERM (its other requests have
+`limits.shutdown_grace` to finish), then SIGKILL. SIGTERM or SIGINT to the
 supervisor stops every worker the same way. A worker that dies before it ever served is a broken start-up
 (the log says why), and the supervisor then stops rather than restarting it for ever.
 """
@@ -24,6 +25,7 @@ from bridge.server import WorkerStatus, listening_socket
 log = logging.getLogger("bridge")
 
 POLL = 0.2  # seconds between the supervisor's looks at its workers
+STARTUP_LIMIT = 120.0  # seconds a stuck worker waits for its successor to serve before it is stopped anyway
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
 
@@ -41,6 +43,7 @@ class Worker:
     status: WorkerStatus
     started: float
     stopping_since: float | None = None
+    successor: Worker | None = None
 
 
 class Supervisor:
@@ -52,7 +55,6 @@ class Supervisor:
         self.slots: list[Worker | None] = [None] * workers
         self.retiring: list[Worker] = []
         self.stop = False
-        self.restarts = 0
 
     def run(self) -> int:
         """Start the workers and watch them until SIGTERM/SIGINT; 0, or 1 when a worker cannot start."""
@@ -98,30 +100,34 @@ class Supervisor:
                 log.warning("worker %d (pid %d) exited with code %s; starting another",
                             index, worker.process.pid, worker.process.exitcode)
                 worker.process.join()
+                self._start(index)
             elif heartbeat and now - heartbeat > limits.hard_limit:
                 log.error("worker %d (pid %d): its event loop has not run for %.0f s (limits.hard_limit); "
                           "replacing it", index, worker.process.pid, now - heartbeat)
-                self._retire(worker)
+                self._retire(worker, index)
             elif oldest_call and now - oldest_call > limits.hard_limit:
                 log.error("worker %d (pid %d): a model call has run for %.0f s (limits.hard_limit); "
                           "replacing it", index, worker.process.pid, now - oldest_call)
-                self._retire(worker)
-            else:
-                continue
-            self.restarts += 1
-            self._start(index)
+                self._retire(worker, index)
         for worker in list(self.retiring):
             if not worker.process.is_alive():
                 worker.process.join()
                 self.retiring.remove(worker)
+            elif worker.stopping_since is None:
+                successor = worker.successor
+                if (successor.status.read()[0] or not successor.process.is_alive()
+                        or now - successor.started > STARTUP_LIMIT):
+                    worker.process.terminate()
+                    worker.stopping_since = now
             elif now - worker.stopping_since > limits.shutdown_grace + 5:
                 worker.process.kill()
         return 0
 
-    def _retire(self, worker: Worker) -> None:
-        """SIGTERM now (the worker stops accepting, its requests get the grace period), SIGKILL later."""
-        worker.process.terminate()
-        worker.stopping_since = time.monotonic()
+    def _retire(self, worker: Worker, index: int) -> None:
+        """Start its successor now; SIGTERM the stuck worker once the successor serves (until then it keeps
+        the port, answering 503, so that the port never goes without a listener), SIGKILL after the grace."""
+        self._start(index)
+        worker.successor = self.slots[index]
         self.retiring.append(worker)
 
     def _stop_all(self) -> None:
