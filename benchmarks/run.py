@@ -1,0 +1,336 @@
+"""Every serving comparison of the performance issue, side by side: writes benchmarks/REPORT.md and report.json.
+
+    pip install -e '.[bench]' && apt-get install wrk     # Flask, gunicorn, psutil; wrk is the load generator
+    python benchmarks/run.py [--rounds 3] [--seconds 4]
+
+All servers start at once on loopback ports and stay idle between runs; each round runs every (comparison,
+clients) cell once for every target, one after another (each waits until the previous one has worked off what
+wrk left queued), so a busy machine slows the targets alike. A cell's
+figure is the median over rounds; ratios are of medians. wrk keeps its connections open (as V7's and
+Labelbox's clients may), so the spread over workers is measured as each worker's share of the CPU time the
+workers used during the cell (1.00 = even). Nothing is asserted.
+
+Comparisons (issue 9's goals):
+1. a no-op model (one fixed box) through `/v7/infer` and `/labelbox/infer` vs a bare FastAPI endpoint that
+   parses the same JSON and decodes the same 64x64 JPEG (one process each, same uvicorn settings);
+2. the face detector with 2 workers (`bridge serve --workers 2`) vs V7's Flask pattern under
+   `gunicorn -w2`, on a 64x64 JPEG; on 512x512, vs the model alone in 2 processes (the ceiling); and the
+   bridge under `uvicorn --workers 2` with uvicorn 0.24's defaults when uvloop and httptools are absent
+   (h11, asyncio), the way one ran several workers before `--workers`: its connections lack TCP_NODELAY;
+4. examples/shapes.py with `limits.batch_wait` (manifests/shapes.yaml) vs the same without, one process.
+Goal 3 (geometry) is benchmarks/bench_geometry.py's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import yaml
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+SECRET = "bench-secret"
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+local f = io.open("%(body)s", "rb"); wrk.body = f:read("*a"); f:close()
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(secret)s"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('\\n{"requests": %%d, "seconds": %%f, "non2xx": %%d, "errors": %%d, "p50": %%f, "p99": %%f}\\n',
+    summary.requests, summary.duration / 1e6, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def jpeg(size: int) -> bytes:
+    from skimage import data
+
+    image = Image.fromarray(data.astronaut())
+    if size != 512:
+        image = image.crop((150, 40, 300, 190)).resize((size, size))  # the face, small
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def png_shape() -> bytes:
+    from examples.shapes import draw
+
+    buffer = io.BytesIO()
+    Image.fromarray(draw(np.random.default_rng(7), 1)[0]).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def v7_body(image: bytes) -> bytes:
+    return json.dumps({"image": {"base64": base64.b64encode(image).decode()}}).encode()
+
+
+def labelbox_body(image: bytes) -> bytes:
+    return json.dumps({"prompt": [{"role": "user", "parts": [{"text": "find it"},
+                                                             {"image": base64.b64encode(image).decode()}]}]}).encode()
+
+
+@dataclass
+class Target:
+    name: str
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    def start(self, folder: Path) -> None:
+        command = [part.replace("{port}", str(self.port)) for part in self.command]
+        log = open(folder / f"{self.name}.log", "wb")
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "PYTHONPATH": str(ROOT), "LABELBOX_SECRET": SECRET,
+                                             **self.env})
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait(self, path: str, body: bytes, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see its log")
+            try:
+                answer = httpx.post(self.url(path), content=body, timeout=10,
+                                    headers={"content-type": "application/json",
+                                             "authorization": f"Bearer {SECRET}"})
+                if answer.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"{self.name} did not answer within {timeout} s")
+
+    def workers(self) -> list[psutil.Process]:
+        """The processes that serve: the children doing the work, or the process itself."""
+        main = psutil.Process(self.process.pid)
+        children = [c for c in main.children() if "resource_tracker" not in " ".join(c.cmdline())]
+        return children or [main]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def bridge(name: str, manifest: str, *args: str) -> Target:
+    return Target(name, [str(BIN / "bridge"), "serve", manifest, "--port", "{port}", "--log-level", "warning",
+                         *args])
+
+
+def cpu_times(processes: list[psutil.Process]) -> list[float]:
+    times = []
+    for process in processes:
+        try:
+            t = process.cpu_times()
+            times.append(t.user + t.system)
+        except psutil.Error:
+            times.append(0.0)
+    return times
+
+
+def wrk(target: Target, path: str, body_file: Path, clients: int, seconds: float, folder: Path) -> dict:
+    script = folder / f"wrk-{body_file.stem}.lua"
+    if not script.exists():
+        script.write_text(WRK_SCRIPT % {"body": body_file, "secret": SECRET})
+    workers = target.workers()
+    before = cpu_times(workers)
+    out = subprocess.run(["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "30s",
+                          "-s", str(script), target.url(path)], capture_output=True, text=True, timeout=seconds + 60)
+    used = [after - b for after, b in zip(cpu_times(workers), before)]
+    lines = [line for line in out.stdout.splitlines() if line.startswith('{"requests"')]
+    if not lines:
+        raise RuntimeError(f"wrk on {target.name}: {out.stdout}\n{out.stderr}")
+    result = json.loads(lines[-1])
+    result["rps"] = result["requests"] / result["seconds"]
+    if len(used) > 1 and sum(used) > 0:
+        result["spread"] = min(used) / max(used)
+    return result
+
+
+def settle(target: Target, timeout: float = 60) -> None:
+    """Wait until the target has worked off what wrk left queued (it keeps answering after wrk stops), so
+    that the next cell does not share the CPU with it."""
+    workers = target.workers()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = sum(cpu_times(workers))
+        time.sleep(0.3)
+        if sum(cpu_times(workers)) - before < 0.03:
+            return
+
+
+def model_alone(image: bytes, processes: int, seconds: float) -> dict:
+    from benchmarks.baselines import model_alone as loop
+
+    counter = multiprocessing.get_context("spawn").Value("q", 0)
+    workers = [multiprocessing.get_context("spawn").Process(target=loop, args=(image, seconds, counter))
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(seconds + 120)
+    return {"rps": counter.value / seconds, "p50": None, "p99": None, "non2xx": 0, "errors": 0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=4, help="length of one wrk run")
+    parser.add_argument("--clients", default="1,8,32")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    clients = [int(c) for c in args.clients.split(",")]
+    folder = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
+
+    bodies = {}
+    for name, data in {"v7-64": v7_body(jpeg(64)), "lb-64": labelbox_body(jpeg(64)), "v7-512": v7_body(jpeg(512)),
+                       "v7-shape": v7_body(png_shape())}.items():
+        bodies[name] = folder / f"{name}.json"
+        bodies[name].write_bytes(data)
+
+    noop = folder / "noop.yaml"
+    noop.write_text(yaml.safe_dump({"name": "noop", "model": {"factory": "benchmarks.baselines:NoOp"},
+                                    "limits": {"max_queue": 256},
+                                    "platforms": {"v7": {}, "labelbox": {"secret": SECRET}}}))
+    shapes = yaml.safe_load((ROOT / "manifests/shapes.yaml").read_text())
+    shapes["model"]["factory"] = str(ROOT / "examples/shapes.py:ShapeClassifier")
+    shapes_nobatch = folder / "shapes-nobatch.yaml"
+    shapes_nobatch.write_text(yaml.safe_dump({**shapes, "limits": {**shapes["limits"], "batch_wait": 0}}))
+    faces = folder / "faces.yaml"
+    faces.write_text(yaml.safe_dump({**yaml.safe_load((ROOT / "manifests/default.yaml").read_text()),
+                                     "model": {"factory": str(ROOT / "examples/faces.py:FaceDetector")},
+                                     "limits": {"max_queue": 64}}))
+    uvicorn_fast = ["--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
+    targets = {t.name: t for t in [
+        bridge("bridge no-op", str(noop)),
+        Target("bare FastAPI", [str(BIN / "uvicorn"), "--factory", "benchmarks.baselines:bare_app", "--port",
+                                "{port}", *uvicorn_fast]),
+        bridge("bridge faces --workers 2", str(faces), "--workers", "2"),
+        Target("Flask gunicorn -w2", [str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:{port}", "--log-level",
+                                      "warning", "benchmarks.baselines:flask_app()"]),
+        Target("bridge faces, uvicorn --workers 2 (h11, asyncio)", [
+               str(BIN / "uvicorn"), "--factory", "benchmarks.baselines:bridge_app", "--workers", "2", "--port",
+               "{port}", "--http", "h11", "--loop", "asyncio", "--no-access-log", "--log-level", "warning"],
+               env={"BRIDGE_MANIFEST": str(faces)}),
+        bridge("shapes batch_wait 20 ms", str(ROOT / "manifests/shapes.yaml")),
+        bridge("shapes no batching", str(shapes_nobatch)),
+    ]}
+    comparisons = [  # (goal, title, path, body, [targets], baseline)
+        ("1", "no-op model, V7 64x64 JPEG", "/v7/infer", "v7-64", ["bridge no-op", "bare FastAPI"], "bare FastAPI"),
+        ("1", "no-op model, Labelbox 64x64 JPEG", "/labelbox/infer", "lb-64", ["bridge no-op", "bare FastAPI"],
+         "bare FastAPI"),
+        ("2", "faces, 2 workers, 64x64 JPEG", "/v7/infer", "v7-64",
+         ["bridge faces --workers 2", "Flask gunicorn -w2", "bridge faces, uvicorn --workers 2 (h11, asyncio)"],
+         "Flask gunicorn -w2"),
+        ("2", "faces, 2 workers, 512x512 JPEG", "/v7/infer", "v7-512",
+         ["bridge faces --workers 2", "Flask gunicorn -w2", "model alone, 2 processes"], "model alone, 2 processes"),
+        ("4", "shapes, 1 process, 64x64 PNG", "/v7/infer", "v7-shape",
+         ["shapes batch_wait 20 ms", "shapes no batching"], "shapes no batching"),
+    ]
+    results: dict[str, dict[str, dict[int, list[dict]]]] = {}
+    started = time.time()
+    try:
+        for target in targets.values():
+            target.start(folder)
+        for target in targets.values():
+            body = bodies["v7-shape" if "shapes" in target.name else "v7-64"].read_bytes()
+            target.wait("/v7/infer", body)
+        time.sleep(2)
+        for round_ in range(args.rounds):
+            for goal, title, path, body, names, _ in comparisons:
+                for c in clients:
+                    for name in names:
+                        if name == "model alone, 2 processes":
+                            figure = model_alone(jpeg(512), 2, args.seconds)
+                        else:
+                            figure = wrk(targets[name], path, bodies[body], c, args.seconds, folder)
+                            settle(targets[name])
+                        results.setdefault(title, {}).setdefault(name, {}).setdefault(c, []).append(figure)
+                        print(f"round {round_ + 1} | {title} | c={c} | {name}: {figure['rps']:.1f} req/s",
+                              flush=True)
+    finally:
+        for target in targets.values():
+            target.stop()
+    write_report(args, clients, comparisons, results, time.time() - started)
+
+
+def median(figures: list[dict], key: str) -> float | None:
+    values = [f[key] for f in figures if f.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def write_report(args, clients, comparisons, results, elapsed) -> None:
+    command = "python benchmarks/run.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items())
+    load = os.getloadavg()
+    lines = [
+        "# Serving benchmarks", "",
+        f"Made by `{command}` on {platform.node()} ({os.cpu_count()} CPUs, {platform.python_version()}), "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, in {elapsed / 60:.0f} min; load average at the end "
+        f"{load[0]:.1f}. The machine was shared with other work: figures are medians of {args.rounds} interleaved "
+        f"rounds of {args.seconds:g} s wrk runs, and only the ratios mean much. `x base` is the ratio of median "
+        "throughputs to the comparison's baseline; `spread` is the least busy worker's CPU time over the "
+        f"busiest one's at c={max(clients)} (1.00: even); `non-2xx` counts answers that were not 200 over all rounds.", ""]
+    for goal, title, _, _, names, baseline in comparisons:
+        lines += [f"## Goal {goal}: {title}", "",
+                  "| target | " + " | ".join(f"c={c}: req/s | x base | p50 ms | p99 ms" for c in clients)
+                  + " | spread | non-2xx |",
+                  "| --- |" + " ---: | ---: | ---: | ---: |" * len(clients) + " ---: | ---: |"]
+        for name in names:
+            cells = []
+            spreads, bad = [], 0
+            for c in clients:
+                figures = results[title][name][c]
+                rps, base = median(figures, "rps"), median(results[title][baseline][c], "rps")
+                p50, p99 = median(figures, "p50"), median(figures, "p99")
+                cells.append(f"{rps:.1f} | {rps / base:.2f} | " + (f"{p50:.1f} | {p99:.1f}" if p50 else "- | -"))
+                if c == max(clients):  # with fewer connections than workers, some must idle
+                    spreads += [f["spread"] for f in figures if "spread" in f]
+                bad += sum(f["non2xx"] + f["errors"] for f in figures)
+            spread = f"{statistics.median(spreads):.2f}" if spreads else "-"
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {spread} | {bad} |")
+        lines.append("")
+    (ROOT / "benchmarks/REPORT.md").write_text("\n".join(lines) + "\n")
+    (ROOT / "benchmarks/report.json").write_text(json.dumps(
+        {"command": command, "cpus": os.cpu_count(), "load_average": load, "results": results}, indent=1) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
