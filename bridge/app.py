@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from bridge.manifest import Manifest, ManifestError
+from bridge.observability import RequestLog, metrics, model_loading
 from bridge.platforms import Adapter, discover
 from bridge.service import Service
 
@@ -37,7 +38,8 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = await asyncio.to_thread(manifest.build_model)
+        with model_loading(manifest.name, manifest.version):
+            model = await asyncio.to_thread(manifest.build_model)
         for name, (adapter, section) in platforms.items():
             for warning in adapter.check(model.spec, section):
                 log.warning("%s: %s", name, warning)
@@ -65,6 +67,10 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -
         """Readiness: the model is loaded."""
         ready = request.app.state.service is not None
         return JSONResponse({"status": "ready" if ready else "loading"}, status_code=200 if ready else 503)
+
+    app.add_middleware(RequestLog, sections={name: section for name, (_, section) in platforms.items()})
+    app.add_api_route("/metrics", metrics, methods=["GET"], tags=["health"], response_class=Response,
+                      summary="Prometheus metrics")
 
     for adapter, section in platforms.values():
         router = adapter.router(section)

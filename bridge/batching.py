@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bridge.model import Context
+from bridge.observability import observe_batch
 from bridge.predictions import Prediction
 
 BatchPredict = Callable[[list[Any], list[Context]], Awaitable[list[list[Prediction]]]]
@@ -53,6 +54,7 @@ class Batcher:
 
     async def _run(self, batch: list[tuple[Any, Context, asyncio.Future]]) -> None:
         items, contexts, futures = zip(*batch)
+        observe_batch("requests", len(items))
         try:
             results = await self._predict(list(items), list(contexts))
         except Exception as error:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
 from pydantic import ConfigDict, create_model
 
 from bridge.manifest import Manifest, ManifestError, load_manifest
+from bridge.observability import LOG_FORMATS, configure_logging
 from bridge.platforms import Adapter, discover
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
@@ -41,7 +41,8 @@ def serve(args: argparse.Namespace) -> int:
     from bridge.app import create_app
 
     app = create_app(manifest_from(args))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    # logging as `main` configured it (uvicorn's lines too); the request line replaces uvicorn's access log
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None, access_log=False)
     return 0
 
 
@@ -81,6 +82,8 @@ def full_manifest_schema(adapters: dict[str, Adapter]) -> dict:
 def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description="Serve one model to annotation platforms.")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument("--log-format", default="text", choices=list(LOG_FORMATS),
+                        help="text, or json: one JSON object per line, for log shippers")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve_parser = commands.add_parser("serve", help="serve the model over HTTP to every enabled platform")
@@ -101,13 +104,14 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
         adapter.add_commands(commands)
     for command in commands.choices.values():  # `bridge serve --log-level debug` works as well
         command.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS)
+        command.add_argument("--log-format", choices=list(LOG_FORMATS), default=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     adapters = discover()
     args = build_parser(adapters).parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
     except ManifestError as error:

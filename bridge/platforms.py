@@ -25,6 +25,7 @@ from bridge.errors import BridgeError, NotReady
 from bridge.manifest import PlatformSection
 from bridge.media import read_capped
 from bridge.model import ModelSpec
+from bridge.observability import noting_errors
 from bridge.service import Service
 
 log = logging.getLogger("bridge")
@@ -102,6 +103,8 @@ def bridge_route(render: ErrorRenderer = json_error,
     log only. The server keeps serving either way.
     """
 
+    render = noting_errors(render)  # the request's log line says what the caller was told
+
     class BridgeRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
@@ -114,7 +117,6 @@ def bridge_route(render: ErrorRenderer = json_error,
                     await request.body()  # enforce the size limit before FastAPI parses anything
                     return await handler(request)
                 except BridgeError as error:
-                    log.info("%s %s -> %d: %s", request.method, request.url.path, error.status, error.message)
                     return render(error.status, error.message)
                 except RequestValidationError as error:
                     status, message = describe_validation(error)

@@ -33,6 +33,7 @@ from bridge.model import (
     predict_batch,
     predict_batch_async,
 )
+from bridge.observability import observe_batch, observe_job, queued, timed
 from bridge.predictions import Box, Prediction
 
 log = logging.getLogger("bridge")
@@ -98,6 +99,7 @@ class Service:
         await self.media.aclose()
         self._workers.shutdown(wait=False, cancel_futures=True)
 
+    @observe_job
     async def run(self, job: Job) -> Result:
         """Run a job under the manifest's deadline; every failure is a `BridgeError` with a clear message."""
         params = self.manifest.resolve_params(job.params)
@@ -135,6 +137,7 @@ class Service:
         size = None
         async for chunk in chunks:
             size = size or chunk[0][1].shape[:2]
+            observe_batch("video", len(chunk))
             results = await self._predict_images([image for _, image in chunk], params, job)
             for (index, _), found in zip(chunk, results):
                 predictions += [replace(p, frame=index) for p in found]
@@ -200,12 +203,16 @@ class Service:
         return placed
 
     async def _call_model(self, items: list[Any], contexts: list[Context]) -> list[list[Prediction]]:
-        if self._async:
-            async with self._slots:
-                return await predict_batch_async(self.model, items, contexts)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._workers, predict_batch, self.model, items, contexts)
+        with queued() as ticket:
+            if self._async:
+                async with self._slots:
+                    ticket.start()
+                    return await predict_batch_async(self.model, items, contexts)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._workers, ticket.wrap(predict_batch), self.model, items,
+                                              contexts)
 
+    @timed("predict")
     async def _predict(self, items: list[Any], contexts: list[Context]) -> list[list[Prediction]]:
         try:
             if self._batcher is not None and len(items) == 1:

@@ -54,6 +54,7 @@ from bridge.errors import BridgeError, InvalidInput, Unauthorized
 from bridge.geometry import to_polygon
 from bridge.manifest import Manifest, ManifestError, PlatformSection
 from bridge.model import ClassSpec, ModelSpec
+from bridge.observability import json_answer, stage
 from bridge.platforms import Adapter, bridge_route, get_service, warn_once
 from bridge.predictions import (
     Box,
@@ -345,7 +346,8 @@ class PluginCallback:
             tell(logger, logging.ERROR, error.message)
             raise
         tolerance = self.service.manifest.geometry.simplify_tolerance
-        answer, unmapped = to_answer(result.predictions, self.service.spec, self.section, ids, tolerance)
+        with stage("convert"):
+            answer, unmapped = to_answer(result.predictions, self.service.spec, self.section, ids, tolerance)
         if unmapped:
             tell(logger, logging.WARNING, f"dropped the predictions of {', '.join(map(repr, unmapped))}: no "
                                           "label category is mapped to them in this run's class mapping")
@@ -411,7 +413,7 @@ class AngoAdapter(Adapter):
             except BridgeError as error:
                 return JSONResponse({"error": error.message, "session": message.get("session", "")},
                                     status_code=error.status)
-            return JSONResponse(answer)
+            return json_answer(answer)
 
         @router.get("/heartbeat")
         async def heartbeat() -> str:

@@ -50,6 +50,7 @@ from bridge.errors import InvalidInput, Unauthorized
 from bridge.geometry import rasterize
 from bridge.manifest import Manifest, PlatformSection, Strict
 from bridge.model import ClassSpec, ModelSpec
+from bridge.observability import json_answer, stage
 from bridge.platforms import Adapter, bridge_route, get_service, warn_once
 from bridge.predictions import Box, Prediction, Span
 from bridge.service import ImageSource, Job, Service
@@ -415,9 +416,10 @@ class LabelboxAdapter(Adapter):
         async def infer(body: LabelboxRequest, service: Service = Depends(get_service)) -> JSONResponse:
             """Run the model on the last user message's image or text; the answer is keyed by feature name."""
             result = await service.run(to_job(body, service.spec.input, section))
-            answer = await asyncio.to_thread(to_answer, result.predictions, service.spec, section, result.size,
-                                             result.text)
-            return JSONResponse(answer)
+            with stage("convert"):
+                answer = await asyncio.to_thread(to_answer, result.predictions, service.spec, section,
+                                                 result.size, result.text)
+            return json_answer(answer)
 
         return router
 

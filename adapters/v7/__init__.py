@@ -30,6 +30,7 @@ from bridge.errors import Unauthorized
 from bridge.geometry import mask_to_polygon, rotated_box_corners
 from bridge.manifest import PlatformSection, Strict
 from bridge.model import ClassSpec, ModelSpec
+from bridge.observability import json_answer, stage
 from bridge.platforms import Adapter, bridge_route, get_service, warn_once
 from bridge.predictions import (
     Box,
@@ -350,8 +351,9 @@ class V7Adapter(Adapter):
             """Run the model on an image or a video; results in full-image coordinates."""
             result = await service.run(to_job(body))
             tolerance = service.manifest.geometry.simplify_tolerance
-            results = await asyncio.to_thread(to_results, result.predictions, service.spec, section, tolerance)
-            return JSONResponse({"status": "succeeded", "results": results})
+            with stage("convert"):
+                results = await asyncio.to_thread(to_results, result.predictions, service.spec, section, tolerance)
+            return json_answer({"status": "succeeded", "results": results})
 
         return router
 
