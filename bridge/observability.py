@@ -332,7 +332,8 @@ class RequestLog:
         level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
         access_log.log(level, "%s %s %d %s %.1f ms%s, %d predictions%s", fields["method"], scope["path"],
                        status, platform, seconds * 1000, f" ({text} ms)" if text else "", record.predictions,
-                       f": {record.error}" if record.error else "", extra={"request": fields})
+                       f": {record.error}" if record.error else "",
+                       extra={"request": fields, "request_id": record.id})
 
 
 def _stage_order(name: str) -> int:

@@ -76,6 +76,9 @@ from bridge.service import ImageSource, Job, Result, Service
 
 PLATFORM = "ango"
 log = logging.getLogger("bridge.ango")
+# The SDK gives its "SDK" logger a stderr handler of its own unless it has one: this one leaves its lines to the
+# root logger, so they take the server's log format and its redaction of secrets.
+logging.getLogger("SDK").addHandler(logging.NullHandler())
 
 LOSSY = {
     "ellipse": "Ango has no ellipse: sent as a 64-point polygon",
