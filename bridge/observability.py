@@ -299,20 +299,28 @@ class RequestLog:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         record = Record(id=request_id(given))
         token = _record.set(record)
-        status = 500
+        status, finished = 500, False
         start = time.perf_counter()
+
+        def finish() -> None:
+            nonlocal finished
+            if not finished:
+                finished = True
+                self.finish(scope, record, status, time.perf_counter() - start)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", record.id.encode())]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finish()  # before the last bytes leave: the caller finds the line and the counts once answered
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            self.finish(scope, record, status, time.perf_counter() - start)
+            finish()
             _record.reset(token)
 
     def finish(self, scope: Scope, record: Record, status: int, seconds: float) -> None:
