@@ -215,14 +215,19 @@ def queued() -> Iterator[Ticket]:
         ticket.start()  # a call cancelled before a worker took it leaves the queue too
 
 
+def note_error(message: str) -> None:
+    """The message a failed request's caller is told, for the request's line."""
+    record = _record.get()
+    if record is not None:
+        record.error = message
+
+
 def noting_errors(render: Callable[[int, str], Response]) -> Callable[[int, str], Response]:
     """An error renderer `(status, message) -> Response` that also puts the message in the request's line."""
 
     @functools.wraps(render)
     def noted(status: int, message: str) -> Response:
-        record = _record.get()
-        if record is not None:
-            record.error = message
+        note_error(message)
         return render(status, message)
 
     return noted
@@ -410,9 +415,12 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        if getattr(record, "request_id", None) is None:
-            record.request_id = "-"
-        return redact(super().format(record))
+        given = getattr(record, "request_id", None)
+        record.request_id = given or "-"
+        try:
+            return redact(super().format(record))
+        finally:
+            record.request_id = given
 
 
 class JsonFormatter(logging.Formatter):

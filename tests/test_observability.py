@@ -8,6 +8,7 @@ run `bridge serve --log-format json` as a child process and read everything it w
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -29,7 +30,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import create_app
-from bridge.observability import redact, request_id
+from bridge.observability import TextFormatter, redact, request_id
 from tests.conftest import ROOT, b64, encode_image, free_port
 
 Samples = dict[tuple[str, frozenset], float]
@@ -178,6 +179,13 @@ def test_redact_keeps_messages_and_removes_credentials():
         "GET https://b.s3.amazonaws.com/a.png?[redacted] 200"
     assert redact("{'apiKey': 'k-123', 'secret': \"s-456\"} Authorization: Basic dTpw") == \
         "{'apiKey': '[redacted]', 'secret': \"[redacted]\"} Authorization: Basic [redacted]"
+
+
+def test_text_lines_are_redacted_and_name_their_request():
+    record = logging.LogRecord("httpx", logging.INFO, __file__, 1, "HTTP Request: GET %s",
+                               ("https://b.example/a.png?X-Amz-Signature=sig-1",), None)
+    line = TextFormatter().format(record)
+    assert line.endswith("INFO httpx [-]: HTTP Request: GET https://b.example/a.png?[redacted]")
 
 
 # --- logs of a real `bridge serve`: no secret ever ------------------------------------------------------------
@@ -343,6 +351,7 @@ def test_no_secret_token_or_signed_url_in_any_log_line(servers, astronaut_jpeg):
         assert {(line["platform"], line["status"]) for line in requests} >= {
             ("v7", 200), ("v7", 422), ("v7", 401), ("labelbox", 200), ("labelbox", 401), ("ango", 200),
             ("ango", 502), ("ango", 401)}
+        assert any(line["status"] == 502 and "could not look up the asset" in line["error"] for line in requests)
 
 
 def test_worker_processes_sharing_a_multiproc_dir_answer_the_sum(servers, astronaut_jpeg):

@@ -54,7 +54,7 @@ from bridge.errors import BridgeError, InvalidInput, Unauthorized
 from bridge.geometry import to_polygon
 from bridge.manifest import Manifest, ManifestError, PlatformSection
 from bridge.model import ClassSpec, ModelSpec
-from bridge.observability import json_answer, stage
+from bridge.observability import json_answer, note_error, stage
 from bridge.platforms import Adapter, bridge_route, get_service, warn_once
 from bridge.predictions import (
     Box,
@@ -414,6 +414,7 @@ class AngoAdapter(Adapter):
             try:
                 answer = await run_in_threadpool(plugin.on_plugin, message)
             except BridgeError as error:
+                note_error(error.message)
                 return JSONResponse({"error": error.message, "session": message.get("session", "")},
                                     status_code=error.status)
             return json_answer(answer)
