@@ -68,7 +68,8 @@ STAGE_SECONDS = Histogram("bridge_stage_duration_seconds",
                           "Time one request spent in each stage (fetch, decode, predict, convert, encode), "
                           "summed over the stage's steps (video chunks, frame URLs).",
                           ["platform", "stage"], buckets=_SECONDS)
-PREDICTIONS = Counter("bridge_predictions", "Predictions the model returned, by platform and class.",
+PREDICTIONS = Counter("bridge_predictions", "Predictions the model returned (those kept by the core's checks and "
+                      "thresholds), by platform and class.",
                       ["platform", "class"])
 JOBS_IN_FLIGHT = Gauge("bridge_jobs_in_flight", "Jobs the service is running (fetching, decoding, predicting).",
                        multiprocess_mode="livesum")
@@ -101,11 +102,6 @@ class Record:
 
 
 _record: ContextVar[Record | None] = ContextVar("bridge_request", default=None)
-
-
-def current_record() -> Record | None:
-    """The record of the request being served here, if any."""
-    return _record.get()
 
 
 @contextmanager

@@ -30,7 +30,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import create_app
-from bridge.observability import TextFormatter, redact, request_id
+from bridge.observability import STAGES, TextFormatter, redact, request_id
 from tests.conftest import ROOT, b64, encode_image, free_port
 
 Samples = dict[tuple[str, frozenset], float]
@@ -352,6 +352,8 @@ def test_no_secret_token_or_signed_url_in_any_log_line(servers, astronaut_jpeg):
             ("v7", 200), ("v7", 422), ("v7", 401), ("labelbox", 200), ("labelbox", 401), ("ango", 200),
             ("ango", 502), ("ango", 401)}
         assert any(line["status"] == 502 and "could not look up the asset" in line["error"] for line in requests)
+        # the Ango run's stages are timed on the SDK's threads and the server's loop, and still add up to its line
+        assert any(line["path"] == "/ango/plugin" and list(line["stages"]) == list(STAGES) for line in requests)
 
 
 def test_worker_processes_sharing_a_multiproc_dir_answer_the_sum(servers, astronaut_jpeg):
