@@ -58,6 +58,10 @@ NO_PLATFORM = "none"
 QUIET_ROUTES = ("/metrics", "/healthz", "/readyz")
 """Routes that scrapers and probes call every few seconds: their lines are logged at debug level."""
 
+MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if MULTIPROC_DIR:  # prometheus-client writes there from the first metric on: a missing folder is made, not a crash
+    os.makedirs(MULTIPROC_DIR, exist_ok=True)
+
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0)
 
 REQUESTS = Counter("bridge_requests", "HTTP requests answered, by platform, route (its template) and status.",
@@ -254,7 +258,7 @@ def json_answer(content: Any, status_code: int = 200) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics in the text format; summed over all worker processes in multiprocess mode."""
     registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if MULTIPROC_DIR:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -369,3 +369,12 @@ def test_worker_processes_sharing_a_multiproc_dir_answer_the_sum(servers, astron
     assert moved(before, after, "bridge_predictions_total", **{"platform": "v7", "class": "face"}) == 2
     assert value(after, "bridge_jobs_in_flight") == 0
     assert any(multiproc.iterdir())
+
+
+def test_a_missing_multiproc_dir_is_made_not_a_crash(tmp_path):
+    folder = tmp_path / "not" / "yet"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    done = subprocess.run([sys.executable, "-m", "bridge.cli", "manifest-schema"], env=env, cwd=ROOT,
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert folder.is_dir()
