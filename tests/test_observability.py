@@ -93,7 +93,7 @@ def test_metrics_move_with_known_requests(faces, media_server, astronaut_jpeg):
     assert moved(before, after, "bridge_request_duration_seconds_count", platform="v7", route="/v7/infer") == 4
     # one observation per request and stage it went through; the 422 (bad parameter) stopped before decoding
     stages = {stage: moved(before, after, "bridge_stage_duration_seconds_count", platform="v7", stage=stage)
-              for stage in ("fetch", "decode", "predict", "convert", "encode")}
+              for stage in STAGES}
     assert stages == {"fetch": 1, "decode": 3, "predict": 3, "convert": 3, "encode": 3}
     assert moved(before, after, "bridge_stage_duration_seconds_sum", platform="v7", stage="predict") > 0
     # one face and two eyes on the astronaut, in each of 2 images and 3 frames
