@@ -8,6 +8,7 @@ reads in Ango's plugin log) and the workflow answers.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from bridge.model import ClassSpec, ModelSpec
 from bridge.outputs import Finish, finish
 from bridge.platforms import discover
 from bridge.predictions import Mask, Polygon, Prediction, RotatedBox
-from tests.conftest import encode_image
+from tests.conftest import encode_image, free_port
 from tests.shapes_model import CLASSES, donut_mask
 
 SECRET = "s3cret-plugin"
@@ -293,6 +294,21 @@ def test_asset_is_looked_up_by_external_id_then_by_task(plugin_url, image_url, a
     assert reply.json() == {"error": "no asset with external id 'unknown' in project 'proj-1', and the message "
                                      "has no dataURL", "session": "sess-1"}
     assert any("no asset with external id 'unknown'" in log["msg"] for log in ango_api.logs())
+
+
+def test_an_unreachable_ango_api_is_a_502_naming_it_and_logged_once(serve_app, ango_manifest, caplog):
+    closed = f"http://127.0.0.1:{free_port()}"
+    url = serve_app(create_app(ango_manifest(api_url=closed), adapters={"ango": adapter})) + "/ango"
+    with caplog.at_level(logging.INFO, logger="bridge"):
+        reply = post(url, message())  # no dataURL: the asset is looked up, and the run log posted, at `closed`
+    assert reply.status_code == 502
+    error = reply.json()["error"]
+    assert error.startswith(f"Ango's API at {closed} failed the asset look-up: ConnectionError")
+    failures = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(failures) == 1 and "Plugin callback failed: Ango's API at" in failures[0].getMessage()
+    assert not any(r.exc_info for r in failures)  # a BridgeError is told, not traced
+    assert any("a log line did not reach Ango" in r.getMessage() for r in caplog.records)
+    assert post(url, message(dataURL=None)).status_code == 502  # and the plugin keeps serving
 
 
 @pytest.mark.parametrize("config, error", [

@@ -70,6 +70,7 @@ def api_client(api_key: str, host: str, timeout: float) -> Any:
     from imerit_ango.sdk import SDK
 
     sdk = SDK(api_key=api_key, host=host)
+    sdk.logger.setLevel(logging.CRITICAL)  # its request errors reach the run's log as ours, once
     sdk.session.request = functools.partial(sdk.session.request, timeout=timeout)
     return sdk
 
