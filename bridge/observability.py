@@ -266,6 +266,7 @@ async def metrics(request: Request) -> Response:
 
 # --- the request line -----------------------------------------------------------------------------------------
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 access_log = logging.getLogger("bridge.access")
 
@@ -343,10 +344,15 @@ class RequestLog:
                   "error": record.error}
         text = " ".join(f"{name} {ms:g}" for name, ms in stages.items())
         level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
-        access_log.log(level, "%s %s %d %s %.1f ms%s, %d predictions%s", fields["method"], scope["path"],
-                       status, platform, seconds * 1000, f" ({text} ms)" if text else "", record.predictions,
-                       f": {record.error}" if record.error else "",
+        access_log.log(level, "%s %s %d %s %.1f ms%s, %d predictions%s", fields["method"],
+                       one_line(scope["path"]), status, platform, seconds * 1000, f" ({text} ms)" if text else "",
+                       record.predictions, f": {one_line(record.error)}" if record.error else "",
                        extra={"request": fields, "request_id": record.id})
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped: a caller's path (`/a%0Ab`) cannot forge a log line."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
 
 
 def _stage_order(name: str) -> int:

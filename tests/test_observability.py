@@ -161,12 +161,15 @@ def test_one_line_per_request_with_its_id(faces, astronaut_jpeg, caplog):
     given = httpx.post(f"{faces}/v7/infer", json=image, headers={"X-Request-ID": "trace-42.a:b"})
     assert given.status_code == 200 and given.headers["x-request-id"] == "trace-42.a:b"
     made = httpx.post(f"{faces}/labelbox/infer", json={}, headers={"X-Request-ID": "x" * 200})
+    forged = httpx.get(f"{faces}/a%0A2026-12-02 INFO bridge.access: forged")
     assert made.status_code == 401 and re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
 
     lines = {record.request_id: record.request for record in caplog.records if record.name == "bridge.access"}
     ok = lines["trace-42.a:b"]
     assert ok["platform"] == "v7" and ok["route"] == "/v7/infer" and ok["status"] == 200
     assert list(ok["stages"]) == ["decode", "predict", "convert", "encode"] and ok["predictions"] == 3
+    messages = {record.request_id: record.getMessage() for record in caplog.records if record.name == "bridge.access"}
+    assert messages[forged.headers["x-request-id"]].startswith("GET /a\\n2026-12-02 INFO bridge.access: forged 404")
     refused = lines[made.headers["x-request-id"]]
     assert refused["platform"] == "labelbox" and refused["status"] == 401 and refused["stages"] == {}
     assert "wrong secret" in refused["error"]
