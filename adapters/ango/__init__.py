@@ -21,17 +21,18 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.ango.convert import CONVERSIONS, PLATFORM
+from adapters.ango.convert import CONVERSIONS, PLATFORM, to_answer
 from adapters.ango.plugin import INSTALL, model_plugin, plugin_class, sdk_plugins
 from adapters.ango.section import AngoSection
 from bridge import auth
 from bridge.auth import Auth
 from bridge.cli import add_manifest_argument, manifest_from
 from bridge.errors import BridgeError
-from bridge.manifest import ManifestError
+from bridge.manifest import Manifest, ManifestError
+from bridge.model import ModelSpec
 from bridge.observability import note_error
 from bridge.platforms import Adapter, Route
-from bridge.service import Service
+from bridge.service import Result, Service
 
 # --- the REST connector's contract (what /docs shows) ----------------------------------------------------------
 
@@ -69,6 +70,11 @@ class AngoAdapter(Adapter):
 
     def auth(self, section: AngoSection) -> Auth:
         return auth.header("Secret", section.secret, "platforms.ango.secret")
+
+    def write_answer(self, result: Result, spec: ModelSpec, section: AngoSection, manifest: Manifest) -> dict[str, Any]:
+        """The answer of a run without a class mapping (objects carry `title`s)."""
+        found, _, _ = to_answer(result.predictions, spec, section, None, manifest.geometry.simplify_tolerance)
+        return found
 
     def routes(self, section: AngoSection) -> list[Route]:
         plugins: dict[int, Any] = {}  # the SDK's plugin, made once the model is loaded (one per service)
