@@ -49,7 +49,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -255,7 +254,7 @@ def json_answer(content: Any, status_code: int = 200) -> JSONResponse:
 # --- /metrics -----------------------------------------------------------------------------------------------
 
 
-async def metrics(request: Request) -> Response:
+async def metrics() -> Response:
     """Prometheus metrics in the text format; summed over all worker processes in multiprocess mode."""
     registry = REGISTRY
     if MULTIPROC_DIR:
