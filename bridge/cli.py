@@ -6,18 +6,24 @@ Adapters add their own sub-commands (`bridge labelbox-manifest`, `bridge ango`, 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
-import logging
 import sys
 from pathlib import Path
 
 from pydantic import ConfigDict, create_model
 
+from bridge import conversions
 from bridge.manifest import Manifest, ManifestError, load_manifest
-from bridge.platforms import Adapter, discover
+from bridge.observability import LOG_FORMATS, configure_logging
+from bridge.platforms import Adapter, discover, enabled_adapters
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 PROJECT_MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "default.yaml"
+
+
+class CommandError(Exception):
+    """A mistake on the command line (a busy port, say): one line on stderr, exit status 2."""
 
 
 def default_manifest() -> Path:
@@ -36,31 +42,50 @@ def manifest_from(args: argparse.Namespace) -> Manifest:
 
 
 def serve(args: argparse.Namespace) -> int:
+    playground = args.playground if args.playground is not None else is_loopback(args.host)
     if args.workers:
         from bridge.workers import serve as serve_workers
 
         return serve_workers(args.manifest or default_manifest(), args.host, args.port, args.workers,
-                             args.log_level)
+                             args.log_level, args.log_format, playground)
     from bridge.server import run
 
-    run(manifest_from(args), args.host, args.port, log_level=args.log_level)
+    load_error = run(manifest_from(args), args.host, args.port, log_level=args.log_level, playground=playground)
+    if load_error:
+        print(f"bridge: {load_error}", file=sys.stderr)
+        return 2
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is an address of this machine only (the playground answers without credentials)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def check(args: argparse.Namespace) -> int:
     """Load the manifest and the model; print each platform's warnings."""
-    from bridge.app import enabled_adapters
-
     manifest = manifest_from(args)
     platforms = enabled_adapters(manifest, discover())
     model = manifest.build_model()
     print(f"{manifest.where()}: {manifest.name} {manifest.version}, {len(model.spec.classes)} classes, "
           f"{model.spec.input} input")
+    if not platforms:
+        print("  no platform is served: add a section under `platforms` (v7, labelbox, ango)")
     for name, (adapter, section) in platforms.items():
-        warnings = adapter.check(model.spec, section)
+        warnings = adapter.check(model.spec, section, manifest)
         print(f"  {name}: {'ok' if not warnings else f'{len(warnings)} warning(s)'}")
         for warning in warnings:
             print(f"    - {warning}")
+    return 0
+
+
+def formats(args: argparse.Namespace) -> int:
+    """What every installed platform receives of each class kind: the conversion matrix, as markdown."""
+    adapters = discover()
+    sys.stdout.write(conversions.markdown({name: adapters[name].conversions for name in sorted(adapters)}))
     return 0
 
 
@@ -83,6 +108,8 @@ def full_manifest_schema(adapters: dict[str, Adapter]) -> dict:
 def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description="Serve one model to annotation platforms.")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument("--log-format", default="text", choices=list(LOG_FORMATS),
+                        help="text, or json: one JSON object per line, for log shippers")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve_parser = commands.add_parser("serve", help="serve the model over HTTP to every enabled platform")
@@ -94,6 +121,9 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
                               help="N supervised worker processes, each with the model loaded once; a worker "
                               "that dies or is stuck past limits.hard_limit is replaced (default: one process, "
                               "unsupervised)")
+    serve_parser.add_argument("--playground", action=argparse.BooleanOptionalAction, default=None,
+                              help="the playground page at / (default: on when --host is a loopback address, "
+                                   "since it answers without credentials)")
     serve_parser.set_defaults(func=serve)
 
     check_parser = commands.add_parser("check", help="load a manifest and its model; list lossy conversions")
@@ -103,20 +133,24 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     schema_parser = commands.add_parser("manifest-schema", help="print the manifest's JSON Schema")
     schema_parser.set_defaults(func=manifest_schema)
 
+    formats_parser = commands.add_parser("formats", help="print what each platform receives of each class kind")
+    formats_parser.set_defaults(func=formats)
+
     for adapter in adapters.values():
         adapter.add_commands(commands)
     for command in commands.choices.values():  # `bridge serve --log-level debug` works as well
         command.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS)
+        command.add_argument("--log-format", choices=list(LOG_FORMATS), default=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     adapters = discover()
     args = build_parser(adapters).parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
-    except ManifestError as error:
+    except (ManifestError, CommandError) as error:
         print(f"bridge: {error}", file=sys.stderr)
         return 2
 

@@ -14,7 +14,8 @@ What it adds to uvicorn's defaults, and why:
 - `--workers` workers each bind a socket of their own with SO_REUSEPORT, which listens (and so joins the
   kernel's group for the port) only once the worker's model is loaded: the kernel spreads connections over
   the workers by their addresses (a shared socket lets whichever worker wakes first take most keep-alive
-  connections), and a worker still loading gets none.
+  connections), and a worker still loading, or restarted after a crash, gets none. One process listens at
+  once and answers 503 until its model is loaded.
 """
 
 from __future__ import annotations
@@ -106,22 +107,41 @@ class WorkerStatus:
 
 
 class BridgeServer(uvicorn.Server):
-    """A uvicorn server that reports its heartbeat to a supervisor, when it has one."""
+    """A uvicorn server that reports its heartbeat to a supervisor, when it has one; a worker's socket
+    (`deferred`) listens only once the model is loaded."""
 
-    def __init__(self, config: uvicorn.Config, status: WorkerStatus | None = None) -> None:
+    def __init__(self, config: uvicorn.Config, status: WorkerStatus | None = None,
+                 deferred: socket.socket | None = None) -> None:
         super().__init__(config)
         self.status = status
+        self.deferred = deferred
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[] if self.deferred is not None else sockets)
 
     async def on_tick(self, counter: int) -> bool:
-        if self.status is not None:
-            service = getattr(self.config.app.state, "service", None)  # type: ignore[union-attr]
-            oldest = service.admission.oldest_call() if service is not None else None
-            self.status.write(time.monotonic(), oldest or 0.0)
+        service = getattr(self.config.app.state, "service", None)  # type: ignore[union-attr]
+        if service is not None and self.deferred is not None:
+            await self._listen(self.deferred)
+            self.deferred = None
+        if self.status is not None and service is not None:  # no heartbeat until the model is loaded
+            self.status.write(time.monotonic(), service.admission.oldest_call() or 0.0)
         return await super().on_tick(counter)
+
+    async def _listen(self, sock: socket.socket) -> None:
+        """What uvicorn's `startup` does with a socket it is given, later."""
+        config = self.config
+
+        def protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            return config.http_protocol_class(config=config, server_state=self.server_state,  # type: ignore
+                                              app_state=self.lifespan.state, _loop=_loop)
+
+        server = await asyncio.get_running_loop().create_server(protocol, sock=sock, backlog=config.backlog)
+        self.servers.append(server)
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
-    """A bound TCP socket (not yet listening: it joins a SO_REUSEPORT group only once it listens)."""
+    """A bound TCP socket; uvicorn makes it listen when it starts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -137,27 +157,38 @@ def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 
 
 def uvicorn_config(app: Any, manifest: Manifest, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
-    """The uvicorn configuration of every `bridge serve` process."""
+    """The uvicorn configuration of every `bridge serve` process (logging as `bridge.cli` configured it)."""
     limits = manifest.limits
     protocol = type("BridgeHTTP", (BridgeHTTP,), {"read_timeout": limits.read_timeout,
                                                   "max_connections": limits.max_connections})
     return uvicorn.Config(app, host=host, port=port, http=protocol, loop="uvloop", ws="none", lifespan="on",
-                          access_log=False, log_level=log_level, timeout_keep_alive=5,
+                          log_config=None, access_log=False, log_level=log_level, timeout_keep_alive=5,
                           timeout_graceful_shutdown=int(max(1, round(limits.shutdown_grace))))
 
 
-def run(manifest: Manifest, host: str, port: int, *, log_level: str = "info",
-        reuse_port: bool = False, status: WorkerStatus | None = None) -> None:
-    """Serve `manifest`'s model on host:port until SIGINT/SIGTERM, then end within the grace period."""
-    from bridge.app import create_app
+def run(manifest: Manifest, host: str, port: int, *, log_level: str = "info", playground: bool = True,
+        reuse_port: bool = False, status: WorkerStatus | None = None) -> str | None:
+    """Serve `manifest`'s model on host:port until SIGINT/SIGTERM, then end within the grace period.
 
-    app = create_app(manifest)
-    server = BridgeServer(uvicorn_config(app, manifest, host, port, log_level), status)
-    sockets = [listening_socket(host, port, reuse_port=True)] if reuse_port else None
-    server.run(sockets=sockets)
-    if not server.started:  # the model did not load (the log says why)
-        sys.exit(3)
+    The port is bound before the model loads, so a busy port is reported at once (`CommandError`). Returns
+    why the model failed to load (which stops the server), or None.
+    """
+    from bridge.app import create_app
+    from bridge.cli import CommandError
+
+    app = create_app(manifest, playground=playground)
+    try:
+        sock = listening_socket(host, port, reuse_port)
+    except OSError as error:
+        raise CommandError(f"cannot listen on {host}:{port}: {os.strerror(error.errno)}") from None
+    config = uvicorn_config(app, manifest, host, port, log_level)
+    server = BridgeServer(config, status, deferred=sock) if reuse_port else BridgeServer(config, status)
+    app.state.stop = lambda: setattr(server, "should_exit", True)  # a model that fails to load ends the server
+    server.run(sockets=None if reuse_port else [sock])
+    if app.state.load_error:
+        return app.state.load_error
     _exit_past_stuck_threads()
+    return None
 
 
 def _exit_past_stuck_threads() -> None:

@@ -15,26 +15,30 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.manifest import load_manifest
+from bridge.observability import configure_logging
 from bridge.server import WorkerStatus, listening_socket
 
 log = logging.getLogger("bridge")
 
 POLL = 0.2  # seconds between the supervisor's looks at its workers
 STARTUP_LIMIT = 120.0  # seconds a stuck worker waits for its successor to serve before it is stopped anyway
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
 
-def _worker_main(manifest_path: str, host: str, port: int, log_level: str, status: WorkerStatus) -> None:
-    """A worker process: load the manifest and serve it on a socket of its own."""
+def _worker_main(manifest_path: str, host: str, port: int, log_level: str, log_format: str, playground: bool,
+                 status: WorkerStatus) -> None:
+    """A worker process: load the manifest and serve it on a socket of its own; exit 2 if the model fails."""
     from bridge.server import run
 
-    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
-    run(load_manifest(manifest_path), host, port, log_level=log_level, reuse_port=True, status=status)
+    configure_logging(log_level, log_format)
+    if run(load_manifest(manifest_path), host, port, log_level=log_level, playground=playground,
+           reuse_port=True, status=status):
+        sys.exit(2)
 
 
 @dataclass
@@ -47,22 +51,25 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, manifest_path: Path, host: str, port: int, workers: int, log_level: str = "info") -> None:
+    def __init__(self, manifest_path: Path, host: str, port: int, workers: int, log_level: str = "info",
+                 log_format: str = "text", playground: bool = False) -> None:
         self.manifest_path = str(manifest_path)
         self.manifest = load_manifest(manifest_path)
-        self.host, self.port, self.count, self.log_level = host, port, workers, log_level
+        self.host, self.port, self.count = host, port, workers
+        self.worker_args = (log_level, log_format, playground)
         self.context = multiprocessing.get_context("spawn")
         self.slots: list[Worker | None] = [None] * workers
         self.retiring: list[Worker] = []
         self.stop = False
 
     def run(self) -> int:
-        """Start the workers and watch them until SIGTERM/SIGINT; 0, or 1 when a worker cannot start."""
+        """Start the workers and watch them until SIGTERM/SIGINT; 0, or 2 when the port is busy or a worker's
+        model fails to load."""
         try:  # the port is free: fail here if not, rather than in every worker
             listening_socket(self.host, self.port, reuse_port=False).close()
         except OSError as error:
             log.error("cannot listen on %s:%d: %s", self.host, self.port, error.strerror)
-            return 1
+            return 2
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         for index in range(self.count):
@@ -83,7 +90,7 @@ class Supervisor:
         status = WorkerStatus(self.context.Array("d", 2, lock=False))  # one per process: a retiring
         process = self.context.Process(                                  # worker keeps writing its own
             target=_worker_main, name=f"bridge-worker-{index}",
-            args=(self.manifest_path, self.host, self.port, self.log_level, status))
+            args=(self.manifest_path, self.host, self.port, *self.worker_args, status))
         process.start()
         self.slots[index] = Worker(process, status, time.monotonic())
 
@@ -93,10 +100,10 @@ class Supervisor:
         for index, worker in enumerate(self.slots):
             heartbeat, oldest_call = worker.status.read()
             if not worker.process.is_alive():
-                if heartbeat == 0.0 and worker.process.exitcode > 0:  # not a signal: its start-up failed
-                    log.error("worker %d (pid %d) exited with code %s before serving; stopping",
+                if heartbeat == 0.0 and worker.process.exitcode > 0:  # not a signal: its model failed to load
+                    log.error("worker %d (pid %d) exited with code %s before its model loaded; stopping",
                               index, worker.process.pid, worker.process.exitcode)
-                    return 1
+                    return 2
                 log.warning("worker %d (pid %d) exited with code %s; starting another",
                             index, worker.process.pid, worker.process.exitcode)
                 worker.process.join()
@@ -145,5 +152,6 @@ class Supervisor:
         log.info("all workers stopped")
 
 
-def serve(manifest_path: Path, host: str, port: int, workers: int, log_level: str = "info") -> int:
-    return Supervisor(manifest_path, host, port, workers, log_level).run()
+def serve(manifest_path: Path, host: str, port: int, workers: int, log_level: str = "info",
+          log_format: str = "text", playground: bool = False) -> int:
+    return Supervisor(manifest_path, host, port, workers, log_level, log_format, playground).run()

@@ -93,12 +93,14 @@ class Served:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    """Start `bridge serve` on a manifest of the given keys (loopback URLs allowed); stopped after the test."""
+    """Start `bridge serve` on a manifest of the given keys (V7 served, loopback URLs allowed); stopped after
+    the test."""
     started: list[Served] = []
 
     def start(*args: str, **keys: Any) -> Served:
         keys.setdefault("name", "serving-test")
         keys.setdefault("limits", {}).setdefault("allow_private_urls", True)
+        keys.setdefault("platforms", {"v7": {}})
         path = tmp_path / f"manifest-{len(started)}.yaml"
         path.write_text(yaml.safe_dump(keys), encoding="utf-8")
         served = Served(path, tmp_path / f"server-{len(started)}.log", *args)
@@ -153,6 +155,8 @@ def test_beyond_the_queue_requests_answer_503_with_retry_after(serve_app, make_m
 def test_a_killed_worker_is_replaced_and_requests_keep_being_answered(serve):
     served = serve("--workers", "2", model={"factory": "tests.service_models:Finder"})
     workers = wait_until(lambda: len(served.workers()) == 2 and served.workers(), 30, "two workers")
+    wait_until(lambda: served.log().count("serving serving-test") == 2, 60, "both models loaded")
+    time.sleep(0.5)  # a worker listens within a tick (0.1 s) of its model loading
     victim = min(workers)
     os.kill(victim, signal.SIGKILL)
     replaced = wait_until(lambda: (w := served.workers()) and victim not in w and len(w) == 2 and w, 30,
@@ -165,7 +169,8 @@ def test_a_killed_worker_is_replaced_and_requests_keep_being_answered(serve):
 
 def test_a_model_call_stuck_past_the_hard_limit_gets_its_worker_replaced(serve):
     served = serve("--workers", "1", model={"factory": "tests.service_models:Gate", "params": {"limit": 120}},
-                   limits={"deadline": 1, "hard_limit": 3, "concurrency": 1, "shutdown_grace": 1})
+                   limits={"deadline": 1, "hard_limit": 3, "concurrency": 1, "shutdown_grace": 1},
+                   params={"type": "object", "properties": {"hold": {"type": "number"}}})
     (stuck,) = wait_until(served.workers, 30, "a worker")
     assert infer(served.base).status_code == 504  # the model hangs past the deadline, its thread with it
 
