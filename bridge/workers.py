@@ -20,8 +20,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import multiprocess
+
 from bridge.manifest import load_manifest
-from bridge.observability import configure_logging
+from bridge.observability import MULTIPROC_DIR, configure_logging
 from bridge.server import WorkerStatus, listening_socket
 
 log = logging.getLogger("bridge")
@@ -106,7 +108,7 @@ class Supervisor:
                     return 2
                 log.warning("worker %d (pid %d) exited with code %s; starting another",
                             index, worker.process.pid, worker.process.exitcode)
-                worker.process.join()
+                self._reap(worker)
                 self._start(index)
             elif heartbeat and now - heartbeat > limits.hard_limit:
                 log.error("worker %d (pid %d): its event loop has not run for %.0f s (limits.hard_limit); "
@@ -118,7 +120,7 @@ class Supervisor:
                 self._retire(worker, index)
         for worker in list(self.retiring):
             if not worker.process.is_alive():
-                worker.process.join()
+                self._reap(worker)
                 self.retiring.remove(worker)
             elif worker.stopping_since is None:
                 successor = worker.successor
@@ -136,6 +138,13 @@ class Supervisor:
         self._start(index)
         worker.successor = self.slots[index]
         self.retiring.append(worker)
+
+    @staticmethod
+    def _reap(worker: Worker) -> None:
+        """Join a dead worker; in Prometheus' multiprocess mode, drop its live gauges from the sums."""
+        worker.process.join()
+        if MULTIPROC_DIR:
+            multiprocess.mark_process_dead(worker.process.pid)
 
     def _stop_all(self) -> None:
         workers = [w for w in self.slots if w is not None] + self.retiring
