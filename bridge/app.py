@@ -62,9 +62,13 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
-        """Readiness: the model is loaded."""
-        ready = request.app.state.service is not None
-        return JSONResponse({"status": "ready" if ready else "loading"}, status_code=200 if ready else 503)
+        """Readiness: the model is loaded and URL fetches are being served."""
+        service = request.app.state.service
+        if service is None:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        if stalled := service.media.stalled():
+            return JSONResponse({"status": "degraded", "reason": stalled}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     for adapter, section in platforms.values():
         router = adapter.router(section)

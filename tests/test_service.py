@@ -408,11 +408,11 @@ def test_video_frames_are_batched_and_indexed(make_manifest):
     assert result.size == (16, 24)
 
 
-def test_too_many_frame_urls_is_invalid_input(make_manifest):
+def test_too_many_frame_urls_is_too_large(make_manifest):  # 413, as the README says
     manifest = make_manifest(model={"factory": "tests.service_models:Batcher"}, limits={"max_video_frames": 3})
     frames = tuple(ImageSource(base64=png_b64(frame(i))) for i in range(4))
     model, (result,) = run(manifest, Job(platform="test", video=VideoSource(frames=frames)))
-    assert isinstance(result, InvalidInput) and "limits.max_video_frames" in result.message
+    assert isinstance(result, TooLarge) and "limits.max_video_frames" in result.message
     assert model.batches == []
 
 
