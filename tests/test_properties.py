@@ -24,7 +24,7 @@ from bridge.manifest import Manifest
 from bridge.media import MediaLimits, decode_image
 from tests.test_media_attacks import broken_exif_jpeg
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*:UserWarning:PIL")  # Pillow's notes on corrupt EXIF
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on corrupt EXIF
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                     database=None)
