@@ -94,6 +94,15 @@ def attack_server():
     server.close()
 
 
+def wait_ready(base: str) -> str:
+    """The base URL, once /readyz says the model is loaded (it loads in the background)."""
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{base}/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the model did not load"
+        time.sleep(0.05)
+    return base
+
+
 def loader_run(limits: MediaLimits, go):
     """Run `go(loader)` in a fresh event loop with a fresh loader, closed afterwards."""
 
@@ -136,10 +145,9 @@ def test_readiness_says_degraded_while_no_fetch_gets_a_connection(serve_app, mak
     past the fetch timeout, and /readyz says why until a fetch ends otherwise."""
     manifest = make_manifest(model={"factory": "examples/faces.py:FaceDetector"},
                              limits={"fetch_timeout": 1.5, "fetch_connections": 1})
-    base = serve_app(create_app(manifest))
+    base = wait_ready(serve_app(create_app(manifest)))
     image = media_server.add("face.png", encode_image(np.full((40, 40, 3), 90, np.uint8)))
     with httpx.Client(base_url=base, timeout=30) as client:
-        assert client.get("/readyz").status_code == 200
         holder: list[httpx.Response] = []
         thread = threading.Thread(target=lambda: holder.append(
             client.post("/v7/infer", json={"image": {"url": f"{attack_server.base}/trickle/1.4"}})))
@@ -364,9 +372,9 @@ def app_url(serve_app, make_manifest):
         params={"type": "object", "properties": {"min_confidence": {"type": "number", "minimum": 0,
                                                                      "maximum": 1}}},
         limits={"max_video_frames": 100},
-        platforms={"labelbox": {"secret": SECRET}},
+        platforms={"v7": {}, "labelbox": {"secret": SECRET}},
     )
-    return serve_app(create_app(manifest))
+    return wait_ready(serve_app(create_app(manifest)))
 
 
 def post_raw(base: str, path: str, text: str) -> httpx.Response:

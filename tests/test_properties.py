@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from pydantic import ValidationError
 
-from adapters import ango, labelbox, v7
+from adapters import labelbox, v7
+from adapters.ango import convert as ango
 from bridge.errors import BridgeError
 from bridge.manifest import Manifest
 from bridge.media import MediaLimits, decode_image

@@ -25,6 +25,7 @@ from bridge.app import create_app
 from bridge.manifest import Manifest
 from tests.conftest import ROOT, MediaServer, _ThreadedUvicorn, encode_image, free_port
 from tests.test_ango import FakeAngoApi
+from tests.test_media_attacks import wait_ready
 
 SECRET = "schema-secret"
 CREDENTIALS = {"X-Auth": SECRET, "Authorization": f"Bearer {SECRET}", "Secret": SECRET}
@@ -60,6 +61,7 @@ def server() -> Iterator[dict[str, Any]]:
     while not uvicorn_server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
+    wait_ready(f"http://127.0.0.1:{port}")
     yield {"base": f"http://127.0.0.1:{port}", "media": media}
     uvicorn_server.should_exit = True
     thread.join(10)
