@@ -35,6 +35,7 @@ import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, urljoin, urlsplit
 
@@ -249,6 +250,25 @@ class MediaLoader:
         """`func(*args)` on one of the `max_decodes` decode threads. A caller that gives up does not free
         the thread: the decode ends first, so no more than `max_decodes` ever run at once."""
         return await asyncio.get_running_loop().run_in_executor(self._decoder, func, *args)
+
+    async def batches(self, items: Iterator[T], size: int) -> AsyncIterator[list[T]]:
+        """Lists of up to `size` items of a decoding iterator (video frames), each taken on a decode thread.
+
+        The iterator is closed on the thread that last ran it once that batch is done: a caller that gives up
+        mid-batch (its deadline) must not close a generator another thread is still running.
+        """
+        future = None
+        try:
+            while True:
+                future = self._decoder.submit(list, islice(items, size))
+                if not (batch := await asyncio.wrap_future(future)):
+                    return
+                yield batch
+        finally:
+            if future is not None and not future.done():
+                future.add_done_callback(lambda _: items.close())
+            else:
+                items.close()
 
     async def fetch(self, url: str, what: str = "image.url") -> bytes:
         """The body at `url`, following redirects, within the byte limit and the fetch timeout.

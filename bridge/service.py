@@ -14,8 +14,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -141,11 +141,9 @@ class Service:
     async def _video_chunks_from_url(self, url: str) -> AsyncIterator[list[tuple[int, np.ndarray]]]:
         data = await self.media.fetch(url, "video.url")
         frames = decode_video(data, self.media.limits, self.manifest.video_frame_stride)
-        try:
-            while chunk := await self.media.decode(list, islice(frames, self.limits.batch_size)):
+        async with aclosing(self.media.batches(frames, self.limits.batch_size)) as chunks:
+            async for chunk in chunks:
                 yield chunk
-        finally:
-            frames.close()
 
     async def _video_chunks_from_frames(self, video: VideoSource) -> AsyncIterator[list[tuple[int, np.ndarray]]]:
         if len(video.frames) > self.limits.max_video_frames:

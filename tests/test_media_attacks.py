@@ -451,3 +451,19 @@ def test_signed_url_queries_are_not_logged(media_server, caplog):
     assert "/redirect/2/x.bin" in caplog.text
     for secret in ("first-secret", "AKIA", "second-secret"):
         assert secret not in caplog.text
+
+
+def test_deadline_in_the_middle_of_decoding_a_video_is_504(serve_app, make_manifest, media_server):
+    """The deadline passes while a batch of frames decodes on a decode thread: 504, not a 500 from closing a
+    generator that thread is still running."""
+    from tests.test_media import make_video
+
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder"},
+                             limits={"deadline": 0.1, "batch_size": 64})
+    base = wait_ready(serve_app(create_app(manifest)))
+    url = media_server.add("long.mp4", make_video(frames=12, width=1280, height=720), "video/mp4")
+    with httpx.Client(base_url=base, timeout=30) as client:
+        response = client.post("/v7/infer", json={"video": {"url": url}})
+        assert response.status_code == 504, response.text
+        assert "limits.deadline" in response.json()["error"]
+        assert client.get("/readyz").status_code == 200
