@@ -340,7 +340,8 @@ class MediaLoader:
             infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443,
                                                                 type=socket.SOCK_STREAM)
         except socket.gaierror as error:
-            raise InvalidInput(f"could not resolve the host of {what} {_short(parts.hostname)!r}: {error}") from None
+            raise InvalidInput(f"could not resolve the host of {what} {_short(parts.hostname)!r}: "
+                               f"{error}") from None
         for info in infos:
             address = ipaddress.ip_address(info[4][0].split("%")[0])
             if not address.is_global:
