@@ -39,8 +39,8 @@ SECRET = "attack-secret"
 
 
 class AttackServer:
-    """Loopback URLs an attacker would hand the bridge: /trickle/N (a byte every N s), /bomb (a small body
-    that inflates past the download limit), /encoded/NAME (a file sent with a Content-Encoding)."""
+    """Loopback URLs an attacker would hand the bridge: /trickle/A/B (headers at once, a byte after A s and
+    another B s later) and /encoded/NAME (a body sent with a Content-Encoding, e.g. a bomb)."""
 
     def __init__(self) -> None:
         self.seen = threading.Event()
@@ -59,8 +59,8 @@ class AttackServer:
                         self.send_response(200)
                         self.send_header("Content-Type", "image/png")
                         self.end_headers()
-                        for _ in range(3):  # bounded: a few bytes, each just under the read time-out
-                            time.sleep(float(parts[1]))
+                        for pause in parts[1:3]:
+                            time.sleep(float(pause))
                             self.wfile.write(b"\0")
                             self.wfile.flush()
                     else:
@@ -142,16 +142,17 @@ def test_a_hundred_slow_urls_leave_the_pool_serving(media_server):
 
 def test_readiness_says_degraded_while_no_fetch_gets_a_connection(serve_app, make_manifest, attack_server,
                                                                    media_server):
-    """One connection, held by a URL that trickles a byte just under the read time-out: the next fetch waits
-    past the fetch timeout, and /readyz says why until a fetch ends otherwise."""
+    """One connection, held by a URL that sends a byte halfway through the read time-out and then stalls: the
+    holder ends by its read time-out, half a time-out after the next fetch has waited its whole time-out
+    for that connection; /readyz says so in between, and is ready again once the holder has ended."""
     manifest = make_manifest(model={"factory": "examples/faces.py:FaceDetector"},
-                             limits={"fetch_timeout": 1.5, "fetch_connections": 1})
+                             limits={"fetch_timeout": 2, "fetch_connections": 1})
     base = wait_ready(serve_app(create_app(manifest)))
     image = media_server.add("face.png", encode_image(np.full((40, 40, 3), 90, np.uint8)))
     with httpx.Client(base_url=base, timeout=30) as client:
         holder: list[httpx.Response] = []
         thread = threading.Thread(target=lambda: holder.append(
-            client.post("/v7/infer", json={"image": {"url": f"{attack_server.base}/trickle/1.4"}})))
+            client.post("/v7/infer", json={"image": {"url": f"{attack_server.base}/trickle/1/5"}})))
         thread.start()
         assert attack_server.seen.wait(10)  # the holder has the only connection
         waiter = client.post("/v7/infer", json={"image": {"url": image}})
@@ -160,9 +161,18 @@ def test_readiness_says_degraded_while_no_fetch_gets_a_connection(serve_app, mak
         assert ready.status_code == 503
         assert ready.json()["status"] == "degraded" and "limits.fetch_connections" in ready.json()["reason"]
         thread.join(30)
-        assert holder[0].status_code == 504  # cut at the fetch timeout although every read came in time
+        assert holder[0].status_code == 504
         assert client.get("/readyz").json() == {"status": "ready"}
         assert client.post("/v7/infer", json={"image": {"url": image}}).status_code == 200
+
+
+def test_a_body_trickling_in_under_the_read_timeout_is_cut_at_the_fetch_timeout(attack_server):
+    """Each byte comes within the read time-out, the whole body does not come within the fetch timeout."""
+    url = f"{attack_server.base}/trickle/0.6/0.6"
+    with pytest.raises(DeadlineExceeded, match="limits.fetch_timeout"):
+        loader_run(MediaLimits(allow_private_urls=True, fetch_timeout=1), lambda loader: loader.fetch(url))
+    assert loader_run(MediaLimits(allow_private_urls=True, fetch_timeout=3),
+                      lambda loader: loader.fetch(url)) == b"\0\0"
 
 
 # --- 2. compressed bodies: the cap counts decoded bytes, decoding off the event loop ----------------------------
