@@ -6,8 +6,11 @@ Adapters add their own sub-commands (`bridge labelbox-manifest`, `bridge ango`, 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -19,6 +22,10 @@ from bridge.platforms import Adapter, discover, enabled_adapters
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 PROJECT_MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "default.yaml"
+
+
+class CommandError(Exception):
+    """A mistake on the command line (a busy port, say): one line on stderr, exit status 2."""
 
 
 def default_manifest() -> Path:
@@ -41,14 +48,27 @@ def serve(args: argparse.Namespace) -> int:
 
     from bridge.app import create_app
 
-    app = create_app(manifest_from(args))
+    playground = args.playground if args.playground is not None else is_loopback(args.host)
+    app = create_app(manifest_from(args), playground=playground)
+    try:  # bound before the model loads: a busy port is reported at once
+        listening = socket.create_server((args.host, args.port))
+    except OSError as error:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {os.strerror(error.errno)}") from None
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
     app.state.stop = lambda: setattr(server, "should_exit", True)  # a model that fails to load ends the server
-    server.run()
+    server.run(sockets=[listening])
     if app.state.load_error:
         print(f"bridge: {app.state.load_error}", file=sys.stderr)
         return 2
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is an address of this machine only (the playground answers without credentials)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def check(args: argparse.Namespace) -> int:
@@ -101,6 +121,9 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                               "0.0.0.0 to be reachable from other machines)")
     serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--playground", action=argparse.BooleanOptionalAction, default=None,
+                              help="the playground page at / (default: on when --host is a loopback address, "
+                                   "since it answers without credentials)")
     serve_parser.set_defaults(func=serve)
 
     check_parser = commands.add_parser("check", help="load a manifest and its model; list lossy conversions")
@@ -126,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except ManifestError as error:
+    except (ManifestError, CommandError) as error:
         print(f"bridge: {error}", file=sys.stderr)
         return 2
 
