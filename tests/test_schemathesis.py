@@ -1,8 +1,11 @@
 """schemathesis against the app's own OpenAPI, on loopback: requests generated from the schema (valid and
-not), sent with and without credentials. Every answer must be a non-5xx JSON document.
+not), sent with and without credentials. Every answer must be a JSON document, never a 5xx (but the one the
+README documents: Ango's 502 when Ango's own API fails a look-up), and fit the schema declared for its
+status. Whether every status is declared is not checked here (the declarations are the lead's work).
 
-Bounded: a fixed number of examples per operation and credential set. Media URLs the generator makes up
-are pointed at the local media server before sending (same path), so no request leaves 127.0.0.1.
+Bounded and repeatable: a fixed number of examples per operation and credential set, derandomized. Media
+URLs the generator makes up are pointed at the local media server before sending (same path), so no request
+leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from bridge.app import create_app
 from bridge.manifest import Manifest
@@ -85,6 +88,12 @@ def to_loopback(value: Any, media: MediaServer) -> Any:
     return value
 
 
+def no_server_error(ctx, response, case) -> None:
+    """No 5xx, but Ango's documented 502 (its API failed a look-up the run needs: here, an unknown task)."""
+    documented = response.status_code == 502 and case.path == "/ango/plugin" and "Ango's API" in response.text
+    assert response.status_code < 500 or documented, f"{response.status_code}: {response.text[:300]}"
+
+
 def answers_json(ctx, response, case) -> None:
     """Every answer is a JSON document (errors included): a client never gets HTML or a traceback."""
     kind = response.headers.get("content-type", [""])
@@ -93,7 +102,7 @@ def answers_json(ctx, response, case) -> None:
     json.loads(response.content)
 
 
-SETTINGS = settings(max_examples=30, deadline=None, database=None,
+SETTINGS = settings(max_examples=30, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                            HealthCheck.function_scoped_fixture])
 
@@ -102,7 +111,8 @@ def check(case, server, credentials: dict[str, str]) -> None:
     if isinstance(case.body, (dict, list)):
         case.body = to_loopback(case.body, server["media"])
     response = case.call(base_url=server["base"], headers=credentials, timeout=30)
-    case.validate_response(response, checks=[not_a_server_error, answers_json])
+    case.validate_response(response, checks=[no_server_error, answers_json, response_schema_conformance,
+                                             content_type_conformance])
 
 
 @schema.parametrize()
