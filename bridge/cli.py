@@ -97,6 +97,10 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     schema_parser = commands.add_parser("manifest-schema", help="print the manifest's JSON Schema")
     schema_parser.set_defaults(func=manifest_schema)
 
+    from bridge import prelabel  # `bridge prelabel`: the model over a dataset, into each platform's import files
+
+    prelabel.add_command(commands, add_manifest_argument, adapters)
+
     for adapter in adapters.values():
         adapter.add_commands(commands)
     for command in commands.choices.values():  # `bridge serve --log-level debug` works as well

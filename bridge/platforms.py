@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException  # FastAPI raises Starlette's own for unreadable bodies
 
 from bridge.errors import BridgeError, NotReady
+from bridge.export import Exporter, ExportSetup
 from bridge.manifest import PlatformSection
 from bridge.media import read_capped
 from bridge.model import ModelSpec
@@ -49,6 +50,10 @@ class Adapter:
     def check(self, spec: ModelSpec, section: PlatformSection) -> list[str]:
         """Warnings about this model on this platform: classes it cannot receive, lossy conversions."""
         return []
+
+    def exporter(self, section: PlatformSection, setup: ExportSetup) -> Exporter | None:
+        """The platform's import format for `bridge prelabel`, or None when it has no file import."""
+        return None
 
 
 def discover() -> dict[str, Adapter]:

@@ -51,6 +51,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bridge.cli import add_manifest_argument, manifest_from
 from bridge.errors import BridgeError, InvalidInput, Unauthorized
+from bridge.export import Exporter, ExportSetup
 from bridge.geometry import to_polygon
 from bridge.manifest import Manifest, ManifestError, PlatformSection
 from bridge.model import ClassSpec, ModelSpec
@@ -427,6 +428,11 @@ class AngoAdapter(Adapter):
 
     def check(self, spec: ModelSpec, section: AngoSection) -> list[str]:
         return check(spec, section)
+
+    def exporter(self, section: AngoSection, setup: ExportSetup) -> Exporter:
+        from adapters.ango.import_labels import ImportLabels
+
+        return ImportLabels(section, setup)
 
 
 def run_hub(args: argparse.Namespace) -> int:

@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.cli import add_manifest_argument, manifest_from
 from bridge.errors import InvalidInput, Unauthorized
+from bridge.export import Exporter, ExportSetup
 from bridge.geometry import rasterize
 from bridge.manifest import Manifest, PlatformSection, Strict
 from bridge.model import ClassSpec, ModelSpec
@@ -434,6 +435,11 @@ class LabelboxAdapter(Adapter):
 
     def check(self, spec: ModelSpec, section: LabelboxSection) -> list[str]:
         return check(spec, section)
+
+    def exporter(self, section: LabelboxSection, setup: ExportSetup) -> Exporter:
+        from adapters.labelbox.ndjson import PredictionNdjson
+
+        return PredictionNdjson(section, setup)
 
 
 adapter = LabelboxAdapter()

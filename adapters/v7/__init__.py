@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.errors import Unauthorized
+from bridge.export import Exporter, ExportSetup
 from bridge.geometry import mask_to_polygon, rotated_box_corners
 from bridge.manifest import PlatformSection, Strict
 from bridge.model import ClassSpec, ModelSpec
@@ -357,6 +358,11 @@ class V7Adapter(Adapter):
 
     def check(self, spec: ModelSpec, section: V7Section) -> list[str]:
         return check(spec, section)
+
+    def exporter(self, section: V7Section, setup: ExportSetup) -> Exporter:
+        from adapters.v7.darwin_json import DarwinJson
+
+        return DarwinJson(section, setup)
 
 
 adapter = V7Adapter()
