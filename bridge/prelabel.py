@@ -80,7 +80,8 @@ def _read_csv(path: Path, source_column: str | None, id_column: str | None) -> l
     with open(path, newline="", encoding="utf-8-sig") as rows:
         reader = csv.DictReader(rows)
         columns = reader.fieldnames or []
-        source_column = source_column or next((c for c in SOURCE_COLUMNS if c in columns), columns[:1] or [None])[0]
+        source_column = source_column or next((c for c in SOURCE_COLUMNS if c in columns), None) or (
+            columns[0] if columns else None)
         id_column = id_column or next((c for c in ID_COLUMNS if c in columns), None)
         for wanted in (source_column, id_column):
             if wanted is not None and wanted not in columns:

@@ -82,7 +82,8 @@ class FakeAngoApi:
                         answer = {"status": "success", "data": {"task": api.tasks[parts[2]]}}
                     else:
                         status, answer = 404, {"status": "fail", "message": "task not found"}
-                elif not (self.command == "POST" and url.path.startswith(("/v2/pluginLog", "/v2/annotate/"))):
+                elif not (self.command == "POST" and url.path.startswith(("/v2/pluginLog", "/v2/annotate/",
+                                                                           "/v2/import/labels"))):
                     status, answer = 404, {"status": "fail", "message": "no such route"}
                 data = json.dumps(answer).encode()
                 self.send_response(status)
