@@ -424,6 +424,8 @@ class AngoAdapter(Adapter):
         parser = commands.add_parser("ango", help="run the model as an iMerit Ango model plugin, connected to "
                                                   "the Ango hub over Socket.IO")
         add_manifest_argument(parser)
+        parser.add_argument("--batch", action="store_true", help="run as a Batch Model plugin: each run "
+                            "pre-labels the project's unlabelled assets (adapters.ango.batch)")
         parser.set_defaults(func=run_hub)
 
     def check(self, spec: ModelSpec, section: AngoSection) -> list[str]:
@@ -445,7 +447,7 @@ def run_hub(args: argparse.Namespace) -> int:
                                 f"environment, e.g. `{key}: ${{{env}}}`, and export {env}")
     from adapters.ango import hub as ango_hub  # imports the SDK with CONNECTOR=WS
 
-    return ango_hub.serve(manifest, section)
+    return ango_hub.serve(manifest, section, batch=args.batch)
 
 
 adapter = AngoAdapter()

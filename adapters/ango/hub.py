@@ -98,13 +98,19 @@ async def start_service(manifest: Manifest, section: AngoSection) -> Service:
     return Service(manifest, model)
 
 
-def serve(manifest: Manifest, section: AngoSection) -> int:
-    """Run the service on an event loop in a background thread and the plugin on this one, until Ctrl-C."""
+def serve(manifest: Manifest, section: AngoSection, batch: bool = False) -> int:
+    """Run the service on an event loop in a background thread and the plugin on this one, until Ctrl-C;
+    `batch`: as a Batch Model plugin (`adapters.ango.batch`)."""
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # the SDK's heartbeat job: 2 lines a beat
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="ango-service", daemon=True).start()
     service = asyncio.run_coroutine_threadsafe(start_service(manifest, section), loop).result()
-    plugin = model_plugin(HubPlugin, service, section, loop)
+    if batch:
+        from adapters.ango.batch import batch_plugin
+
+        plugin = batch_plugin(HubPlugin, service, section, loop)
+    else:
+        plugin = model_plugin(HubPlugin, service, section, loop)
     try:
         plugin.connect_forever(section)
     except KeyboardInterrupt:
