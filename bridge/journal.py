@@ -68,4 +68,5 @@ class Journal:
             self.entries[entry.item] = entry
 
     def close(self) -> None:
-        self._file.close()
+        with self._lock:
+            self._file.close()

@@ -144,6 +144,8 @@ class Prelabel:
         self.retry_failed = retry_failed
         self.stream = stream
         self.journal = Journal(out / "journal.jsonl")
+        self.report = Run()
+        """What this run did so far: complete even when it is interrupted."""
 
     def pending(self, items: list[Item]) -> list[Item]:
         """Items the journal does not show done for every platform asked (nor failed, unless retried)."""
@@ -158,7 +160,8 @@ class Prelabel:
 
     async def run(self, items: list[Item]) -> Run:
         todo = self.pending(items)
-        run = Run(total=len(items), skipped=len(items) - len(todo))
+        run = self.report
+        run.total, run.skipped = len(items), len(items) - len(todo)
         progress = Progress(len(todo), self.stream)
         queue = iter(todo)
 
@@ -368,24 +371,26 @@ def command(args: argparse.Namespace, adapters: dict[str, Adapter]) -> int:
     model = manifest.build_model()
     exporters = build_exporters(args.to, args.mapping, manifest, model, adapters)
     args.out.mkdir(parents=True, exist_ok=True)
-    run = Run()
     prelabel: Prelabel | None = None
 
     async def main() -> None:
-        nonlocal run, prelabel
+        nonlocal prelabel
         service = Service(manifest, model)
         prelabel = Prelabel(service, exporters, args.out, params, args.retry_failed)
         try:
-            run = await prelabel.run(items)
+            await prelabel.run(items)
         finally:
             await service.aclose()
 
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
-        run.interrupted = True
         print("bridge prelabel: interrupted; run the same command again to resume", file=sys.stderr)
-    report = summary(run, Journal(args.out / "journal.jsonl"), items, exporters, model, manifest)
+        if prelabel is None:
+            return 130
+        prelabel.report.interrupted = True
+    run = prelabel.report
+    report = summary(run, prelabel.journal, items, exporters, model, manifest)
     (args.out / "summary.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(render(report, args.out))
     return 130 if run.interrupted else 1 if report["failed"] else 0

@@ -272,7 +272,7 @@ def test_a_new_platform_reruns_items_done_for_others_only(tmp_path, images, caps
     assert "this run: 0 done, 0 failed, 2 skipped" in text
 
 
-def test_a_run_killed_midway_resumes_with_no_item_lost_or_repeated(tmp_path, astronaut):
+def test_runs_interrupted_and_killed_midway_resume_with_no_item_lost_or_repeated(tmp_path, astronaut):
     folder = tmp_path / "images"
     folder.mkdir()
     small = encode_image(astronaut[::8, ::8].copy())
@@ -281,17 +281,29 @@ def test_a_run_killed_midway_resumes_with_no_item_lost_or_repeated(tmp_path, ast
         (folder / name).write_bytes(small)
     manifest = write_manifest(tmp_path, limits={"concurrency": 2})
     out = tmp_path / "out"
+    journal = out / "journal.jsonl"
     command = [sys.executable, "-m", "bridge.cli", "prelabel", str(manifest), str(folder), "--to",
                "v7,labelbox,ango", "--out", str(out)]
-    slow = subprocess.Popen([*command, "--params", '{"sleep": 0.1}'], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    journal = out / "journal.jsonl"
-    deadline = time.monotonic() + 60
-    while not (journal.exists() and len(journal.read_text().splitlines()) >= 6):
-        assert slow.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
-        time.sleep(0.02)
-    os.kill(slow.pid, signal.SIGKILL)
-    slow.wait()
+
+    def stop_after(journaled: int, how: signal.Signals) -> subprocess.Popen:
+        slow = subprocess.Popen([*command, "--params", '{"sleep": 0.1}'], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        deadline = time.monotonic() + 60
+        while not (journal.exists() and len(journal.read_text().splitlines()) >= journaled):
+            assert slow.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
+            time.sleep(0.02)
+        os.kill(slow.pid, how)
+        slow.wait(timeout=30)
+        return slow
+
+    interrupted = stop_after(4, signal.SIGINT)  # Ctrl-C: the summary says so, the files match the journal
+    assert interrupted.returncode == 130
+    assert "interrupted" in interrupted.stdout.read()
+    after_ctrl_c = len(journal.read_text().splitlines())
+    boxes = [line for line in lines(out / "labelbox" / "predictions.ndjson") if line["name"] == "box"]
+    assert len(boxes) == after_ctrl_c
+
+    stop_after(after_ctrl_c + 4, signal.SIGKILL)
     killed_at = len(journal.read_text().splitlines())
     assert killed_at < len(names)
 
