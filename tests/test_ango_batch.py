@@ -47,12 +47,12 @@ def batch_plugin(make_manifest, ango_api, monkeypatch) -> Iterator[Any]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
-    async def start() -> Service:
-        return Service(manifest, manifest.build_model())
+    async def start() -> tuple[Service, Any]:  # on the loop, as `bridge serve`'s lifespan makes its plugin
+        service = Service(manifest, manifest.build_model())
+        return service, ango_batch.batch_plugin(sdk_plugins("REST").ModelPlugin, service,
+                                                manifest.section("ango", AngoSection), loop)
 
-    service = asyncio.run_coroutine_threadsafe(start(), loop).result()
-    plugin = ango_batch.batch_plugin(sdk_plugins("REST").ModelPlugin, service,
-                                     manifest.section("ango", AngoSection), loop)
+    service, plugin = asyncio.run_coroutine_threadsafe(start(), loop).result()
     yield plugin
     asyncio.run_coroutine_threadsafe(service.aclose(), loop).result()
     loop.call_soon_threadsafe(loop.stop)

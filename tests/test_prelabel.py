@@ -39,6 +39,7 @@ PLATFORMS = ("v7", "labelbox", "ango")
 
 def write_manifest(tmp_path: Path, factory: str = "tests/shapes_model.py:AllShapes", **keys: Any) -> Path:
     path = tmp_path / "model.yaml"
+    keys.setdefault("params", {"type": "object", "additionalProperties": True})  # `sleep`, `fail`: ad hoc
     path.write_text(yaml.safe_dump({"name": "shapes", "model": {"factory": str(ROOT / factory)},
                                     "limits": {"allow_private_urls": True}, **keys}), encoding="utf-8")
     return path
