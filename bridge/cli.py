@@ -99,7 +99,7 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
 
     from bridge import prelabel  # `bridge prelabel`: the model over a dataset, into each platform's import files
 
-    prelabel.add_command(commands, add_manifest_argument, adapters)
+    prelabel.add_command(commands, adapters)
 
     for adapter in adapters.values():
         adapter.add_commands(commands)

@@ -36,6 +36,7 @@ from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
 from bridge import conversions
+from bridge.cli import add_manifest_argument, manifest_from
 from bridge.errors import BridgeError, InvalidInput, TooLarge
 from bridge.export import Exporter, ExportSetup, Item
 from bridge.journal import Entry, Journal
@@ -168,7 +169,6 @@ class Prelabel:
         async def worker() -> None:
             for item in queue:  # each worker takes the next item as it finishes one
                 entry = await self.one(item)
-                await asyncio.to_thread(self.journal.record, entry)
                 run.done += entry.ok
                 run.failed += not entry.ok
                 progress.update(run.done, run.failed)
@@ -186,18 +186,32 @@ class Prelabel:
         return run
 
     async def one(self, item: Item) -> Entry:
-        """Predict one item and write it for every platform; any failure is the item's, with its reason."""
+        """Predict one item, write it for every platform and journal it; a failure is the item's, with its
+        reason. Writing and journaling are one hop to a worker thread: the journal line follows the files."""
         try:
             result = await self.service.run(await self.job(item))
-            for name, exporter in self.exporters.items():
-                await asyncio.to_thread(exporter.write, item, result, self.out / name)
         except BridgeError as error:
-            return Entry(item.identity, False, error=error.message)
-        except Exception as error:  # an exporter's bug fails this item, not the run
+            reason = error.message
+        except Exception as error:  # a bug of ours fails this item, not the run
             log.exception("item %s failed", item.identity)
-            return Entry(item.identity, False, error=f"{type(error).__name__}: {error}")
-        return Entry(item.identity, True, tuple(self.exporters), dict(Counter(p.label for p in result.predictions)),
-                     aspects=tuple(_aspects(result)))
+            reason = f"{type(error).__name__}: {error}"
+        else:
+            return await asyncio.to_thread(self._write, item, result)
+        return await asyncio.to_thread(self._record, Entry(item.identity, False, error=reason))
+
+    def _write(self, item: Item, result: Result) -> Entry:
+        try:
+            for name, exporter in self.exporters.items():
+                exporter.write(item, result, self.out / name)
+        except Exception as error:  # an exporter's bug, or a full disk, fails this item, not the run
+            log.exception("item %s failed", item.identity)
+            return self._record(Entry(item.identity, False, error=f"{type(error).__name__}: {error}"))
+        return self._record(Entry(item.identity, True, tuple(self.exporters),
+                                  dict(Counter(p.label for p in result.predictions)), aspects=tuple(_aspects(result))))
+
+    def _record(self, entry: Entry) -> Entry:
+        self.journal.record(entry)
+        return entry
 
     async def job(self, item: Item) -> Job:
         """The neutral job of an item: a text for a text model, else an image by URL or as the file's bytes."""
@@ -341,7 +355,7 @@ def render(report: dict[str, Any], out: Path) -> str:
 # --- the command -----------------------------------------------------------------------------------------------
 
 
-def add_command(commands: argparse._SubParsersAction, add_manifest_argument: Any, adapters: dict[str, Adapter]) -> None:
+def add_command(commands: argparse._SubParsersAction, adapters: dict[str, Adapter]) -> None:
     parser = commands.add_parser(
         "prelabel", help="run the model over a dataset and write each platform's import files (resumable)")
     add_manifest_argument(parser)
@@ -359,8 +373,6 @@ def add_command(commands: argparse._SubParsersAction, add_manifest_argument: Any
 
 
 def command(args: argparse.Namespace, adapters: dict[str, Adapter]) -> int:
-    from bridge.cli import manifest_from
-
     manifest = manifest_from(args)
     try:
         params = manifest.resolve_params(json.loads(args.params))
