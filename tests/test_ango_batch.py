@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from adapters.ango import AngoSection, sdk_plugins
+from adapters.ango.plugin import plugin_class, sdk_plugins
+from adapters.ango.section import AngoSection
 from adapters.ango import batch as ango_batch
 from bridge.service import Service
 from tests.conftest import encode_image
@@ -49,7 +50,8 @@ def batch_plugin(make_manifest, ango_api, monkeypatch) -> Iterator[Any]:
 
     async def start() -> tuple[Service, Any]:  # on the loop, as `bridge serve`'s lifespan makes its plugin
         service = Service(manifest, manifest.build_model())
-        return service, ango_batch.batch_plugin(sdk_plugins("REST").ModelPlugin, service,
+        base = plugin_class(sdk_plugins("REST"), "REST", manifest.limits.fetch_timeout)
+        return service, ango_batch.batch_plugin(base, service,
                                                 manifest.section("ango", AngoSection), loop)
 
     service, plugin = asyncio.run_coroutine_threadsafe(start(), loop).result()

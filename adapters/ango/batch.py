@@ -21,16 +21,9 @@ import asyncio
 import logging
 from typing import Any
 
-from adapters.ango import (
-    AngoApiFailed,
-    AngoSection,
-    api_client,
-    class_ids,
-    run_asset,
-    run_params,
-    tell,
-    to_answer,
-)
+from adapters.ango.convert import class_ids, run_params, to_answer
+from adapters.ango.plugin import AngoApiFailed, api_client, run_asset
+from adapters.ango.section import AngoSection
 from bridge.errors import BridgeError
 from bridge.service import Service
 
@@ -59,10 +52,10 @@ class BatchCallback:
             sdk = api_client(data.get("apiKey", ""), self.section.api_url, self.service.limits.fetch_timeout)
             assets = self.pending(sdk, project, data.get("batches") or [])
         except BridgeError as error:
-            tell(logger, logging.ERROR, error.message)
+            logger.error(error.message)
             raise
         total, done, failed, unmapped = len(assets), 0, 0, set()
-        tell(logger, logging.INFO, f"pre-labelling {total} assets of project {project} without labels")
+        logger.info(f"pre-labelling {total} assets of project {project} without labels")
         for start in range(0, total, CHUNK):
             chunk = assets[start:start + CHUNK]
             results = asyncio.run_coroutine_threadsafe(self.run_chunk(chunk, params), self.loop).result()
@@ -71,9 +64,9 @@ class BatchCallback:
                 if isinstance(result, BaseException):
                     failed += 1
                     reason = result.message if isinstance(result, BridgeError) else f"{type(result).__name__}: {result}"
-                    tell(logger, logging.WARNING, f"asset {asset['externalId']} failed: {reason}")
+                    logger.warning(f"asset {asset['externalId']} failed: {reason}")
                     continue
-                answer, dropped = to_answer(result.predictions, self.service.spec, self.section, ids,
+                answer, dropped, _ = to_answer(result.predictions, self.service.spec, self.section, ids,
                                             self.service.manifest.geometry.simplify_tolerance)
                 unmapped.update(dropped)
                 labels.append({"externalId": asset["externalId"], "objects": answer["objects"],
@@ -83,15 +76,15 @@ class BatchCallback:
                     sdk.import_labels(project, labels)
                 except Exception as error:
                     message = f"importing labels failed after {done}/{total}: {error}; run again to resume"
-                    tell(logger, logging.ERROR, message)
+                    logger.error(message)
                     raise AngoApiFailed(message) from None
             done += len(labels)
-            tell(logger, logging.INFO, f"{done + failed}/{total} assets: {done} pre-labelled, {failed} failed")
+            logger.info(f"{done + failed}/{total} assets: {done} pre-labelled, {failed} failed")
         if unmapped:
-            tell(logger, logging.WARNING, f"dropped the predictions of {', '.join(map(repr, sorted(unmapped)))}: "
-                                          "no label category is mapped to them in this run's class mapping")
+            logger.warning(f"dropped the predictions of {', '.join(map(repr, sorted(unmapped)))}: no label "
+                           "category is mapped to them in this run's class mapping")
         summary = f"pre-labelled {done} of {total} assets, {failed} failed"
-        tell(logger, logging.INFO, summary + ("; run again to retry the failures" if failed else ""))
+        logger.info(summary + ("; run again to retry the failures" if failed else ""))
         return summary
 
     def pending(self, sdk: Any, project: str | None, batches: list[str]) -> list[dict[str, Any]]:

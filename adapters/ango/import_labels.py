@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from imerit_ango.models.annotate import Answer
-
-from adapters.ango import LOSSY, AngoSection, class_ids, to_answer
-from bridge.conversions import Conversion, Table, dropped, exact, lossy
+from adapters.ango.convert import CONVERSIONS as ANSWER
+from adapters.ango.convert import class_ids, to_answer
+from adapters.ango.section import AngoSection
+from bridge.conversions import Table, dropped
 from bridge.errors import InvalidInput
 from bridge.export import ExportSetup, Item, file_name, parts_dir, write_atomic
 from bridge.manifest import ManifestError
-from bridge.platforms import warn_once
+from bridge.outputs import warn_once
 from bridge.service import Result
 
 PLATFORM = "ango"
@@ -30,27 +30,11 @@ CHUNK = 500
 """Labels per file: one `import_labels` call each."""
 
 CONVERSIONS: Table = {
-    "box": exact("bounding-box"),
-    "rotated_box": exact("rotated-bounding-box"),
-    "polygon": Conversion("polygon (segmentation with holes or parts)", traced=True),
-    "mask": Conversion("segmentation", traced=True),
-    "point": exact("point"),
-    "line": exact("polyline"),
-    "ellipse": lossy("polygon", LOSSY["ellipse"]),
-    "skeleton": lossy("point", LOSSY["skeleton"]),
-    "cuboid": lossy("bounding-box", LOSSY["cuboid"]),
-    "vector": dropped(LOSSY["vector"]),
-    "tag": exact("classification"),
-    "radio": exact("classification"),
-    "checklist": exact("classification"),
-    "text": exact("classification"),
-    "entity": exact("ner"),
-    "prediction.attributes": lossy("nested classifications", "only attributes the mapping names, answering "
-                                                               "themselves"),
-    "prediction.text": dropped("Ango objects have no free text besides classifications"),
+    **ANSWER,
     "prediction.confidence": dropped("Ango's label import has no confidence"),
     "prediction.frame": dropped("bridge prelabel reads images, not videos"),
 }
+"""A plugin run's answer conversion (`adapters.ango.convert`); only what an import cannot carry differs."""
 
 
 class ImportLabels:
@@ -65,7 +49,9 @@ class ImportLabels:
         self.ids = read_mapping(setup.mapping) if setup.mapping else None
 
     def write(self, item: Item, result: Result, out_dir: Path) -> None:
-        answer, unmapped = to_answer(result.predictions, self.spec, self.section, self.ids, self.tolerance)
+        from imerit_ango.models.annotate import Answer
+
+        answer, unmapped, _ = to_answer(result.predictions, self.spec, self.section, self.ids, self.tolerance)
         for name in unmapped:
             warn_once(PLATFORM, name, "no schemaId in the mapping file: its predictions are dropped")
         label = {"externalId": item.identity, **Answer(answer["objects"], answer["classifications"]).toDict()}
