@@ -68,9 +68,9 @@ def plain_loop(model, files: list[Path], params: dict) -> float:
     return time.perf_counter() - start
 
 
-def prelabel(manifest, model, folder: Path, out: Path, concurrency: int) -> float:
+def prelabel(manifest, model, folder: Path, out: Path, concurrency: int, adapters: dict) -> float:
     manifest = manifest.model_copy(update={"limits": manifest.limits.model_copy(update={"concurrency": concurrency})})
-    exporters = build_exporters(PLATFORMS, [], manifest, model, discover())
+    exporters = build_exporters(PLATFORMS, [], manifest, model, adapters)
     items = read_items(folder)
 
     async def run() -> float:
@@ -95,6 +95,7 @@ def main() -> None:
     manifest = load_manifest(PROJECT_MANIFEST)
     model = manifest.build_model()
     params = manifest.resolve_params({})
+    adapters = discover()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         folder.mkdir()
@@ -106,7 +107,7 @@ def main() -> None:
             for concurrency in args.concurrency:
                 out = Path(tmp) / f"out-{round_number}-{concurrency}"
                 times.setdefault(f"prelabel, concurrency {concurrency}", []).append(
-                    prelabel(manifest, model, folder, out, concurrency))
+                    prelabel(manifest, model, folder, out, concurrency, adapters))
         base = statistics.median(times["loop"])
         print(f"{args.images} images, {args.rounds} rounds, {PLATFORMS} written by prelabel")
         print(f"| path | median | images/s | x loop |\n| --- | ---: | ---: | ---: |")

@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from adapters.v7 import CONVERSIONS as BYOM
 from adapters.v7 import V7Section, _main_types
-from bridge.conversions import Conversion, Table, dropped, exact, lossy
+from bridge.conversions import Table, dropped, exact, lossy
 from bridge.export import ExportSetup, Item, file_name, write_atomic
 from bridge.geometry import rasterize
-from bridge.predictions import Mask, Prediction, Vector
+from bridge.predictions import Mask, Prediction
 from bridge.service import Result
 
 SCHEMA = "https://darwin-public.s3.eu-west-1.amazonaws.com/darwin_json/2.0/schema.json"
@@ -34,27 +35,14 @@ SLOT = "0"
 RASTER_LAYER = "__raster_layer__"
 
 CONVERSIONS: Table = {
-    "box": exact("bounding_box"),
-    "rotated_box": lossy("polygon", "Darwin JSON has no rotated box: its 4 corners as a polygon"),
-    "polygon": Conversion("polygon", traced=True),
+    **BYOM,
     "mask": lossy("mask + raster_layer", "one value per pixel: where masks overlap the more confident keeps "
                                          "the pixel, and a mask with no pixel left is dropped"),
-    "point": exact("keypoint"),
-    "line": exact("line"),
-    "ellipse": exact("ellipse"),
-    "skeleton": exact("skeleton"),
-    "cuboid": exact("cuboid"),
-    "vector": dropped("Darwin JSON has directional vectors only as a sub-annotation of another shape"),
-    "tag": exact("tag"),
-    "radio": lossy("tag", "the chosen option as a tag named by platforms.v7.tag_name"),
-    "checklist": lossy("tag", "one tag per chosen option, named by platforms.v7.tag_name"),
-    "text": lossy("tag + text", "a tag named after the class, the answer as its text sub-annotation"),
     "entity": dropped("V7 items are images here: entity spans have no Darwin JSON form"),
-    "prediction.attributes": lossy("attributes", "imported by name: names the V7 class lacks are skipped"),
-    "prediction.text": exact("text"),
     "prediction.confidence": exact("inference.confidence"),
     "prediction.frame": dropped("bridge prelabel reads images, not videos"),
 }
+"""The BYOM answer's conversions (`adapters.v7.CONVERSIONS`) but for masks, which Darwin JSON holds as rasters."""
 
 
 class DarwinJson:
@@ -91,8 +79,6 @@ def darwin_file(identity: str, result: Result, spec: Any, section: V7Section, mo
         cls = spec.get(prediction.label)
         if cls.kind == "mask" and result.size is not None:
             masks.append(prediction)
-            continue
-        if isinstance(prediction.shape, Vector):
             continue
         for name, main in _main_types(prediction, cls, section, tolerance):
             if "polygon" in main:
