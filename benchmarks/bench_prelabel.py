@@ -110,7 +110,7 @@ def main() -> None:
                     prelabel(manifest, model, folder, out, concurrency, adapters))
         base = statistics.median(times["loop"])
         print(f"{args.images} images, {args.rounds} rounds, {PLATFORMS} written by prelabel")
-        print(f"| path | median | images/s | x loop |\n| --- | ---: | ---: | ---: |")
+        print("| path | median | images/s | x loop |\n| --- | ---: | ---: | ---: |")
         for name, seconds in times.items():
             median = statistics.median(seconds)
             print(f"| {name} | {median:.2f} s | {args.images / median:.1f} | {median / base:.2f} |")

@@ -18,7 +18,7 @@ from adapters.ango import batch as ango_batch
 from bridge.service import Service
 from tests.conftest import encode_image
 from tests.test_ango import API_KEY, SECRET, ango_api, message  # noqa: F401 (ango_api: a fixture)
-from tests.test_ango_hub import PLUGIN_ID, bridge_ango, hub, hub_manifest  # noqa: F401 (fixtures)
+from tests.test_ango_hub import bridge_ango, hub, hub_manifest  # noqa: F401 (fixtures)
 
 MAPPING = [{"schemaId": "schema-box", "modelClass": "box"}, {"schemaId": "schema-weather", "modelClass": "weather"}]
 
