@@ -33,7 +33,8 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -
             app.state.service = await start_service(manifest, platforms)
         except Exception as error:
             app.state.load_error = f"the model failed to load: {error}"
-            log.error("%s", app.state.load_error, exc_info=not isinstance(error, ValueError))
+            log.error("%s", app.state.load_error)
+            log.debug("the model's traceback", exc_info=error)  # --log-level debug shows it
             if app.state.stop is not None:
                 app.state.stop()
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -19,6 +21,10 @@ from bridge.platforms import Adapter, discover, enabled_adapters
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 PROJECT_MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "default.yaml"
+
+
+class CommandError(Exception):
+    """A mistake on the command line (a busy port, say): one line on stderr, exit status 2."""
 
 
 def default_manifest() -> Path:
@@ -42,9 +48,13 @@ def serve(args: argparse.Namespace) -> int:
     from bridge.app import create_app
 
     app = create_app(manifest_from(args))
+    try:  # bound before the model loads: a busy port is reported at once
+        listening = socket.create_server((args.host, args.port))
+    except OSError as error:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {os.strerror(error.errno)}") from None
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
     app.state.stop = lambda: setattr(server, "should_exit", True)  # a model that fails to load ends the server
-    server.run()
+    server.run(sockets=[listening])
     if app.state.load_error:
         print(f"bridge: {app.state.load_error}", file=sys.stderr)
         return 2
@@ -130,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except ManifestError as error:
+    except (ManifestError, CommandError) as error:
         print(f"bridge: {error}", file=sys.stderr)
         return 2
 
