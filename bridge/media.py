@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
+import functools
 import io
 import ipaddress
 import logging
@@ -45,6 +47,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from bridge.errors import BadRequest, BridgeError, DeadlineExceeded, InvalidInput, TooLarge
+from bridge.observability import timed
 
 T = TypeVar("T")
 
@@ -66,6 +69,7 @@ class MediaLimits:
 # --- images ---------------------------------------------------------------------------------------------------
 
 
+@timed("decode")
 def decode_base64(data: str, what: str = "image.base64") -> bytes:
     """Bytes from base64, tolerating a `data:...;base64,` prefix and line breaks; a clear error otherwise."""
     if data.startswith("data:"):
@@ -76,6 +80,7 @@ def decode_base64(data: str, what: str = "image.base64") -> bytes:
         raise BadRequest(f"{what} is not valid base64: {error}") from None
 
 
+@timed("decode")
 def decode_image(data: bytes, limits: MediaLimits, what: str = "image") -> np.ndarray:
     """Decode image bytes to an upright (H, W, 3) uint8 RGB array, refusing images over the pixel limit.
 
@@ -249,7 +254,8 @@ class MediaLoader:
     async def decode(self, func: Callable[..., T], *args: Any) -> T:
         """`func(*args)` on one of the `max_decodes` decode threads. A caller that gives up does not free
         the thread: the decode ends first, so no more than `max_decodes` ever run at once."""
-        return await asyncio.get_running_loop().run_in_executor(self._decoder, func, *args)
+        run = functools.partial(contextvars.copy_context().run, func, *args)  # the request's stage timings
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, run)
 
     async def batches(self, items: Iterator[T], size: int) -> AsyncIterator[list[T]]:
         """Lists of up to `size` items of a decoding iterator (video frames), each taken on a decode thread.
@@ -260,7 +266,7 @@ class MediaLoader:
         future = None
         try:
             while True:
-                future = self._decoder.submit(list, islice(items, size))
+                future = self._decoder.submit(contextvars.copy_context().run, list, islice(items, size))
                 if not (batch := await asyncio.wrap_future(future)):
                     return
                 yield batch
@@ -270,6 +276,7 @@ class MediaLoader:
             else:
                 items.close()
 
+    @timed("fetch")
     async def fetch(self, url: str, what: str = "image.url") -> bytes:
         """The body at `url`, following redirects, within the byte limit and the fetch timeout.
 
@@ -389,6 +396,7 @@ def _short(url: str, length: int = 120) -> str:
 # --- video ----------------------------------------------------------------------------------------------------
 
 
+@timed("decode")
 def decode_video(data: bytes, limits: MediaLimits, stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """(frame index, RGB array) for every `stride`-th frame, decoded lazily with PyAV, so that a long video
     never sits in memory whole; within the frame and pixel limits. The container's frame size and count are
