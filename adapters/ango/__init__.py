@@ -40,12 +40,10 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from imerit_ango.models.annotate import AnnotationPayload, Answer
-from imerit_ango.sdk import SDK
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -72,6 +70,10 @@ from bridge.predictions import (
     Vector,
 )
 from bridge.service import ImageSource, Job, Result, Service
+
+if TYPE_CHECKING:  # the SDK is the optional extra `ango`: imported where it is used
+    from imerit_ango.models.annotate import AnnotationPayload
+    from imerit_ango.sdk import SDK
 
 PLATFORM = "ango"
 log = logging.getLogger("bridge.ango")
@@ -111,7 +113,10 @@ class AngoSection(PlatformSection):
 def sdk_plugins(connector: str) -> ModuleType:
     """`imerit_ango.plugins` with `CONNECTOR=connector`, which the SDK reads once, at its import."""
     os.environ["CONNECTOR"] = connector
-    from imerit_ango import plugins
+    try:
+        from imerit_ango import plugins
+    except ModuleNotFoundError:
+        raise SdkMissing("the Ango SDK is not installed: pip install 'annotation-bridge[ango]'") from None
 
     if plugins.CONNECTOR != connector:
         raise RuntimeError(f"imerit_ango.plugins was imported with CONNECTOR={plugins.CONNECTOR} before the "
@@ -120,8 +125,16 @@ def sdk_plugins(connector: str) -> ModuleType:
     return plugins
 
 
+class SdkMissing(BridgeError):
+    """The `ango` extra is not installed: the Ango routes answer this, and `bridge ango` stops with it."""
+
+    status = 501
+
+
 def api_client(api_key: str, host: str, timeout: float) -> SDK:
     """The SDK's REST client, its calls bounded by `timeout` seconds (the SDK sets no timeout)."""
+    from imerit_ango.sdk import SDK
+
     sdk = SDK(api_key=api_key, host=host)
     sdk.session.request = functools.partial(sdk.session.request, timeout=timeout)
     return sdk
@@ -334,6 +347,8 @@ class PluginCallback:
         self.loop = loop
 
     def __call__(self, data: dict[str, Any]) -> AnnotationPayload:
+        from imerit_ango.models.annotate import AnnotationPayload, Answer
+
         logger = data.get("logger") or log
         try:
             params = run_params(data.get("configJSON"), self.service.manifest)
@@ -390,7 +405,13 @@ class AngoAdapter(Adapter):
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             """After the app's own lifespan loaded the model: the SDK's plugin, in REST mode, on this loop."""
             nonlocal plugin
-            plugin_class = sdk_plugins("REST").ModelPlugin
+            try:
+                plugin_class = sdk_plugins("REST").ModelPlugin
+            except SdkMissing as error:  # the other platforms serve on; these routes say what is missing
+                log.warning("%s: %s", PLATFORM, error.message)
+                plugin = error
+                yield
+                return
             plugin = model_plugin(plugin_class, app.state.service, section, asyncio.get_running_loop())
             yield
             plugin = None
@@ -405,6 +426,8 @@ class AngoAdapter(Adapter):
         async def run(body: AngoRunMessage) -> JSONResponse:
             """One model-plugin run, answered as the SDK's REST connector does: `{"response", "session"}`
             (`null` for a workflow run, whose answer the plugin posts to Ango itself)."""
+            if isinstance(plugin, SdkMissing):
+                raise plugin
             message = body.model_dump(exclude_unset=True)  # the run message as sent, for the SDK
             try:
                 answer = await run_in_threadpool(plugin.on_plugin, message)
@@ -415,6 +438,8 @@ class AngoAdapter(Adapter):
 
         @router.get("/heartbeat")
         async def heartbeat() -> str:
+            if isinstance(plugin, SdkMissing):
+                raise plugin
             return "ok"
 
         return router
@@ -437,7 +462,10 @@ def run_hub(args: argparse.Namespace) -> int:
         if not getattr(section, key):
             raise ManifestError(f"{manifest.where()}: platforms.{PLATFORM}.{key} is empty: set it from the "
                                 f"environment, e.g. `{key}: ${{{env}}}`, and export {env}")
-    from adapters.ango import hub as ango_hub  # imports the SDK with CONNECTOR=WS
+    try:
+        from adapters.ango import hub as ango_hub  # imports the SDK with CONNECTOR=WS
+    except SdkMissing as error:
+        raise SystemExit(f"bridge: ango: {error.message}") from None
 
     return ango_hub.serve(manifest, section)
 
