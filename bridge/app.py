@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from bridge.manifest import Manifest, ManifestError
+from bridge.model import Model
 from bridge.platforms import Adapter, discover
 from bridge.service import Service
 
@@ -31,13 +32,18 @@ def enabled_adapters(manifest: Manifest, adapters: dict[str, Adapter]) -> dict[s
     return chosen
 
 
-def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -> FastAPI:
-    """An app serving `manifest`'s model on every enabled platform (all installed adapters by default)."""
+def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None,
+               load_model: Callable[[], Model] | None = None) -> FastAPI:
+    """An app serving `manifest`'s model on every enabled platform (all installed adapters by default).
+
+    `load_model` (run once at start-up, off the loop) builds the model the app serves: the manifest's own by
+    default, a stand-in for a remote one under Ray Serve (`bridge.ray_serve`).
+    """
     platforms = enabled_adapters(manifest, discover() if adapters is None else adapters)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = await asyncio.to_thread(manifest.build_model)
+        model = await asyncio.to_thread(load_model or manifest.build_model)
         for name, (adapter, section) in platforms.items():
             for warning in adapter.check(model.spec, section):
                 log.warning("%s: %s", name, warning)
