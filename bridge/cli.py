@@ -36,6 +36,10 @@ def manifest_from(args: argparse.Namespace) -> Manifest:
 
 
 def serve(args: argparse.Namespace) -> int:
+    if args.ray:
+        return serve_on_ray(args)
+    if args.address:
+        raise SystemExit("bridge: serve: --address names a Ray cluster and needs --ray")
     import uvicorn
 
     from bridge.app import create_app
@@ -43,6 +47,15 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(manifest_from(args))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def serve_on_ray(args: argparse.Namespace) -> int:
+    """`bridge serve --ray`: the same app as Ray Serve deployments (`bridge.ray_serve`)."""
+    try:
+        from bridge import ray_serve
+    except ImportError as error:
+        raise SystemExit(f"bridge: serve --ray needs Ray Serve ({error}): pip install 'annotation-bridge[ray]'")
+    return ray_serve.run(manifest_from(args), args.host, args.port, args.address)
 
 
 def check(args: argparse.Namespace) -> int:
@@ -88,6 +101,11 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                               "0.0.0.0 to be reachable from other machines)")
     serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--ray", action="store_true", help="deploy on Ray Serve (the `ray` extra): "
+                              "its HTTP proxy listens on --host and --port, model replicas per the manifest's "
+                              "`ray` section")
+    serve_parser.add_argument("--address", default=None, help="with --ray: the Ray cluster to join "
+                              "(e.g. 10.0.0.5:6379 or auto; default: start a local one)")
     serve_parser.set_defaults(func=serve)
 
     check_parser = commands.add_parser("check", help="load a manifest and its model; list lossy conversions")
