@@ -139,8 +139,8 @@ def app_builder(args: dict[str, str]) -> serve.Application:
 
 
 def run(manifest: Manifest, host: str, port: int, address: str | None = None) -> int:
-    """Deploy on the cluster at `address` (else a local one, started here) until interrupted, then remove
-    the application (and stop the local cluster)."""
+    """Deploy on the cluster at `address` (else on a local one, started here) until interrupted; then remove
+    the application from that cluster, or stop the local one."""
     try:
         ray.init(address=address, logging_level=logging.getLogger().level)
     except ConnectionError as error:
@@ -155,8 +155,7 @@ def run(manifest: Manifest, host: str, port: int, address: str | None = None) ->
                  f"cluster {address}" if address else "local cluster")
         stop.wait()
     finally:
-        serve.delete(manifest.name)
-        if address is None:
-            serve.shutdown()
+        if address is not None:  # a local cluster goes as a whole
+            serve.delete(manifest.name)
         ray.shutdown()
     return 0
