@@ -53,7 +53,9 @@ def serve_on_ray(args: argparse.Namespace) -> int:
     """`bridge serve --ray`: the same app as Ray Serve deployments (`bridge.ray_serve`)."""
     try:
         from bridge import ray_serve
-    except ImportError as error:
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] != "ray":
+            raise
         raise SystemExit(f"bridge: serve --ray needs Ray Serve ({error}): pip install 'annotation-bridge[ray]'")
     return ray_serve.run(manifest_from(args), args.host, args.port, args.address)
 

@@ -24,6 +24,7 @@ ray = pytest.importorskip("ray", reason="Ray Serve is the `ray` extra (pip insta
 serve = pytest.importorskip("ray.serve")
 
 from bridge.app import create_app  # noqa: E402
+from bridge.cli import main  # noqa: E402
 from bridge.manifest import Manifest, load_manifest  # noqa: E402
 from bridge.ray_serve import app_builder, build_app, model_options  # noqa: E402
 from tests.conftest import ROOT, b64, free_port  # noqa: E402
@@ -132,6 +133,14 @@ def test_the_ango_routes_say_what_to_install(bridge_on_ray: str, reference: str)
                                                                                                bridge_on_ray))
     assert (remote.status_code, remote.json()) == (local.status_code, local.json())
     assert remote.status_code == 501 and "annotation-bridge[ango]" in remote.json()["error"]
+
+
+def test_bridge_ango_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANGO_PLUGIN_ID", "plugin")
+    monkeypatch.setenv("ANGO_PLUGIN_SECRET", SECRET)
+    monkeypatch.delenv("CONNECTOR", raising=False)  # set by the command; put back after the test
+    with pytest.raises(SystemExit, match=r"Ango SDK is not installed: pip install 'annotation-bridge\[ango\]'"):
+        main(["ango", str(DEFAULT)])
 
 
 def test_the_manifest_sets_the_model_replicas(bridge_on_ray: str) -> None:
