@@ -84,6 +84,16 @@ class Adapter:
         """This platform's error form; `{"error": message}` by default."""
         return json_error(status, message)
 
+    def write_answer(self, result: Result, spec: ModelSpec, section: PlatformSection, manifest: Manifest) -> Any:
+        """The platform's answer (JSON-able) for a job's result, as its route sends it: pure, no I/O."""
+        raise NotImplementedError(f"{self.name} does not write answers")
+
+    def read_answer(self, answer: Any, spec: ModelSpec, section: PlatformSection, size: tuple[int, int] | None = None,
+                    text: str | None = None) -> list[Prediction]:
+        """The neutral predictions of an answer in this platform's form: the inverse of `write_answer`, exact
+        where the conversion table says exact. `size` (height, width) and `text` are the item's."""
+        raise NotImplementedError(f"{self.name} does not read answers yet")
+
     def routes(self, section: PlatformSection) -> list[Route]:
         """HTTP routes under the section's `base_path`, mounted by `bridge serve` when the section is present."""
         return []

@@ -235,7 +235,7 @@ def to_answer(predictions: list[Prediction], spec: ModelSpec, section: LabelboxS
 
 
 def _ltwh(box: Box) -> list[float]:
-    return [float(box.x), float(box.y), max(float(box.w), 0.0), max(float(box.h), 0.0)]
+    return [float(box.x), float(box.y), float(box.w), float(box.h)]  # clipped to the image by the core
 
 
 def _add_options(answer: dict[str, Any], feature: str, options: tuple[str, ...] | list[str]) -> None:
@@ -402,12 +402,16 @@ class LabelboxAdapter(Adapter):
     def auth(self, section: LabelboxSection) -> Auth:
         return auth.bearer(section.secret, "platforms.labelbox.secret")
 
+    def write_answer(self, result: Result, spec: ModelSpec, section: LabelboxSection,
+                     manifest: Manifest) -> dict[str, Any]:
+        return to_answer(result.predictions, spec, section, result.size)
+
     def routes(self, section: LabelboxSection) -> list[Route]:
         async def infer(body: LabelboxRequest, service: Service) -> dict[str, Any]:
             """Run the model on the last user message's image or text; the answer is keyed by feature name."""
 
             def write(result: Result) -> dict[str, Any]:
-                return to_answer(result.predictions, service.spec, section, result.size)
+                return self.write_answer(result, service.spec, section, service.manifest)
 
             return await answer(self, service, to_job(body, service.spec.input, section), write)
 
