@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 
@@ -27,7 +28,7 @@ from bridge.app import create_app  # noqa: E402
 from bridge.cli import main  # noqa: E402
 from bridge.manifest import Manifest, load_manifest  # noqa: E402
 from bridge.ray_serve import app_builder, build_app, model_options  # noqa: E402
-from tests.conftest import ROOT, b64, free_port  # noqa: E402
+from tests.conftest import ROOT, b64, encode_image, free_port  # noqa: E402
 
 DEFAULT = ROOT / "manifests" / "default.yaml"
 RAYSERVICE = ROOT / "deploy" / "kuberay" / "rayservice.yaml"
@@ -160,7 +161,7 @@ def reporter(bridge_on_ray: str, tmp_path_factory: pytest.TempPathFactory) -> It
         "name": "reporter",
         "model": {"factory": f"{ROOT / 'tests' / 'ray_models.py'}:BatchReporter"},
         "params": {"type": "object", "properties": {"fail": {"type": "string"}}},
-        "limits": {"batch_size": 4, "batch_wait": 2.0},
+        "limits": {"batch_size": 4, "batch_wait": 2.0, "allow_private_urls": True},  # frames from media_server
         "ray": {"replicas": 1, "num_cpus": 0.1, "ingress_num_cpus": 0.1},
         "platforms": {"v7": {}},
     }), encoding="utf-8")
@@ -183,6 +184,19 @@ def test_requests_share_the_model_replicas_batches(reporter: tuple[str, Manifest
     answers = asyncio.run(four())
     assert [a.status_code for a in answers] == [200] * 4
     assert [a.json()["results"][0]["text"]["text"] for a in answers] == ["batch of 4"] * 4
+
+
+def test_a_videos_frames_share_a_batch_as_in_bridge_serve(reporter: tuple[str, Manifest], serve_app,
+                                                          media_server, astronaut: np.ndarray) -> None:
+    base, manifest = reporter
+    frames = [media_server.add(f"f{i}.png", encode_image(astronaut[::32, ::32] + i)) for i in range(4)]
+    body = {"video": {"frame_urls": [{"url": url} for url in frames]}}
+    local = httpx.post(f"{serve_app(create_app(manifest))}/v7/infer", json=body, timeout=60)
+    remote = httpx.post(f"{base}/v7/infer", json=body, timeout=60)
+    assert remote.status_code == local.status_code == 200
+    assert remote.json() == local.json()
+    assert [(r["frame"], r["text"]["text"]) for r in remote.json()["results"]] == \
+        [(i, "batch of 4") for i in range(4)]
 
 
 @pytest.mark.parametrize("fail", ["refuse", "crash"])
