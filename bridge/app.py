@@ -25,9 +25,10 @@ from bridge.platforms import Adapter, discover, enabled_adapters, start_service
 log = logging.getLogger("bridge")
 
 
-def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None,
+def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, playground: bool = True,
                load_model: Callable[[], Model] | None = None) -> FastAPI:
-    """An app serving `manifest`'s model on every platform its manifest has a section for.
+    """An app serving `manifest`'s model on every platform its manifest has a section for, with the
+    playground at `/` unless `playground` is false.
 
     `load_model` builds the model the app serves: the manifest's own by default, a stand-in for a remote one
     under Ray Serve (`bridge.ray_serve`).
@@ -81,6 +82,10 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None,
         router = adapter.router(section)
         if router is not None:
             app.include_router(router)
+    if playground:
+        from bridge.playground import mount
+
+        mount(app, platforms)
     app.openapi = lambda: _openapi(app, manifest)  # type: ignore[method-assign]
     return app
 

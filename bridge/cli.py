@@ -6,6 +6,7 @@ Adapters add their own sub-commands (`bridge labelbox-manifest`, `bridge ango`, 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -46,12 +47,12 @@ def serve(args: argparse.Namespace) -> int:
     if args.ray:
         return serve_on_ray(args)
     if args.address:
-        raise SystemExit("bridge: serve: --address names a Ray cluster and needs --ray")
+        raise CommandError("--address names a Ray cluster and needs --ray")
     import uvicorn
 
     from bridge.app import create_app
 
-    app = create_app(manifest_from(args))
+    app = create_app(manifest_from(args), playground=wants_playground(args))
     try:  # bound before the model loads: a busy port is reported at once
         listening = socket.create_server((args.host, args.port))
     except OSError as error:
@@ -72,8 +73,21 @@ def serve_on_ray(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as error:
         if (error.name or "").partition(".")[0] != "ray":
             raise
-        raise SystemExit(f"bridge: serve --ray needs Ray Serve ({error}): pip install 'annotation-bridge[ray]'")
-    return ray_serve.run(manifest_from(args), args.host, args.port, args.address)
+        raise CommandError(f"serve --ray needs Ray Serve ({error}): pip install 'annotation-bridge[ray]'") from None
+    return ray_serve.run(manifest_from(args), args.host, args.port, args.address, wants_playground(args))
+
+
+def wants_playground(args: argparse.Namespace) -> bool:
+    """--playground, else on for a loopback --host only."""
+    return args.playground if args.playground is not None else is_loopback(args.host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is an address of this machine only (the playground answers without credentials)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def check(args: argparse.Namespace) -> int:
@@ -131,6 +145,9 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
                               "`ray` section")
     serve_parser.add_argument("--address", default=None, help="with --ray: the Ray cluster to join "
                               "(e.g. 10.0.0.5:6379 or auto; default: start a local one)")
+    serve_parser.add_argument("--playground", action=argparse.BooleanOptionalAction, default=None,
+                              help="the playground page at / (default: on when --host is a loopback address, "
+                                   "since it answers without credentials)")
     serve_parser.set_defaults(func=serve)
 
     check_parser = commands.add_parser("check", help="load a manifest and its model; list lossy conversions")

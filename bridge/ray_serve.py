@@ -30,6 +30,7 @@ from ray.exceptions import RayTaskError
 from ray.serve.handle import DeploymentHandle
 
 from bridge.app import create_app
+from bridge.cli import CommandError, default_manifest
 from bridge.manifest import Manifest, load_manifest
 from bridge.model import Context, ModelSpec, is_async, predict_batch, predict_batch_async
 from bridge.predictions import Prediction
@@ -82,13 +83,14 @@ class ModelDeployment:
 class Ingress:
     """`bridge serve`'s app, its model the `Model` deployment."""
 
-    def __init__(self, manifest: Manifest, model: DeploymentHandle) -> None:
+    def __init__(self, manifest: Manifest, model: DeploymentHandle, playground: bool) -> None:
         self.manifest = manifest
         self.model = model
+        self.playground = playground
 
     async def __serve_build_asgi_app__(self) -> Any:
         remote = RemoteModel(self.model, await self.model.spec.remote())
-        return create_app(ingress_manifest(self.manifest), load_model=lambda: remote)
+        return create_app(ingress_manifest(self.manifest), playground=self.playground, load_model=lambda: remote)
 
 
 def ingress_manifest(manifest: Manifest) -> Manifest:
@@ -122,35 +124,35 @@ def model_options(manifest: Manifest) -> dict[str, Any]:
     return options
 
 
-def build_app(manifest: Manifest) -> serve.Application:
-    """The Serve application: `Ingress` in front of `Model`."""
+def build_app(manifest: Manifest, playground: bool = False) -> serve.Application:
+    """The Serve application: `Ingress` (with the playground at `/` if asked: it answers without credentials)
+    in front of `Model`."""
     model = ModelDeployment.options(**model_options(manifest)).bind(manifest)
     ingress = Ingress.options(num_replicas=manifest.ray.ingress_replicas,
                               ray_actor_options={"num_cpus": manifest.ray.ingress_num_cpus})
-    return ingress.bind(manifest, model)
+    return ingress.bind(manifest, model, playground)
 
 
 def app_builder(args: dict[str, str]) -> serve.Application:
     """For a Serve config (`import_path: bridge.ray_serve:app_builder`, `args: {manifest: PATH}`), as in a
-    KubeRay `RayService`; without `manifest`, `bridge serve`'s default one."""
-    from bridge.cli import default_manifest
-
+    KubeRay `RayService`; without `manifest`, `bridge serve`'s default one. No playground: a cluster's proxy
+    is not a loopback address."""
     return build_app(load_manifest(args.get("manifest") or default_manifest()))
 
 
-def run(manifest: Manifest, host: str, port: int, address: str | None = None) -> int:
+def run(manifest: Manifest, host: str, port: int, address: str | None = None, playground: bool = False) -> int:
     """Deploy on the cluster at `address` (else on a local one, started here) until interrupted; then remove
     the application from that cluster, or stop the local one."""
     try:
         ray.init(address=address, logging_level=logging.getLogger().level)
     except ConnectionError as error:
-        raise SystemExit(f"bridge: cannot join the Ray cluster at {address}: {error}") from None
+        raise CommandError(f"cannot join the Ray cluster at {address}: {error}") from None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": host, "port": port})
-        serve.run(build_app(manifest), name=manifest.name, route_prefix="/")
+        serve.run(build_app(manifest, playground), name=manifest.name, route_prefix="/")
         log.info("serving %s on Ray Serve at http://%s:%d (%s)", manifest.name, host, port,
                  f"cluster {address}" if address else "local cluster")
         stop.wait()

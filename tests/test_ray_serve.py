@@ -143,6 +143,12 @@ def test_bridge_ango_says_what_to_install(monkeypatch: pytest.MonkeyPatch, capsy
     assert "Ango SDK is not installed: pip install 'annotation-bridge[ango]'" in capsys.readouterr().err
 
 
+def test_the_playground_is_served_on_a_loopback_host_as_by_bridge_serve(bridge_on_ray: str, reference: str) -> None:
+    local, remote = (httpx.get(f"{base}/") for base in (reference, bridge_on_ray))
+    assert remote.status_code == local.status_code == 200
+    assert remote.text == local.text
+
+
 def test_the_manifest_sets_the_model_replicas(bridge_on_ray: str) -> None:
     assert load_manifest(DEFAULT).ray.replicas == 2
     deployments = serve.status().applications["face-detector"].deployments

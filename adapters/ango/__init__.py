@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.ango.convert import CONVERSIONS, PLATFORM, to_answer
 from adapters.ango.plugin import INSTALL, model_plugin, plugin_class, sdk_plugins
+from adapters.ango.read import read_answer
 from adapters.ango.section import AngoSection
 from bridge import auth
 from bridge.auth import Auth
@@ -31,6 +32,7 @@ from bridge.errors import BridgeError, DeadlineExceeded
 from bridge.manifest import Manifest, ManifestError
 from bridge.model import ModelSpec
 from bridge.platforms import Adapter, Route
+from bridge.predictions import Prediction
 from bridge.service import Result, Service
 
 RUN_THREADS = 16
@@ -78,6 +80,12 @@ class AngoAdapter(Adapter):
         """The answer of a run without a class mapping (objects carry `title`s)."""
         found, _, _ = to_answer(result.predictions, spec, section, None, manifest.geometry.simplify_tolerance)
         return found
+
+    def read_answer(self, answer: Any, spec: ModelSpec, section: AngoSection, size: tuple[int, int] | None = None,
+                    text: str | None = None) -> list[Prediction]:
+        """An answer whose objects carry `title`s, or `schemaId`s equal to the class names (what `bridge check`
+        and remote models send as `categorySchema`)."""
+        return read_answer(answer, spec, section, None, size, text)
 
     def routes(self, section: AngoSection) -> list[Route]:
         plugins: dict[int, Any] = {}  # the SDK's plugin, made once the model is loaded (one per service)

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.labelbox.read import read_answer
 from bridge import auth
 from bridge.auth import Auth
 from bridge.cli import add_manifest_argument, manifest_from
@@ -405,6 +406,10 @@ class LabelboxAdapter(Adapter):
     def write_answer(self, result: Result, spec: ModelSpec, section: LabelboxSection,
                      manifest: Manifest) -> dict[str, Any]:
         return to_answer(result.predictions, spec, section, result.size)
+
+    def read_answer(self, answer: Any, spec: ModelSpec, section: LabelboxSection,
+                    size: tuple[int, int] | None = None, text: str | None = None) -> list[Prediction]:
+        return read_answer(answer, spec, section, size, text)
 
     def routes(self, section: LabelboxSection) -> list[Route]:
         async def infer(body: LabelboxRequest, service: Service) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from fastapi import Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.v7.read import read_results
 from bridge import auth
 from bridge.auth import Auth
 from bridge.conversions import Conversion, dropped, exact, lossy
@@ -65,7 +66,8 @@ CONVERSIONS = {
     "text": exact("tag"),
     "entity": dropped("V7's model API takes images and video, not text"),
     "prediction.attributes": exact("attributes"),
-    "prediction.text": exact("text"),
+    "prediction.text": lossy("text", "a free-text class's answer is its `text` sub-annotation: a prediction's "
+                                     "own text is dropped on free-text classes"),
     "prediction.confidence": exact("confidence"),
     "prediction.frame": exact("frame"),
 }
@@ -332,6 +334,10 @@ class V7Adapter(Adapter):
     def write_answer(self, result: Result, spec: ModelSpec, section: V7Section, manifest: Manifest) -> dict[str, Any]:
         results = to_results(result.predictions, spec, section, manifest.geometry.simplify_tolerance)
         return {"status": "succeeded", "results": results}
+
+    def read_answer(self, answer: Any, spec: ModelSpec, section: V7Section, size: tuple[int, int] | None = None,
+                    text: str | None = None) -> list[Prediction]:
+        return read_results(answer, spec, section, size)
 
     def routes(self, section: V7Section) -> list[Route]:
         async def classes(service: Service) -> list[dict[str, str]]:
