@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import shapely
 from pycocotools import mask as coco_mask
@@ -68,43 +69,150 @@ def _polygons(geometry: shapely.Geometry):
 def mask_to_polygon(mask: np.ndarray, tolerance: float = 0.0) -> Polygon:
     """Every connected part of a mask as a polygon part along the pixels' outer edges, holes kept.
 
-    Exact by construction: the pixel edges between in and out pixels, merged into straight segments, are
-    `polygonize`d by shapely into faces; the faces made of in-pixels are united (they tile the plane, so the
-    cheap coverage union applies). Holes, islands in holes and parts touching at a corner all come out right.
-    `tolerance` (pixels) then simplifies the outline, keeping its topology. An empty mask gives no parts.
+    Parts are 4-connected (pixels touching only at a corner are separate parts, and a hole touching the
+    outside or another hole at one corner stays a hole), so every ring is simple and the result is a valid
+    polygon. Exact: `polygon_to_mask` gives the mask back. OpenCV's `findContours` traces the boundary
+    pixels (its one pass over the image is the only work that grows with the image, not the outline), and
+    each traced pixel's sides that face out become the outline (`_outlines`). `tolerance` (pixels) then
+    simplifies the outline, keeping its topology. An empty mask gives no parts.
     """
-    inside = np.pad(np.asarray(mask, dtype=bool), 1)
-    across = inside[1:, 1:-1] != inside[:-1, 1:-1]  # (h+1, w): a horizontal edge from (x, y) to (x+1, y)
-    down = inside[1:-1, 1:] != inside[1:-1, :-1]  # (h, w+1): a vertical edge from (x, y) to (x, y+1)
-    if not across.any():
+    inside = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
+    contours, hierarchy = cv2.findContours(inside, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    if not contours:
         return Polygon(())
-    # Segments may meet only at their ends: a straight run breaks where an edge of the other direction touches.
-    y, x0, x1 = _runs(across, np.pad(down, ((1, 1), (0, 0))))
-    x, y0, y1 = _runs(down.T, np.pad(across.T, ((1, 1), (0, 0))))
-    starts = np.concatenate([np.stack([x0, y], 1), np.stack([x, y0], 1)]).astype(np.float64)
-    ends = np.concatenate([np.stack([x1, y], 1), np.stack([x, y1], 1)]).astype(np.float64)
-    faces = shapely.get_parts(shapely.polygonize(shapely.linestrings(np.stack([starts, ends], axis=1))))
-    probe = np.floor(shapely.get_coordinates(shapely.point_on_surface(faces))).astype(np.intp)
-    geometry = shapely.coverage_union_all(faces[inside[probe[:, 1] + 1, probe[:, 0] + 1]])
+    rings, saddles = _outlines(contours, inside)
+    if saddles.any():
+        polygon = _four_connected(inside, np.concatenate(contours).reshape(-1, 2))
+    else:
+        # no pixels touch only diagonally: OpenCV's 8-connected parts are the 4-connected ones. Its outer
+        # borders run counter-clockwise on screen; reversed, exteriors get a positive (shapely CCW) area.
+        parent = hierarchy[0, :, 3]
+        parts = {k: [rings[k][::-1]] for k in np.flatnonzero(parent < 0)}
+        for k in np.flatnonzero(parent >= 0):
+            parts[parent[k]].append(rings[k][::-1])
+        polygon = Polygon(tuple(tuple(part) for part in parts.values()))
     if tolerance > 0:
-        geometry = shapely.make_valid(geometry.simplify(tolerance, preserve_topology=True))
-    return from_shapely(geometry)
+        polygon = from_shapely(shapely.make_valid(to_shapely(polygon).simplify(tolerance, preserve_topology=True)))
+    return polygon
 
 
-def _runs(edges: np.ndarray, crossing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, start, end) of each straight run of unit edges along the rows of `edges`.
+def _four_connected(inside: np.ndarray, traced: np.ndarray) -> Polygon:
+    """The polygon of a mask in which pixels touch diagonally, from the outline of its background.
 
-    `edges[r, i]` is the edge from point i to point i+1 of row r. `crossing` holds the edges of the other
-    direction (`crossing[r, i]`: from point i of row r to point i of row r+1), padded by one row on each side:
-    point i of row r is touched by one when `crossing[r, i]` (the edge ending there) or `crossing[r + 1, i]`
-    (the edge starting there) is set, and a run breaks at such points.
+    OpenCV joins diagonal neighbours into one part. Traced instead, the background (padded by one pixel
+    so that it surrounds everything) is 8-connected and the mask's parts are its 4-connected holes: the
+    holes' borders are the parts' exteriors, and the background islands inside a part are its holes. A
+    border that passes one corner twice is split there into simple rings (`_split`); each ring's signed area
+    then tells an exterior (positive) from a hole.
     """
-    rows, cols = np.nonzero(edges)  # row-major: runs are consecutive
-    touched = crossing[rows, cols] | crossing[rows + 1, cols]
-    continues = (rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1] + 1) & ~touched[1:]
-    first = np.flatnonzero(np.concatenate([[True], ~continues]))
-    last = np.concatenate([first[1:] - 1, [len(rows) - 1]])
-    return rows[first], cols[first], cols[last] + 1
+    (x0, y0), (x1, y1) = traced.min(axis=0), traced.max(axis=0)
+    background = cv2.compare(inside[y0:y1 + 1, x0:x1 + 1], 0, cv2.CMP_EQ)
+    background = cv2.copyMakeBorder(background, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=255)
+    contours, hierarchy = cv2.findContours(background, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
+    rings, saddles = _outlines(contours, background)
+    parent = hierarchy[0, :, 3]
+    depth = np.zeros(len(parent), dtype=np.intp)  # 0: the frame's outside, odd: a part's border, even: a hole's
+    up = parent.copy()
+    while (up >= 0).any():
+        depth += up >= 0
+        up = np.where(up >= 0, parent[up], -1)
+    parts: dict[int, tuple[list, list]] = {}
+    for k in np.flatnonzero(depth > 0):
+        exteriors, holes = parts.setdefault(k if depth[k] % 2 else parent[k], ([], []))
+        ring = rings[k] + (x0 - 1, y0 - 1)
+        if not saddles[k]:
+            (exteriors if depth[k] % 2 else holes).append(ring)
+            continue
+        for loop in _split(ring):
+            (exteriors if _signed_area(loop) > 0 else holes).append(loop)
+    return Polygon(tuple((*exteriors, *holes) for exteriors, holes in parts.values()))
+
+
+def _split(ring: np.ndarray) -> list[np.ndarray]:
+    """The simple rings of a ring that passes some vertices twice (only corners where pixels touch diagonally)."""
+    loops, path, seen = [], [], {}
+    for vertex in map(tuple, ring.tolist()):
+        if vertex in seen:
+            start = seen[vertex]
+            loops.append(np.array(path[start:]))
+            for dropped in path[start + 1:]:
+                del seen[dropped]
+            del path[start + 1:]
+        else:
+            seen[vertex] = len(path)
+            path.append(vertex)
+    loops.append(np.array(path))
+    return loops
+
+
+def _signed_area(ring: np.ndarray) -> float:
+    x, y = ring[:, 0], ring[:, 1]
+    return float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)) / 2
+
+
+# The 8 neighbours of a pixel, clockwise on screen (y down): E, SE, S, SW, W, NW, N, NE.
+_STEP = np.array([(1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1)])
+_DIRECTION = np.zeros(9, dtype=np.intp)  # (dy + 1) * 3 + dx + 1 -> direction (no step, of a 1-pixel contour: 0)
+_DIRECTION[(_STEP[:, 1] + 1) * 3 + _STEP[:, 0] + 1] = np.arange(8)
+# A side (E, S, W or N: direction 0, 2, 4, 6) walked with the pixel on the left starts at this corner of it.
+_SIDE_START = np.array([(1, 1), (0, 0), (0, 1), (0, 0), (0, 0), (0, 0), (1, 0), (0, 0)])
+_LONE = 64  # the key of a contour of one pixel
+
+
+def _side_table() -> tuple[np.ndarray, np.ndarray]:
+    """For each (direction in, direction out) of a traced pixel: how many of its sides face out, and which.
+
+    OpenCV follows a border keeping the outside on its right: at each pixel it looks for the next one by
+    turning from the pixel it came from, anticlockwise on screen, and every neighbour passed on the way is
+    outside. The sides facing those neighbours, in that order, are the outline's stretch along this pixel.
+    """
+    counts, sides = np.zeros(_LONE + 1, dtype=np.intp), np.zeros((_LONE + 1, 4), dtype=np.intp)
+    for key in range(_LONE + 1):
+        back, turned = ((key // 8 + 4) % 8, (key // 8 + 4 - key % 8 - 1) % 8 + 1) if key < _LONE else (0, 9)
+        facing = [(back - t) % 8 for t in range(1, turned) if (back - t) % 2 == 0]
+        counts[key], sides[key, :len(facing)] = len(facing), facing
+    return counts, sides
+
+
+_SIDE_COUNT, _SIDES = _side_table()
+
+
+def _outlines(contours: tuple[np.ndarray, ...], image: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The pixel-edge ring around each of OpenCV's contours (CHAIN_APPROX_NONE) of `image`, in one vectorised pass.
+
+    Rings run with the traced pixels on their left and keep only the corners where they turn. Also returns,
+    per contour, whether it steps diagonally between two pixels whose common neighbours are both outside:
+    there the 8-connected tracing joins what 4-connected parts keep apart.
+    """
+    lengths = np.fromiter(map(len, contours), dtype=np.intp, count=len(contours))
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    pixels = np.concatenate(contours).reshape(-1, 2)
+    following = np.arange(1, len(pixels) + 1)
+    following[ends - 1] = starts
+    step = pixels[following] - pixels
+    out = _DIRECTION[(step[:, 1] + 1) * 3 + step[:, 0] + 1]
+    into = np.roll(out, 1)
+    into[starts] = out[ends - 1]
+    key = into * 8 + out
+    key[starts[lengths == 1]] = _LONE
+
+    diagonal = np.flatnonzero(out % 2)
+    ahead, behind = (pixels[diagonal] + _STEP[(out[diagonal] + turn) % 8] for turn in (1, -1))
+    pinched = (image[ahead[:, 1], ahead[:, 0]] == 0) & (image[behind[:, 1], behind[:, 0]] == 0)
+    saddles = np.zeros(len(contours), dtype=bool)
+    saddles[np.searchsorted(ends, diagonal[pinched], side="right")] = True
+
+    count = _SIDE_COUNT[key]
+    pixel = np.repeat(np.arange(len(pixels)), count)
+    side = _SIDES[key[pixel], np.arange(len(pixel)) - (np.cumsum(count) - count)[pixel]]
+    ring_ends = np.cumsum(count)[ends - 1]
+    ring_starts = np.concatenate([[0], ring_ends[:-1]])
+    previous = np.roll(side, 1)
+    previous[ring_starts] = side[ring_ends - 1]
+    turns = side != previous
+    corners = (pixels[pixel] + _SIDE_START[side])[turns]
+    return np.split(corners, np.cumsum(turns)[ring_ends[:-1] - 1]), saddles
 
 
 def polygon_to_mask(polygon: Polygon, height: int, width: int) -> np.ndarray:
