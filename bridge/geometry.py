@@ -80,8 +80,8 @@ def mask_to_polygon(mask: np.ndarray, tolerance: float = 0.0) -> Polygon:
     contours, hierarchy = cv2.findContours(inside, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     if not contours:
         return Polygon(())
-    rings, saddles = _outlines(contours, inside)
-    if saddles.any():
+    rings, pinched, _ = _outlines(contours, inside)
+    if pinched:
         polygon = _four_connected(inside, np.concatenate(contours).reshape(-1, 2))
     else:
         # no pixels touch only diagonally: OpenCV's 8-connected parts are the 4-connected ones. Its outer
@@ -105,11 +105,11 @@ def _four_connected(inside: np.ndarray, traced: np.ndarray) -> Polygon:
     border that passes one corner twice is split there into simple rings (`_split`); each ring's signed area
     then tells an exterior (positive) from a hole.
     """
-    (x0, y0), (x1, y1) = traced.min(axis=0), traced.max(axis=0)
+    (x0, y0), (x1, y1) = traced.min(axis=0).tolist(), traced.max(axis=0).tolist()
     background = cv2.compare(inside[y0:y1 + 1, x0:x1 + 1], 0, cv2.CMP_EQ)
     background = cv2.copyMakeBorder(background, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=255)
     contours, hierarchy = cv2.findContours(background, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
-    rings, saddles = _outlines(contours, background)
+    rings, _, twice = _outlines(contours, background, (x0 - 1, y0 - 1))
     parent = hierarchy[0, :, 3]
     depth = np.zeros(len(parent), dtype=np.intp)  # 0: the frame's outside, odd: a part's border, even: a hole's
     up = parent.copy()
@@ -117,102 +117,120 @@ def _four_connected(inside: np.ndarray, traced: np.ndarray) -> Polygon:
         depth += up >= 0
         up = np.where(up >= 0, parent[up], -1)
     parts: dict[int, tuple[list, list]] = {}
-    for k in np.flatnonzero(depth > 0):
-        exteriors, holes = parts.setdefault(k if depth[k] % 2 else parent[k], ([], []))
-        ring = rings[k] + (x0 - 1, y0 - 1)
-        if not saddles[k]:
-            (exteriors if depth[k] % 2 else holes).append(ring)
+    for k, (level, above, pinched) in enumerate(zip(depth.tolist(), parent.tolist(), twice.tolist())):
+        if level == 0:
             continue
-        for loop in _split(ring):
+        exteriors, holes = parts.setdefault(k if level % 2 else above, ([], []))
+        if not pinched:
+            (exteriors if level % 2 else holes).append(rings[k])
+            continue
+        for loop in _split(rings[k].tolist()):
             (exteriors if _signed_area(loop) > 0 else holes).append(loop)
     return Polygon(tuple((*exteriors, *holes) for exteriors, holes in parts.values()))
 
 
-def _split(ring: np.ndarray) -> list[np.ndarray]:
+def _split(ring: list[list[int]]) -> list[list[tuple[int, int]]]:
     """The simple rings of a ring that passes some vertices twice (only corners where pixels touch diagonally)."""
     loops, path, seen = [], [], {}
-    for vertex in map(tuple, ring.tolist()):
+    for vertex in map(tuple, ring):
         if vertex in seen:
             start = seen[vertex]
-            loops.append(np.array(path[start:]))
+            loops.append(path[start:])
             for dropped in path[start + 1:]:
                 del seen[dropped]
             del path[start + 1:]
         else:
             seen[vertex] = len(path)
             path.append(vertex)
-    loops.append(np.array(path))
+    loops.append(path)
     return loops
 
 
-def _signed_area(ring: np.ndarray) -> float:
-    x, y = ring[:, 0], ring[:, 1]
-    return float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)) / 2
+def _signed_area(ring: list[tuple[int, int]]) -> float:
+    """Positive when the ring runs anticlockwise in x, y (clockwise on screen)."""
+    return sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:] + ring[:1])) / 2
 
 
 # The 8 neighbours of a pixel, clockwise on screen (y down): E, SE, S, SW, W, NW, N, NE.
-_STEP = np.array([(1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1)])
+_DX = np.array([1, 1, 0, -1, -1, -1, 0, 1])
+_DY = np.array([0, 1, 1, 1, 0, -1, -1, -1])
 _DIRECTION = np.zeros(9, dtype=np.intp)  # (dy + 1) * 3 + dx + 1 -> direction (no step, of a 1-pixel contour: 0)
-_DIRECTION[(_STEP[:, 1] + 1) * 3 + _STEP[:, 0] + 1] = np.arange(8)
+_DIRECTION[(_DY + 1) * 3 + _DX + 1] = np.arange(8)
 # A side (E, S, W or N: direction 0, 2, 4, 6) walked with the pixel on the left starts at this corner of it.
-_SIDE_START = np.array([(1, 1), (0, 0), (0, 1), (0, 0), (0, 0), (0, 0), (1, 0), (0, 0)])
+_START_X = np.array([1, 0, 0, 0, 0, 0, 1, 0])
+_START_Y = np.array([1, 0, 1, 0, 0, 0, 0, 0])
 _LONE = 64  # the key of a contour of one pixel
 
 
 def _side_table() -> tuple[np.ndarray, np.ndarray]:
     """For each (direction in, direction out) of a traced pixel: how many of its sides face out, and which.
 
-    OpenCV follows a border keeping the outside on its right: at each pixel it looks for the next one by
-    turning from the pixel it came from, anticlockwise on screen, and every neighbour passed on the way is
-    outside. The sides facing those neighbours, in that order, are the outline's stretch along this pixel.
+    Keyed by `into * 8 + out` (`_LONE`: a contour of one pixel). OpenCV follows a border keeping the outside
+    on its right: at each pixel it looks for the next one by turning from the pixel it came from,
+    anticlockwise on screen, and every neighbour passed on the way is outside. The sides facing those
+    neighbours, in that order, are the outline's stretch along this pixel.
     """
     counts, sides = np.zeros(_LONE + 1, dtype=np.intp), np.zeros((_LONE + 1, 4), dtype=np.intp)
     for key in range(_LONE + 1):
-        back, turned = ((key // 8 + 4) % 8, (key // 8 + 4 - key % 8 - 1) % 8 + 1) if key < _LONE else (0, 9)
+        into, out = divmod(key, 8)
+        back, turned = ((into + 4) % 8, (into + 3 - out) % 8 + 1) if key < _LONE else (0, 9)
         facing = [(back - t) % 8 for t in range(1, turned) if (back - t) % 2 == 0]
         counts[key], sides[key, :len(facing)] = len(facing), facing
-    return counts, sides
+    return counts, sides.ravel()
 
 
 _SIDE_COUNT, _SIDES = _side_table()
 
 
-def _outlines(contours: tuple[np.ndarray, ...], image: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+def _outlines(contours: tuple[np.ndarray, ...], image: np.ndarray,
+              origin: tuple[int, int] = (0, 0)) -> tuple[list[np.ndarray], bool, np.ndarray]:
     """The pixel-edge ring around each of OpenCV's contours (CHAIN_APPROX_NONE) of `image`, in one vectorised pass.
 
-    Rings run with the traced pixels on their left and keep only the corners where they turn. Also returns,
-    per contour, whether it steps diagonally between two pixels whose common neighbours are both outside:
-    there the 8-connected tracing joins what 4-connected parts keep apart.
+    Rings run with the traced pixels on their left, keep only the corners where they turn, and are moved by
+    `origin`. Also tells whether any contour steps diagonally between two pixels whose common neighbours are
+    both outside (there the 8-connected tracing joins what 4-connected parts keep apart), and, per contour,
+    whether it passes the corner of such a step twice.
+    (1-D arrays throughout: numpy gathers rows of an (N, 2) array tens of times slower.)
     """
     lengths = np.fromiter(map(len, contours), dtype=np.intp, count=len(contours))
     ends = np.cumsum(lengths)
     starts = ends - lengths
     pixels = np.concatenate(contours).reshape(-1, 2)
-    following = np.arange(1, len(pixels) + 1)
+    x, y = pixels[:, 0].astype(np.intp), pixels[:, 1].astype(np.intp)
+    following = np.arange(1, len(x) + 1)
     following[ends - 1] = starts
-    step = pixels[following] - pixels
-    out = _DIRECTION[(step[:, 1] + 1) * 3 + step[:, 0] + 1]
+    dx, dy = x.take(following) - x, y.take(following) - y
+    out = _DIRECTION.take(dy * 3 + dx + 4)
     into = np.roll(out, 1)
-    into[starts] = out[ends - 1]
+    into[starts] = out.take(ends - 1)
     key = into * 8 + out
     key[starts[lengths == 1]] = _LONE
 
-    diagonal = np.flatnonzero(out % 2)
-    ahead, behind = (pixels[diagonal] + _STEP[(out[diagonal] + turn) % 8] for turn in (1, -1))
-    pinched = (image[ahead[:, 1], ahead[:, 0]] == 0) & (image[behind[:, 1], behind[:, 0]] == 0)
-    saddles = np.zeros(len(contours), dtype=bool)
-    saddles[np.searchsorted(ends, diagonal[pinched], side="right")] = True
+    width, flat = image.shape[1], image.ravel()
+    diagonal = np.flatnonzero(dx & dy)  # both +-1
+    at = y.take(diagonal) * width + x.take(diagonal)
+    pinched = diagonal[(flat.take(at + dx.take(diagonal)) == 0) & (flat.take(at + dy.take(diagonal) * width) == 0)]
+    pinching = np.searchsorted(ends, pinched, side="right")  # the contour of each pinched step
+    # the corner between a pinched step's two pixels; a contour through one of them twice is not simple
+    corner = (pinching * (image.shape[0] + 1) + np.maximum(y, y.take(following)).take(pinched)) * (width + 1) \
+        + np.maximum(x, x.take(following)).take(pinched)
+    seen, passes = np.unique(corner, return_counts=True)
+    twice = np.zeros(len(contours), dtype=bool)
+    twice[seen[passes > 1] // ((image.shape[0] + 1) * (width + 1))] = True
 
-    count = _SIDE_COUNT[key]
-    pixel = np.repeat(np.arange(len(pixels)), count)
-    side = _SIDES[key[pixel], np.arange(len(pixel)) - (np.cumsum(count) - count)[pixel]]
-    ring_ends = np.cumsum(count)[ends - 1]
-    ring_starts = np.concatenate([[0], ring_ends[:-1]])
-    previous = np.roll(side, 1)
-    previous[ring_starts] = side[ring_ends - 1]
-    turns = side != previous
-    corners = (pixels[pixel] + _SIDE_START[side])[turns]
-    return np.split(corners, np.cumsum(turns)[ring_ends[:-1] - 1]), saddles
+    count = _SIDE_COUNT.take(key)
+    total = np.cumsum(count)
+    pixel = np.repeat(np.arange(len(x)), count)
+    side = _SIDES.take((key * 4 - total + count).take(pixel) + np.arange(len(pixel)))
+    ring_ends = total.take(ends - 1)
+    previous = np.roll(side, 1)  # the side before each, around its own ring
+    previous[np.concatenate([[0], ring_ends[:-1]])] = side.take(ring_ends - 1)
+    turns = np.flatnonzero(side != previous)
+    kept, turn_side = pixel.take(turns), side.take(turns)
+    corners = np.empty((len(turns), 2), dtype=np.intp)
+    corners[:, 0] = x.take(kept) + _START_X.take(turn_side) + origin[0]
+    corners[:, 1] = y.take(kept) + _START_Y.take(turn_side) + origin[1]
+    return np.split(corners, np.searchsorted(turns, ring_ends[:-1])), len(pinched) > 0, twice
 
 
 def polygon_to_mask(polygon: Polygon, height: int, width: int) -> np.ndarray:

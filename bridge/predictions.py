@@ -105,8 +105,10 @@ class Mask:
         """Compressed COCO RLE with `counts` as an ASCII string, ready for JSON."""
         rle = self._rle
         if rle is None or not isinstance(rle["counts"], str):
-            if rle is None or isinstance(rle["counts"], list):
-                rle = coco_mask.encode(np.asfortranarray(self.array, dtype=np.uint8))
+            if rle is None:
+                rle = coco_mask.frPyObjects(_runs(self.array), *self.array.shape)
+            elif isinstance(rle["counts"], list):
+                rle = coco_mask.frPyObjects(rle, *rle["size"])
             rle = {"size": [int(n) for n in rle["size"]], "counts": rle["counts"].decode("ascii")}
             object.__setattr__(self, "_rle", rle)
         return rle
@@ -117,6 +119,36 @@ class Mask:
         if self._array is not None:
             return self._array.shape
         return tuple(self._rle["size"])
+
+
+def _runs(array: np.ndarray) -> dict:
+    """Uncompressed COCO RLE of a bool mask (runs down the columns, 0s first), as `pycocotools.mask.encode` counts.
+
+    Work follows the box around the set pixels, not the image: one vectorised scan finds the box, and only
+    the box is read again. Runs end where a column of the box changes value (a zero row above and below
+    each column closes them); a run ending at the image's bottom row and the next starting at the top of the
+    following column are one run, as in the column-major order pycocotools reads.
+    """
+    height, width = array.shape
+    columns = np.flatnonzero(array.any(axis=0))
+    if columns.size == 0:
+        return {"size": [height, width], "counts": [height * width]}
+    c0, c1 = int(columns[0]), int(columns[-1]) + 1
+    rows = np.flatnonzero(array[:, c0:c1].any(axis=1))
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    box = np.zeros((r1 - r0 + 2, c1 - c0), dtype=bool)
+    box[1:-1] = array[r0:r1, c0:c1]
+    changes = np.flatnonzero(box[1:] != box[:-1])  # (row, column) of the box, row-major
+    row, column = np.divmod(changes, c1 - c0)
+    at = (column + c0) * height + row + r0  # column-major index of the first pixel after the change
+    rises = box.ravel().take(changes + (c1 - c0))
+    starts, ends = np.sort(at[rises]), np.sort(at[~rises])
+    joined = np.flatnonzero(ends[:-1] == starts[1:])  # a run across a column break of a full-height box
+    starts, ends = np.delete(starts, joined + 1), np.delete(ends, joined)
+    bounds = np.empty(2 * len(starts) + 2, dtype=np.int64)
+    bounds[0], bounds[1:-1:2], bounds[2:-1:2], bounds[-1] = 0, starts, ends, height * width
+    counts = np.diff(bounds)
+    return {"size": [height, width], "counts": (counts if counts[-1] else counts[:-1]).tolist()}
 
 
 @dataclass(frozen=True, slots=True)
