@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -73,19 +74,20 @@ def mask_to_polygon(mask: np.ndarray, tolerance: float = 0.0) -> Polygon:
     outside or another hole at one corner stays a hole), so every ring is simple and the result is a valid
     polygon. Exact: `polygon_to_mask` gives the mask back. OpenCV's `findContours` traces the boundary
     pixels (its one pass over the image is the only work that grows with the image, not the outline), and
-    each traced pixel's sides that face out become the outline (`_outlines`). `tolerance` (pixels) then
+    each traced pixel's sides that face out become the outline (`_rings`). `tolerance` (pixels) then
     simplifies the outline, keeping its topology. An empty mask gives no parts.
     """
     inside = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
     contours, hierarchy = cv2.findContours(inside, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     if not contours:
         return Polygon(())
-    rings, pinched, _ = _outlines(contours, inside)
-    if pinched:
-        polygon = _four_connected(inside, np.concatenate(contours).reshape(-1, 2))
+    chains = _Chains.of(contours)
+    if len(_pinches(chains, inside)):
+        polygon = _four_connected(inside, chains)
     else:
         # no pixels touch only diagonally: OpenCV's 8-connected parts are the 4-connected ones. Its outer
         # borders run counter-clockwise on screen; reversed, exteriors get a positive (shapely CCW) area.
+        rings = _rings(chains)
         parent = hierarchy[0, :, 3]
         parts = {k: [rings[k][::-1]] for k in np.flatnonzero(parent < 0)}
         for k in np.flatnonzero(parent >= 0):
@@ -96,7 +98,7 @@ def mask_to_polygon(mask: np.ndarray, tolerance: float = 0.0) -> Polygon:
     return polygon
 
 
-def _four_connected(inside: np.ndarray, traced: np.ndarray) -> Polygon:
+def _four_connected(inside: np.ndarray, traced: _Chains) -> Polygon:
     """The polygon of a mask in which pixels touch diagonally, from the outline of its background.
 
     OpenCV joins diagonal neighbours into one part. Traced instead, the background (padded by one pixel
@@ -105,11 +107,13 @@ def _four_connected(inside: np.ndarray, traced: np.ndarray) -> Polygon:
     border that passes one corner twice is split there into simple rings (`_split`); each ring's signed area
     then tells an exterior (positive) from a hole.
     """
-    (x0, y0), (x1, y1) = traced.min(axis=0).tolist(), traced.max(axis=0).tolist()
+    x0, y0, x1, y1 = int(traced.x.min()), int(traced.y.min()), int(traced.x.max()), int(traced.y.max())
     background = cv2.compare(inside[y0:y1 + 1, x0:x1 + 1], 0, cv2.CMP_EQ)
     background = cv2.copyMakeBorder(background, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=255)
     contours, hierarchy = cv2.findContours(background, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
-    rings, _, twice = _outlines(contours, background, (x0 - 1, y0 - 1))
+    chains = _Chains.of(contours)
+    rings = _rings(chains, (x0 - 1, y0 - 1))
+    twice = _passed_twice(chains, _pinches(chains, background), background.shape)
     parent = hierarchy[0, :, 3]
     depth = np.zeros(len(parent), dtype=np.intp)  # 0: the frame's outside, odd: a part's border, even: a hole's
     up = parent.copy()
@@ -182,55 +186,82 @@ def _side_table() -> tuple[np.ndarray, np.ndarray]:
 _SIDE_COUNT, _SIDES = _side_table()
 
 
-def _outlines(contours: tuple[np.ndarray, ...], image: np.ndarray,
-              origin: tuple[int, int] = (0, 0)) -> tuple[list[np.ndarray], bool, np.ndarray]:
-    """The pixel-edge ring around each of OpenCV's contours (CHAIN_APPROX_NONE) of `image`, in one vectorised pass.
+class _Chains(NamedTuple):
+    """OpenCV's contours (CHAIN_APPROX_NONE) as flat 1-D arrays, one entry per traced pixel.
+
+    (1-D throughout: numpy gathers rows of an (N, 2) array tens of times slower than elements.)
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    ends: np.ndarray  # where each contour ends (exclusive)
+    following: np.ndarray  # the next pixel around its own contour
+    out: np.ndarray  # direction of the step to it
+    key: np.ndarray  # into * 8 + out, or _LONE
+
+    @classmethod
+    def of(cls, contours: tuple[np.ndarray, ...]) -> _Chains:
+        lengths = np.fromiter(map(len, contours), dtype=np.intp, count=len(contours))
+        ends = np.cumsum(lengths)
+        starts = ends - lengths
+        pixels = np.concatenate(contours).reshape(-1, 2)
+        x, y = pixels[:, 0].astype(np.intp), pixels[:, 1].astype(np.intp)
+        following = np.arange(1, len(x) + 1)
+        following[ends - 1] = starts
+        out = _DIRECTION.take((y.take(following) - y) * 3 + x.take(following) - x + 4)
+        into = np.roll(out, 1)
+        into[starts] = out.take(ends - 1)
+        key = into * 8 + out
+        key[starts[lengths == 1]] = _LONE
+        return cls(x, y, ends, following, out, key)
+
+
+def _pinches(chains: _Chains, image: np.ndarray) -> np.ndarray:
+    """The diagonal steps between two pixels whose common neighbours are both outside (0 in `image`).
+
+    There OpenCV's 8-connected tracing joins what 4-connected parts keep apart.
+    """
+    diagonal = np.flatnonzero(chains.out & 1)
+    x, y = chains.x.take(diagonal), chains.y.take(diagonal)
+    dx, dy = chains.x.take(chains.following.take(diagonal)) - x, chains.y.take(chains.following.take(diagonal)) - y
+    width, flat = image.shape[1], image.ravel()
+    at = y * width + x
+    return diagonal[(flat.take(at + dx) == 0) & (flat.take(at + dy * width) == 0)]
+
+
+def _passed_twice(chains: _Chains, pinches: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Per contour: does it pass the corner of a pinched step twice (so its ring is not simple)?"""
+    contour = np.searchsorted(chains.ends, pinches, side="right")
+    after = chains.following.take(pinches)
+    corners = (shape[0] + 1) * (shape[1] + 1)
+    corner = contour * corners + np.maximum(chains.y.take(pinches), chains.y.take(after)) * (shape[1] + 1) \
+        + np.maximum(chains.x.take(pinches), chains.x.take(after))
+    seen, passes = np.unique(corner, return_counts=True)
+    twice = np.zeros(len(chains.ends), dtype=bool)
+    twice[seen[passes > 1] // corners] = True
+    return twice
+
+
+def _rings(chains: _Chains, origin: tuple[int, int] = (0, 0)) -> list[np.ndarray]:
+    """The pixel-edge ring around each contour, in one vectorised pass.
 
     Rings run with the traced pixels on their left, keep only the corners where they turn, and are moved by
-    `origin`. Also tells whether any contour steps diagonally between two pixels whose common neighbours are
-    both outside (there the 8-connected tracing joins what 4-connected parts keep apart), and, per contour,
-    whether it passes the corner of such a step twice.
-    (1-D arrays throughout: numpy gathers rows of an (N, 2) array tens of times slower.)
+    `origin`.
     """
-    lengths = np.fromiter(map(len, contours), dtype=np.intp, count=len(contours))
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    pixels = np.concatenate(contours).reshape(-1, 2)
-    x, y = pixels[:, 0].astype(np.intp), pixels[:, 1].astype(np.intp)
-    following = np.arange(1, len(x) + 1)
-    following[ends - 1] = starts
-    dx, dy = x.take(following) - x, y.take(following) - y
-    out = _DIRECTION.take(dy * 3 + dx + 4)
-    into = np.roll(out, 1)
-    into[starts] = out.take(ends - 1)
-    key = into * 8 + out
-    key[starts[lengths == 1]] = _LONE
-
-    width, flat = image.shape[1], image.ravel()
-    diagonal = np.flatnonzero(dx & dy)  # both +-1
-    at = y.take(diagonal) * width + x.take(diagonal)
-    pinched = diagonal[(flat.take(at + dx.take(diagonal)) == 0) & (flat.take(at + dy.take(diagonal) * width) == 0)]
-    pinching = np.searchsorted(ends, pinched, side="right")  # the contour of each pinched step
-    # the corner between a pinched step's two pixels; a contour through one of them twice is not simple
-    corner = (pinching * (image.shape[0] + 1) + np.maximum(y, y.take(following)).take(pinched)) * (width + 1) \
-        + np.maximum(x, x.take(following)).take(pinched)
-    seen, passes = np.unique(corner, return_counts=True)
-    twice = np.zeros(len(contours), dtype=bool)
-    twice[seen[passes > 1] // ((image.shape[0] + 1) * (width + 1))] = True
-
+    key = chains.key
     count = _SIDE_COUNT.take(key)
     total = np.cumsum(count)
-    pixel = np.repeat(np.arange(len(x)), count)
+    pixel = np.repeat(np.arange(len(key)), count)
     side = _SIDES.take((key * 4 - total + count).take(pixel) + np.arange(len(pixel)))
-    ring_ends = total.take(ends - 1)
+    ring_ends = total.take(chains.ends - 1)
     previous = np.roll(side, 1)  # the side before each, around its own ring
     previous[np.concatenate([[0], ring_ends[:-1]])] = side.take(ring_ends - 1)
     turns = np.flatnonzero(side != previous)
     kept, turn_side = pixel.take(turns), side.take(turns)
     corners = np.empty((len(turns), 2), dtype=np.intp)
-    corners[:, 0] = x.take(kept) + _START_X.take(turn_side) + origin[0]
-    corners[:, 1] = y.take(kept) + _START_Y.take(turn_side) + origin[1]
-    return np.split(corners, np.searchsorted(turns, ring_ends[:-1])), len(pinched) > 0, twice
+    corners[:, 0] = chains.x.take(kept) + _START_X.take(turn_side) + origin[0]
+    corners[:, 1] = chains.y.take(kept) + _START_Y.take(turn_side) + origin[1]
+    return np.split(corners, np.searchsorted(turns, ring_ends[:-1]))
 
 
 def polygon_to_mask(polygon: Polygon, height: int, width: int) -> np.ndarray:
