@@ -258,7 +258,7 @@ def _rings(chains: _Chains, origin: tuple[int, int] = (0, 0)) -> list[np.ndarray
     previous[np.concatenate([[0], ring_ends[:-1]])] = side.take(ring_ends - 1)
     turns = np.flatnonzero(side != previous)
     kept, turn_side = pixel.take(turns), side.take(turns)
-    corners = np.empty((len(turns), 2), dtype=np.intp)
+    corners = np.empty((len(turns), 2))  # float, as Polygon keeps points
     corners[:, 0] = chains.x.take(kept) + _START_X.take(turn_side) + origin[0]
     corners[:, 1] = chains.y.take(kept) + _START_Y.take(turn_side) + origin[1]
     return np.split(corners, np.searchsorted(turns, ring_ends[:-1]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Union
 
+import cv2
 import numpy as np
 from pycocotools import mask as coco_mask
 
@@ -124,30 +125,19 @@ class Mask:
 def _runs(array: np.ndarray) -> dict:
     """Uncompressed COCO RLE of a bool mask (runs down the columns, 0s first), as `pycocotools.mask.encode` counts.
 
-    Work follows the box around the set pixels, not the image: one vectorised scan finds the box, and only
-    the box is read again. Runs end where a column of the box changes value (a zero row above and below
-    each column closes them); a run ending at the image's bottom row and the next starting at the top of the
-    following column are one run, as in the column-major order pycocotools reads.
+    Work follows the mask's columns that have set pixels, not the image: one vectorised scan finds them, and
+    only that band is read again, turned column-major (what RLE runs along) by OpenCV's fast transpose.
     """
     height, width = array.shape
     columns = np.flatnonzero(array.any(axis=0))
     if columns.size == 0:
         return {"size": [height, width], "counts": [height * width]}
     c0, c1 = int(columns[0]), int(columns[-1]) + 1
-    rows = np.flatnonzero(array[:, c0:c1].any(axis=1))
-    r0, r1 = int(rows[0]), int(rows[-1]) + 1
-    box = np.zeros((r1 - r0 + 2, c1 - c0), dtype=bool)
-    box[1:-1] = array[r0:r1, c0:c1]
-    changes = np.flatnonzero(box[1:] != box[:-1])  # (row, column) of the box, row-major
-    row, column = np.divmod(changes, c1 - c0)
-    at = (column + c0) * height + row + r0  # column-major index of the first pixel after the change
-    rises = box.ravel().take(changes + (c1 - c0))
-    starts, ends = np.sort(at[rises]), np.sort(at[~rises])
-    joined = np.flatnonzero(ends[:-1] == starts[1:])  # a run across a column break of a full-height box
-    starts, ends = np.delete(starts, joined + 1), np.delete(ends, joined)
-    bounds = np.empty(2 * len(starts) + 2, dtype=np.int64)
-    bounds[0], bounds[1:-1:2], bounds[2:-1:2], bounds[-1] = 0, starts, ends, height * width
-    counts = np.diff(bounds)
+    band = array[:, c0:c1].view(np.uint8)
+    flat = (cv2.transpose(band) if band.strides[1] == 1 else np.ascontiguousarray(band.T)).ravel()
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1 + c0 * height
+    first, last = [c0 * height] * int(flat[0]), [c1 * height] * int(flat[-1])  # the band starts or ends with 1s
+    counts = np.diff(np.concatenate([[0], first, changes, last, [height * width]]).astype(np.int64))
     return {"size": [height, width], "counts": (counts if counts[-1] else counts[:-1]).tolist()}
 
 
