@@ -8,6 +8,7 @@ to a polygon when its centre lies inside it (pycocotools' rasterisation rule). W
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -111,24 +112,24 @@ def _four_connected(inside: np.ndarray, traced: _Chains) -> Polygon:
     background = cv2.compare(inside[y0:y1 + 1, x0:x1 + 1], 0, cv2.CMP_EQ)
     background = cv2.copyMakeBorder(background, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=255)
     contours, hierarchy = cv2.findContours(background, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
-    chains = _Chains.of(contours)
-    rings = _rings(chains, (x0 - 1, y0 - 1))
-    twice = _passed_twice(chains, _pinches(chains, background), background.shape)
     parent = hierarchy[0, :, 3]
     depth = np.zeros(len(parent), dtype=np.intp)  # 0: the frame's outside, odd: a part's border, even: a hole's
     up = parent.copy()
     while (up >= 0).any():
         depth += up >= 0
         up = np.where(up >= 0, parent[up], -1)
+    inner = np.flatnonzero(depth)  # all but the frame's outer border
+    chains = _Chains.of([contours[k] for k in inner])
+    rings = _rings(chains, (x0 - 1, y0 - 1))
+    twice = _passed_twice(chains, _pinches(chains, background), background.shape)
     parts: dict[int, tuple[list, list]] = {}
-    for k, (level, above, pinched) in enumerate(zip(depth.tolist(), parent.tolist(), twice.tolist())):
-        if level == 0:
-            continue
+    for k, ring, level, above, pinched in zip(inner.tolist(), rings, depth[inner].tolist(), parent[inner].tolist(),
+                                             twice.tolist()):
         exteriors, holes = parts.setdefault(k if level % 2 else above, ([], []))
         if not pinched:
-            (exteriors if level % 2 else holes).append(rings[k])
+            (exteriors if level % 2 else holes).append(ring)
             continue
-        for loop in _split(rings[k].tolist()):
+        for loop in _split(ring.tolist()):
             (exteriors if _signed_area(loop) > 0 else holes).append(loop)
     return Polygon(tuple((*exteriors, *holes) for exteriors, holes in parts.values()))
 
@@ -200,7 +201,7 @@ class _Chains(NamedTuple):
     key: np.ndarray  # into * 8 + out, or _LONE
 
     @classmethod
-    def of(cls, contours: tuple[np.ndarray, ...]) -> _Chains:
+    def of(cls, contours: Sequence[np.ndarray]) -> _Chains:
         lengths = np.fromiter(map(len, contours), dtype=np.intp, count=len(contours))
         ends = np.cumsum(lengths)
         starts = ends - lengths
