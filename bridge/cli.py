@@ -8,16 +8,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 
 from pydantic import ConfigDict, create_model
 
+from bridge import conversions
 from bridge.manifest import Manifest, ManifestError, load_manifest
-from bridge.platforms import Adapter, discover
+from bridge.platforms import Adapter, discover, enabled_adapters
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 PROJECT_MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "default.yaml"
+
+
+class CommandError(Exception):
+    """A mistake on the command line (a busy port, say): one line on stderr, exit status 2."""
 
 
 def default_manifest() -> Path:
@@ -41,24 +48,40 @@ def serve(args: argparse.Namespace) -> int:
     from bridge.app import create_app
 
     app = create_app(manifest_from(args))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    try:  # bound before the model loads: a busy port is reported at once
+        listening = socket.create_server((args.host, args.port))
+    except OSError as error:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {os.strerror(error.errno)}") from None
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
+    app.state.stop = lambda: setattr(server, "should_exit", True)  # a model that fails to load ends the server
+    server.run(sockets=[listening])
+    if app.state.load_error:
+        print(f"bridge: {app.state.load_error}", file=sys.stderr)
+        return 2
     return 0
 
 
 def check(args: argparse.Namespace) -> int:
     """Load the manifest and the model; print each platform's warnings."""
-    from bridge.app import enabled_adapters
-
     manifest = manifest_from(args)
     platforms = enabled_adapters(manifest, discover())
     model = manifest.build_model()
     print(f"{manifest.where()}: {manifest.name} {manifest.version}, {len(model.spec.classes)} classes, "
           f"{model.spec.input} input")
+    if not platforms:
+        print("  no platform is served: add a section under `platforms` (v7, labelbox, ango)")
     for name, (adapter, section) in platforms.items():
-        warnings = adapter.check(model.spec, section)
+        warnings = adapter.check(model.spec, section, manifest)
         print(f"  {name}: {'ok' if not warnings else f'{len(warnings)} warning(s)'}")
         for warning in warnings:
             print(f"    - {warning}")
+    return 0
+
+
+def formats(args: argparse.Namespace) -> int:
+    """What every installed platform receives of each class kind: the conversion matrix, as markdown."""
+    adapters = discover()
+    sys.stdout.write(conversions.markdown({name: adapters[name].conversions for name in sorted(adapters)}))
     return 0
 
 
@@ -97,6 +120,9 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     schema_parser = commands.add_parser("manifest-schema", help="print the manifest's JSON Schema")
     schema_parser.set_defaults(func=manifest_schema)
 
+    formats_parser = commands.add_parser("formats", help="print what each platform receives of each class kind")
+    formats_parser.set_defaults(func=formats)
+
     for adapter in adapters.values():
         adapter.add_commands(commands)
     for command in commands.choices.values():  # `bridge serve --log-level debug` works as well
@@ -110,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except ManifestError as error:
+    except (ManifestError, CommandError) as error:
         print(f"bridge: {error}", file=sys.stderr)
         return 2
 

@@ -386,7 +386,9 @@ def test_enabled_and_disabled_platforms(tmp_path, models):
     ((adapter, section),) = enabled_adapters(on, {"toy": Toy()}).values()
     assert isinstance(section, ToySection) and section.keys == ["a"] and section.platform_name("thing") == "Thing"
     absent = load_manifest(manifest_file(tmp_path, name="absent.yaml"))
-    assert list(enabled_adapters(absent, {"toy": Toy()})) == ["toy"]  # no section: defaults, enabled
+    assert enabled_adapters(absent, {"toy": Toy()}) == {}  # no section: not served
+    empty = load_manifest(manifest_file(tmp_path, name="empty.yaml", platforms={"toy": None}))
+    assert list(enabled_adapters(empty, {"toy": Toy()})) == ["toy"]  # an empty section: defaults, served
     off = load_manifest(manifest_file(tmp_path, name="off.yaml", platforms={"toy": {"enabled": False}}))
     assert enabled_adapters(off, {"toy": Toy()}) == {}
 
