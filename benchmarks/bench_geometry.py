@@ -39,8 +39,8 @@ from pycocotools import mask as coco_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.ango import AngoSection  # noqa: E402
-from adapters.ango import to_answer as ango_answer  # noqa: E402
+from adapters.ango.convert import to_answer as ango_answer  # noqa: E402
+from adapters.ango.section import AngoSection  # noqa: E402
 from adapters.labelbox import LabelboxSection  # noqa: E402
 from adapters.labelbox import to_answer as labelbox_answer  # noqa: E402
 from adapters.v7 import V7Section, to_results  # noqa: E402

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 import shapely
 from pycocotools import mask as coco_mask
@@ -78,6 +77,8 @@ def mask_to_polygon(mask: np.ndarray, tolerance: float = 0.0) -> Polygon:
     each traced pixel's sides that face out become the outline (`_rings`). `tolerance` (pixels) then
     simplifies the outline, keeping its topology. An empty mask gives no parts.
     """
+    import cv2  # here, not at import: importing OpenCV rewrites LD_LIBRARY_PATH and costs start-up time
+
     inside = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
     contours, hierarchy = cv2.findContours(inside, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     if not contours:
@@ -108,6 +109,8 @@ def _four_connected(inside: np.ndarray, traced: _Chains) -> Polygon:
     border that passes one corner twice is split there into simple rings (`_split`); each ring's signed area
     then tells an exterior (positive) from a hole.
     """
+    import cv2
+
     x0, y0, x1, y1 = int(traced.x.min()), int(traced.y.min()), int(traced.x.max()), int(traced.y.max())
     background = cv2.compare(inside[y0:y1 + 1, x0:x1 + 1], 0, cv2.CMP_EQ)
     background = cv2.copyMakeBorder(background, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=255)

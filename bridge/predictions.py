@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Union
 
-import cv2
 import numpy as np
 from pycocotools import mask as coco_mask
 
@@ -128,6 +127,8 @@ def _runs(array: np.ndarray) -> dict:
     Work follows the mask's columns that have set pixels, not the image: one vectorised scan finds them, and
     only that band is read again, turned column-major (what RLE runs along) by OpenCV's fast transpose.
     """
+    import cv2  # here, not at import: importing OpenCV rewrites LD_LIBRARY_PATH and costs start-up time
+
     height, width = array.shape
     columns = np.flatnonzero(array.any(axis=0))
     if columns.size == 0:
