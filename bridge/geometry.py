@@ -200,8 +200,9 @@ class _Chains(NamedTuple):
     y: np.ndarray
     ends: np.ndarray  # where each contour ends (exclusive)
     following: np.ndarray  # the next pixel around its own contour
-    out: np.ndarray  # direction of the step to it
-    key: np.ndarray  # into * 8 + out, or _LONE
+    dx: np.ndarray  # the step to it
+    dy: np.ndarray
+    key: np.ndarray  # direction in * 8 + direction out, or _LONE
 
     @classmethod
     def of(cls, contours: Sequence[np.ndarray]) -> _Chains:
@@ -212,12 +213,19 @@ class _Chains(NamedTuple):
         x, y = pixels[:, 0].astype(np.intp), pixels[:, 1].astype(np.intp)
         following = np.arange(1, len(x) + 1)
         following[ends - 1] = starts
-        out = _DIRECTION.take((y.take(following) - y) * 3 + x.take(following) - x + 4)
-        into = np.roll(out, 1)
-        into[starts] = out.take(ends - 1)
-        key = into * 8 + out
+        dx, dy = x.take(following) - x, y.take(following) - y
+        out = _DIRECTION.take(dy * 3 + dx + 4)
+        key = _shifted(out, starts, ends) * 8 + out
         key[starts[lengths == 1]] = _LONE
-        return cls(x, y, ends, following, out, key)
+        return cls(x, y, ends, following, dx, dy, key)
+
+
+def _shifted(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Each value's predecessor around its own cycle (cycles laid end to end: [starts[k], ends[k]))."""
+    before = np.empty_like(values)
+    before[1:] = values[:-1]
+    before[starts] = values.take(ends - 1)
+    return before
 
 
 def _pinches(chains: _Chains, image: np.ndarray) -> np.ndarray:
@@ -225,12 +233,11 @@ def _pinches(chains: _Chains, image: np.ndarray) -> np.ndarray:
 
     There OpenCV's 8-connected tracing joins what 4-connected parts keep apart.
     """
-    diagonal = np.flatnonzero(chains.out & 1)
-    x, y = chains.x.take(diagonal), chains.y.take(diagonal)
-    dx, dy = chains.x.take(chains.following.take(diagonal)) - x, chains.y.take(chains.following.take(diagonal)) - y
+    diagonal = np.flatnonzero(chains.dx & chains.dy)
     width, flat = image.shape[1], image.ravel()
-    at = y * width + x
-    return diagonal[(flat.take(at + dx) == 0) & (flat.take(at + dy * width) == 0)]
+    at = chains.y.take(diagonal) * width + chains.x.take(diagonal)
+    beside = (flat.take(at + chains.dx.take(diagonal)) == 0) & (flat.take(at + chains.dy.take(diagonal) * width) == 0)
+    return diagonal[beside]
 
 
 def _passed_twice(chains: _Chains, pinches: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -258,9 +265,9 @@ def _rings(chains: _Chains, origin: tuple[int, int] = (0, 0)) -> list[np.ndarray
     pixel = np.repeat(np.arange(len(key)), count)
     side = _SIDES.take((key * 4 - total + count).take(pixel) + np.arange(len(pixel)))
     ring_ends = total.take(chains.ends - 1)
-    previous = np.roll(side, 1)  # the side before each, around its own ring
-    previous[np.concatenate([[0], ring_ends[:-1]])] = side.take(ring_ends - 1)
-    turns = np.flatnonzero(side != previous)
+    ring_starts = np.empty_like(ring_ends)
+    ring_starts[0], ring_starts[1:] = 0, ring_ends[:-1]
+    turns = np.flatnonzero(side != _shifted(side, ring_starts, ring_ends))
     kept, turn_side = pixel.take(turns), side.take(turns)
     corners = np.empty((len(turns), 2))  # float, as Polygon keeps points
     corners[:, 0] = chains.x.take(kept) + _START_X.take(turn_side) + origin[0]
