@@ -24,8 +24,9 @@ from bridge.platforms import Adapter, discover, enabled_adapters, start_service
 log = logging.getLogger("bridge")
 
 
-def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -> FastAPI:
-    """An app serving `manifest`'s model on every platform its manifest has a section for."""
+def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, playground: bool = True) -> FastAPI:
+    """An app serving `manifest`'s model on every platform its manifest has a section for, with the
+    playground at `/` unless `playground` is false."""
     platforms = enabled_adapters(manifest, discover() if adapters is None else adapters)
 
     async def load(app: FastAPI) -> None:
@@ -75,6 +76,10 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -
         router = adapter.router(section)
         if router is not None:
             app.include_router(router)
+    if playground:
+        from bridge.playground import mount
+
+        mount(app, platforms)
     app.openapi = lambda: _openapi(app, manifest)  # type: ignore[method-assign]
     return app
 

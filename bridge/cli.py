@@ -6,6 +6,7 @@ Adapters add their own sub-commands (`bridge labelbox-manifest`, `bridge ango`, 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -47,7 +48,8 @@ def serve(args: argparse.Namespace) -> int:
 
     from bridge.app import create_app
 
-    app = create_app(manifest_from(args))
+    playground = args.playground if args.playground is not None else is_loopback(args.host)
+    app = create_app(manifest_from(args), playground=playground)
     try:  # bound before the model loads: a busy port is reported at once
         listening = socket.create_server((args.host, args.port))
     except OSError as error:
@@ -59,6 +61,14 @@ def serve(args: argparse.Namespace) -> int:
         print(f"bridge: {app.state.load_error}", file=sys.stderr)
         return 2
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is an address of this machine only (the playground answers without credentials)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def check(args: argparse.Namespace) -> int:
@@ -111,6 +121,9 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                               "0.0.0.0 to be reachable from other machines)")
     serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--playground", action=argparse.BooleanOptionalAction, default=None,
+                              help="the playground page at / (default: on when --host is a loopback address, "
+                                   "since it answers without credentials)")
     serve_parser.set_defaults(func=serve)
 
     check_parser = commands.add_parser("check", help="load a manifest and its model; list lossy conversions")

@@ -84,6 +84,16 @@ class Adapter:
         """This platform's error form; `{"error": message}` by default."""
         return json_error(status, message)
 
+    def write_answer(self, result: Result, spec: ModelSpec, section: PlatformSection, manifest: Manifest) -> Any:
+        """The platform's answer (JSON-able) for a job's result, as its route sends it: pure, no I/O."""
+        raise NotImplementedError(f"{self.name} does not write answers")
+
+    def read_answer(self, answer: Any, spec: ModelSpec, section: PlatformSection, size: tuple[int, int] | None = None,
+                    text: str | None = None) -> list[Prediction]:
+        """The neutral predictions of an answer in this platform's form: the inverse of `write_answer`, exact
+        where the conversion table says exact. `size` (height, width) and `text` are the item's."""
+        raise NotImplementedError(f"{self.name} does not read answers yet")
+
     def routes(self, section: PlatformSection) -> list[Route]:
         """HTTP routes under the section's `base_path`, mounted by `bridge serve` when the section is present."""
         return []
@@ -176,10 +186,10 @@ def get_service(request: Request) -> Service:
     return service
 
 
-def note_losses(platform: str, table: Table, spec: ModelSpec, predictions: list[Prediction],
-                tolerance: float) -> None:
-    """Log, once per class, what the platform's conversion table says its answer loses of these predictions."""
-    seen: set[tuple[str, str]] = set()
+def losses(table: Table, spec: ModelSpec, predictions: list[Prediction], tolerance: float) -> list[str]:
+    """What the platform's conversion table says its answer loses of these predictions: one line per class
+    and kind or aspect, e.g. "class 'eye': point dropped: Foundry documents no answer form for it"."""
+    found: dict[tuple[str, str], str] = {}
     for prediction in predictions:
         cls = spec.get(prediction.label)
         rows = [cls.kind]
@@ -187,14 +197,19 @@ def note_losses(platform: str, table: Table, spec: ModelSpec, predictions: list[
         rows += ["prediction.text"] * (prediction.text is not None)
         rows += ["prediction.frame"] * (prediction.frame is not None)
         for row in rows:
-            if (cls.name, row) in seen:
-                continue
-            seen.add((cls.name, row))
             conversion = table[row].at(tolerance)
-            if conversion.fidelity == "dropped":
-                warn_once(platform, cls.name, f"{row} dropped: {conversion.why}")
-            elif conversion.fidelity == "lossy":
-                warn_once(platform, cls.name, f"{row} sent as {conversion.form}: {conversion.why}")
+            if (cls.name, row) in found or conversion.fidelity == "exact":
+                continue
+            how = "dropped" if conversion.fidelity == "dropped" else f"sent as {conversion.form}"
+            found[cls.name, row] = f"class {cls.name!r}: {row} {how}: {conversion.why}"
+    return list(found.values())
+
+
+def note_losses(platform: str, table: Table, spec: ModelSpec, predictions: list[Prediction],
+                tolerance: float) -> None:
+    """Log, once per class, what the platform's conversion table says its answer loses of these predictions."""
+    for line in losses(table, spec, predictions, tolerance):
+        warn_once(platform, "", line)
 
 
 async def answer(adapter: Adapter, service: Service, job: Job, write: Callable[[Result], T]) -> T:
