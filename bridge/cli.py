@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import logging
 import os
 import socket
 import sys
@@ -18,6 +17,7 @@ from pydantic import ConfigDict, create_model
 
 from bridge import conversions
 from bridge.manifest import Manifest, ManifestError, load_manifest
+from bridge.observability import LOG_FORMATS, configure_logging
 from bridge.platforms import Adapter, discover, enabled_adapters
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
@@ -54,7 +54,9 @@ def serve(args: argparse.Namespace) -> int:
         listening = socket.create_server((args.host, args.port))
     except OSError as error:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {os.strerror(error.errno)}") from None
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
+    # logging as `main` configured it (uvicorn's lines too); the request line replaces uvicorn's access log
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                                           log_config=None, access_log=False))
     app.state.stop = lambda: setattr(server, "should_exit", True)  # a model that fails to load ends the server
     server.run(sockets=[listening])
     if app.state.load_error:
@@ -114,6 +116,8 @@ def full_manifest_schema(adapters: dict[str, Adapter]) -> dict:
 def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description="Serve one model to annotation platforms.")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument("--log-format", default="text", choices=list(LOG_FORMATS),
+                        help="text, or json: one JSON object per line, for log shippers")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve_parser = commands.add_parser("serve", help="serve the model over HTTP to every enabled platform")
@@ -136,17 +140,22 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     formats_parser = commands.add_parser("formats", help="print what each platform receives of each class kind")
     formats_parser.set_defaults(func=formats)
 
+    from bridge import prelabel  # `bridge prelabel`: the model over a dataset, into each platform's import files
+
+    prelabel.add_command(commands, adapters)
+
     for adapter in adapters.values():
         adapter.add_commands(commands)
     for command in commands.choices.values():  # `bridge serve --log-level debug` works as well
         command.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS)
+        command.add_argument("--log-format", choices=list(LOG_FORMATS), default=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     adapters = discover()
     args = build_parser(adapters).parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
     except (ManifestError, CommandError) as error:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import importlib.util
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -29,8 +30,10 @@ from bridge import auth
 from bridge.auth import Auth
 from bridge.cli import add_manifest_argument, manifest_from
 from bridge.errors import BridgeError, DeadlineExceeded
+from bridge.export import Exporter, ExportSetup
 from bridge.manifest import Manifest, ManifestError
 from bridge.model import ModelSpec
+from bridge.observability import note_error
 from bridge.platforms import Adapter, Route
 from bridge.predictions import Prediction
 from bridge.service import Result, Service
@@ -107,11 +110,14 @@ class AngoAdapter(Adapter):
             deadline = service.limits.deadline
             try:
                 async with asyncio.timeout(deadline):
-                    return await asyncio.get_running_loop().run_in_executor(runs, plugin.on_plugin, message)
+                    # in a copy of this request's context, so that its log line counts the run's stages
+                    return await asyncio.get_running_loop().run_in_executor(runs, contextvars.copy_context().run,
+                                                                            plugin.on_plugin, message)
             except TimeoutError:
                 error: BridgeError = DeadlineExceeded(f"the run took longer than {deadline:g} s (limits.deadline)")
             except BridgeError as failed:
                 error = failed
+            note_error(error.message)
             return JSONResponse({"error": error.message, "session": message.get("session", "")},
                                 status_code=error.status)
 
@@ -126,7 +132,14 @@ class AngoAdapter(Adapter):
         parser = commands.add_parser("ango", help="run the model as an iMerit Ango model plugin, connected to "
                                                   "the Ango hub over Socket.IO")
         add_manifest_argument(parser)
+        parser.add_argument("--batch", action="store_true", help="run as a Batch Model plugin: each run "
+                            "pre-labels the project's unlabelled assets (adapters.ango.batch)")
         parser.set_defaults(func=run_hub)
+
+    def exporter(self, section: AngoSection, setup: ExportSetup) -> Exporter:
+        from adapters.ango.import_labels import ImportLabels
+
+        return ImportLabels(section, setup)
 
 
 def run_hub(args: argparse.Namespace) -> int:
@@ -141,7 +154,7 @@ def run_hub(args: argparse.Namespace) -> int:
         raise ManifestError(f"bridge ango: {INSTALL}")
     from adapters.ango import hub
 
-    return hub.serve(manifest, section)
+    return hub.serve(manifest, section, batch=args.batch)
 
 
 adapter = AngoAdapter()
