@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
 from bridge.manifest import Manifest
+from bridge.model import Model
 from bridge.observability import RequestLog, metrics
 from bridge.platforms import Adapter, discover, enabled_adapters, start_service
 from bridge.responses import JSONResponse
@@ -26,14 +27,19 @@ from bridge.responses import JSONResponse
 log = logging.getLogger("bridge")
 
 
-def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, playground: bool = True) -> FastAPI:
+def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, playground: bool = True,
+               load_model: Callable[[], Model] | None = None) -> FastAPI:
     """An app serving `manifest`'s model on every platform its manifest has a section for, with the
-    playground at `/` unless `playground` is false."""
+    playground at `/` unless `playground` is false.
+
+    `load_model` builds the model the app serves: the manifest's own by default, a stand-in for a remote one
+    under Ray Serve (`bridge.ray_serve`).
+    """
     platforms = enabled_adapters(manifest, discover() if adapters is None else adapters)
 
     async def load(app: FastAPI) -> None:
         try:
-            app.state.service = await start_service(manifest, platforms)
+            app.state.service = await start_service(manifest, platforms, load_model)
         except Exception as error:
             app.state.load_error = f"the model failed to load: {error}"
             log.error("%s", app.state.load_error)
@@ -66,12 +72,15 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, p
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
-        """Readiness: the model is loaded, and not every model thread is stuck past the deadline."""
+        """Readiness: the model is loaded, URL fetches are being served, and not every model thread is stuck
+        past the deadline."""
         state = request.app.state
         if state.service is not None and state.service.admission.degraded:
             return JSONResponse({"status": "degraded", "stuck_calls": len(state.service.admission.stuck())},
                                 status_code=503)
         if state.service is not None:
+            if stalled := state.service.media.stalled():
+                return JSONResponse({"status": "degraded", "reason": stalled}, status_code=503)
             return JSONResponse({"status": "ready"})
         if state.load_error:
             return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)

@@ -42,19 +42,39 @@ def manifest_from(args: argparse.Namespace) -> Manifest:
 
 
 def serve(args: argparse.Namespace) -> int:
-    playground = args.playground if args.playground is not None else is_loopback(args.host)
+    if args.ray:
+        return serve_on_ray(args)
+    if args.address:
+        raise CommandError("--address names a Ray cluster and needs --ray")
     if args.workers:
         from bridge.workers import serve as serve_workers
 
         return serve_workers(args.manifest or default_manifest(), args.host, args.port, args.workers,
-                             args.log_level, args.log_format, playground)
+                             args.log_level, args.log_format, wants_playground(args))
     from bridge.server import run
 
-    load_error = run(manifest_from(args), args.host, args.port, log_level=args.log_level, playground=playground)
+    load_error = run(manifest_from(args), args.host, args.port, log_level=args.log_level,
+                     playground=wants_playground(args))
     if load_error:
         print(f"bridge: {load_error}", file=sys.stderr)
         return 2
     return 0
+
+
+def serve_on_ray(args: argparse.Namespace) -> int:
+    """`bridge serve --ray`: the same app as Ray Serve deployments (`bridge.ray_serve`)."""
+    try:
+        from bridge import ray_serve
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] != "ray":
+            raise
+        raise CommandError(f"serve --ray needs Ray Serve ({error}): pip install 'annotation-bridge[ray]'") from None
+    return ray_serve.run(manifest_from(args), args.host, args.port, args.address, wants_playground(args))
+
+
+def wants_playground(args: argparse.Namespace) -> bool:
+    """--playground, else on for a loopback --host only."""
+    return args.playground if args.playground is not None else is_loopback(args.host)
 
 
 def is_loopback(host: str) -> bool:
@@ -121,6 +141,11 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
                               help="N supervised worker processes, each with the model loaded once; a worker "
                               "that dies or is stuck past limits.hard_limit is replaced (default: one process, "
                               "unsupervised)")
+    serve_parser.add_argument("--ray", action="store_true", help="deploy on Ray Serve (the `ray` extra): "
+                              "its HTTP proxy listens on --host and --port, model replicas per the manifest's "
+                              "`ray` section")
+    serve_parser.add_argument("--address", default=None, help="with --ray: the Ray cluster to join "
+                              "(e.g. 10.0.0.5:6379 or auto; default: start a local one)")
     serve_parser.add_argument("--playground", action=argparse.BooleanOptionalAction, default=None,
                               help="the playground page at / (default: on when --host is a loopback address, "
                                    "since it answers without credentials)")
@@ -135,6 +160,10 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
 
     formats_parser = commands.add_parser("formats", help="print what each platform receives of each class kind")
     formats_parser.set_defaults(func=formats)
+
+    from bridge import prelabel  # `bridge prelabel`: the model over a dataset, into each platform's import files
+
+    prelabel.add_command(commands, adapters)
 
     for adapter in adapters.values():
         adapter.add_commands(commands)

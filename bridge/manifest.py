@@ -8,6 +8,7 @@ is validated by its adapter's own model (`PlatformSection` subclasses), so the c
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -60,6 +61,11 @@ class Limits(Strict):
                                                      "`predict_batch` call (0: no cross-request batching).")
     allow_private_urls: bool = Field(
         MediaLimits.allow_private_urls, description="Allow media URLs on private/loopback networks.")
+    fetch_connections: int = Field(
+        MediaLimits.fetch_connections, gt=0, description="Connections the URL fetcher keeps open at most.")
+    max_decodes: int = Field(
+        MediaLimits.max_decodes, gt=0, description="Images, frames and downloads decoded at once (threads): "
+                                                    "bounds the memory of decoding.")
     max_queue: int = Field(16, ge=0, description="Requests that may wait for the model beyond `concurrency` "
                                                  "(per process); further ones answer 503 with Retry-After.")
     read_timeout: float = Field(10.0, gt=0, description="Seconds a request may go without sending a byte before "
@@ -76,6 +82,8 @@ class Limits(Strict):
             max_video_frames=self.max_video_frames,
             fetch_timeout=self.fetch_timeout,
             allow_private_urls=self.allow_private_urls,
+            fetch_connections=self.fetch_connections,
+            max_decodes=self.max_decodes,
         )
 
 
@@ -83,6 +91,43 @@ class Geometry(Strict):
     simplify_tolerance: float = Field(
         0.5, ge=0, description="Pixels a traced mask outline may move when simplified (0: exact pixel edges)."
     )
+
+
+class RayScaling(Strict):
+    """How `bridge serve --ray` deploys the model on Ray Serve: its replicas (fixed, or autoscaled between
+    `min_replicas` and `max_replicas`) and what each reserves, and the ingress that speaks the platforms."""
+
+    replicas: int = Field(1, gt=0, description="Model replicas, each loading the model once (when "
+                                               "autoscaling: the count it starts with, min_replicas by default).")
+    min_replicas: int | None = Field(None, ge=0, description="Autoscale down to this many (1 by default; "
+                                                             "needs max_replicas).")
+    max_replicas: int | None = Field(None, gt=0, description="Autoscale up to this many replicas.")
+    max_ongoing_requests: int | None = Field(
+        None, gt=0, description="Requests one model replica takes at once (default limits.batch_size, so "
+                                "that a whole batch can gather).")
+    num_cpus: float = Field(1.0, ge=0, description="CPUs each model replica reserves.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs each model replica reserves.")
+    ingress_replicas: int = Field(1, gt=0, description="Replicas of the ingress (HTTP routes, decoding, "
+                                                       "conversions).")
+    ingress_num_cpus: float = Field(0.5, ge=0, description="CPUs each ingress replica reserves.")
+
+    @property
+    def min_replicas_or_default(self) -> int:
+        return 1 if self.min_replicas is None else self.min_replicas
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RayScaling:
+        if self.max_replicas is None:
+            if self.min_replicas is not None:
+                raise ValueError("min_replicas needs max_replicas")
+            return self
+        low = self.min_replicas_or_default
+        if low > self.max_replicas:
+            raise ValueError(f"min_replicas ({low}) is above max_replicas ({self.max_replicas})")
+        if "replicas" in self.model_fields_set and not low <= self.replicas <= self.max_replicas:
+            raise ValueError(f"replicas ({self.replicas}) must lie within min_replicas ({low}) and "
+                             f"max_replicas ({self.max_replicas})")
+        return self
 
 
 class MinConfidence(Strict):
@@ -137,6 +182,7 @@ class Manifest(Strict):
     limits: Limits = Field(default_factory=Limits)
     geometry: Geometry = Field(default_factory=Geometry)
     video_frame_stride: int = Field(1, gt=0, description="Infer on every n-th frame of a video URL.")
+    ray: RayScaling = Field(default_factory=RayScaling, description="Deployment on Ray Serve (`--ray`).")
     platforms: dict[str, dict[str, Any] | None] = Field(
         default_factory=dict, description="One section per platform to serve (`v7: {}` serves it with defaults); "
                                           "a platform without a section is not served.")
@@ -214,9 +260,15 @@ class Manifest(Strict):
     def resolve_params(self, given: Mapping[str, Any] | None) -> Mapping[str, Any]:
         """Defaults from the params schema under the request's values, validated, read-only; 422 names the
         parameter. A parameter the schema does not declare is refused unless it sets `additionalProperties`.
-        A request without parameters gets the defaults, validated once (no schema walk per request)."""
+        A request without parameters gets the defaults, validated once (no schema walk per request).
+
+        NaN and infinities (JSON's `NaN`, `Infinity`, or `1e400`) are refused first: NaN compares false with
+        everything, so it would pass any `minimum`/`maximum` of the schema.
+        """
         if not given and self._default_params is not None:
             return self._default_params
+        if where := _non_finite(given):
+            raise InvalidInput(f"invalid parameter {where}: not a finite number")
         properties = self.params.get("properties", {})
         given = given or {}
         if self.params.get("additionalProperties", False) is False:
@@ -244,6 +296,21 @@ class Manifest(Strict):
         if section.get("min_confidence") is None:
             return self.min_confidence
         return MinConfidence.model_validate(section["min_confidence"]).over(self.min_confidence)
+
+
+def _non_finite(value: Any) -> str | None:
+    """The path ("a.b.0") of the first NaN or infinite number in a JSON value, or None (iterative: request
+    values may be nested deep)."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where or "params"
+        if isinstance(item, Mapping):
+            stack += [(f"{where}.{k}" if where else str(k), v) for k, v in item.items()]
+        elif isinstance(item, (list, tuple)):
+            stack += [(f"{where}.{i}" if where else str(i), v) for i, v in enumerate(item)]
+    return None
 
 
 def load_manifest(path: str | Path) -> Manifest:
