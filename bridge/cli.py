@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ConfigDict, create_model
 
-from bridge import conversions
+from bridge import conversions, endpoint_check
 from bridge.manifest import Manifest, ManifestError, load_manifest
 from bridge.platforms import Adapter, discover, enabled_adapters
 
@@ -62,7 +62,10 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    """Load the manifest and the model; print each platform's warnings."""
+    """Load the manifest and the model; print each platform's warnings. A URL is an endpoint to check."""
+    if endpoint_check.is_url(args.manifest):
+        return endpoint_check.run(args)
+    args.manifest = Path(args.manifest) if args.manifest else None
     manifest = manifest_from(args)
     platforms = enabled_adapters(manifest, discover())
     model = manifest.build_model()
@@ -113,8 +116,12 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.set_defaults(func=serve)
 
-    check_parser = commands.add_parser("check", help="load a manifest and its model; list lossy conversions")
-    add_manifest_argument(check_parser)
+    check_parser = commands.add_parser("check", help="load a manifest and its model; list lossy conversions; "
+                                                     "or check a running endpoint (a URL) against a platform")
+    check_parser.add_argument("manifest", nargs="?", default=None, metavar="MANIFEST|URL",
+                              help="the model's YAML manifest (default: manifests/default.yaml), or the URL of an "
+                                   "endpoint to check (with --platform)")
+    endpoint_check.add_arguments(check_parser, sorted(adapters))
     check_parser.set_defaults(func=check)
 
     schema_parser = commands.add_parser("manifest-schema", help="print the manifest's JSON Schema")
@@ -136,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ManifestError, CommandError) as error:
+    except (ManifestError, CommandError, argparse.ArgumentTypeError) as error:
         print(f"bridge: {error}", file=sys.stderr)
         return 2
 

@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.ango import contract
 from adapters.ango.convert import CONVERSIONS, PLATFORM, to_answer
 from adapters.ango.plugin import INSTALL, model_plugin, plugin_class, sdk_plugins
 from adapters.ango.read import read_answer
@@ -82,6 +83,12 @@ class AngoAdapter(Adapter):
         """An answer whose objects carry `title`s, or `schemaId`s equal to the class names (what `bridge check`
         and remote models send as `categorySchema`)."""
         return read_answer(answer, spec, section, None, size, text)
+
+    def check_endpoint(self, probe: Any) -> list[Any]:
+        return contract.check(probe)
+
+    def secret_headers(self, secret: str) -> dict[str, str]:
+        return {"Secret": secret}
 
     def routes(self, section: AngoSection) -> list[Route]:
         plugins: dict[int, Any] = {}  # the SDK's plugin, made once the model is loaded (one per service)

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.labelbox import contract
 from adapters.labelbox.read import read_answer
 from bridge import auth
 from bridge.auth import Auth
@@ -410,6 +411,9 @@ class LabelboxAdapter(Adapter):
     def read_answer(self, answer: Any, spec: ModelSpec, section: LabelboxSection,
                     size: tuple[int, int] | None = None, text: str | None = None) -> list[Prediction]:
         return read_answer(answer, spec, section, size, text)
+
+    def check_endpoint(self, probe: Any) -> list[Any]:
+        return contract.check(probe)
 
     def routes(self, section: LabelboxSection) -> list[Route]:
         async def infer(body: LabelboxRequest, service: Service) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from fastapi import Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.v7 import contract
 from adapters.v7.read import read_results
 from bridge import auth
 from bridge.auth import Auth
@@ -338,6 +339,12 @@ class V7Adapter(Adapter):
     def read_answer(self, answer: Any, spec: ModelSpec, section: V7Section, size: tuple[int, int] | None = None,
                     text: str | None = None) -> list[Prediction]:
         return read_results(answer, spec, section, size)
+
+    def check_endpoint(self, probe: Any) -> list[Any]:
+        return contract.check(probe)
+
+    def secret_headers(self, secret: str) -> dict[str, str]:
+        return {V7Auth.model_fields["header"].default: secret}
 
     def routes(self, section: V7Section) -> list[Route]:
         async def classes(service: Service) -> list[dict[str, str]]:
