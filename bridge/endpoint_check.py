@@ -11,10 +11,10 @@ Ango the `Secret` header).
 Any value may be `env:NAME`, read from the environment, so secrets stay out of shell history.
 
 Media the endpoint must fetch itself (Ango's `dataURL`): `--image-url URL` when given; else, for an endpoint on
-this machine (a loopback address), the checker serves the image and text on a loopback port of its own; else
-it sends `data:` URLs, which an endpoint that fetches only http(s) refuses; pass `--image-url` with a URL the
-endpoint can reach (a server on loopback, e.g. ours, needs `limits.allow_private_urls: true` to fetch from the
-checker).
+this machine (a loopback address), the checker serves the image and text on a loopback port of its own (our
+server fetches from it only with `limits.allow_private_urls: true`); else it sends `data:` URLs, which our
+server reads but a plugin that fetches only http(s) refuses: then pass `--image-url` with a URL the endpoint
+can reach.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import yaml
 from PIL import Image
 
 from bridge.platforms import discover
+from bridge.remote import auth_headers
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 SAMPLE_IMAGE = SAMPLES / "astronaut.jpg"
@@ -101,22 +102,20 @@ def resolve(value: str | None) -> str | None:
     return os.environ[name]
 
 
-def credentials(basic: str | None = None, headers: list[str] = (), bearer: str | None = None) -> dict[str, str]:
-    """The HTTP headers of `--basic USER:PASSWORD`, `--header NAME:VALUE` and `--bearer SECRET`."""
-    found: dict[str, str] = {}
-    if basic is not None:
-        user, sep, password = resolve(basic).partition(":")
-        if not sep:
-            raise argparse.ArgumentTypeError("--basic takes USER:PASSWORD")
-        found["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    if bearer is not None:
-        found["Authorization"] = f"Bearer {resolve(bearer)}"
+def credentials(adapter: Any, basic: str | None = None, headers: list[str] = (), bearer: str | None = None,
+                secret: str | None = None) -> dict[str, str]:
+    """The HTTP headers of `--basic USER:PASSWORD`, `--header NAME:VALUE`, `--bearer SECRET` and `--secret SECRET`
+    (`env:NAME` values resolved)."""
+    named: dict[str, str] = {}
     for header in headers:
         name, sep, value = header.partition(":")
         if not sep or not name.strip():
             raise argparse.ArgumentTypeError(f"--header takes NAME:VALUE, got {header!r}")
-        found[name.strip()] = resolve(value.strip())
-    return found
+        named[name.strip()] = resolve(value.strip())
+    try:
+        return auth_headers(adapter.secret_headers, resolve(basic), resolve(bearer), resolve(secret), named)
+    except ValueError:
+        raise argparse.ArgumentTypeError("--basic takes USER:PASSWORD") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser, platforms: list[str]) -> None:
@@ -151,9 +150,7 @@ def run(args: argparse.Namespace) -> int:
         image = (args.image or SAMPLE_IMAGE).read_bytes()
         text = resolve(args.text) if args.text is not None else SAMPLE_TEXT.read_text(encoding="utf-8")
         model_yaml = yaml.safe_load(args.model_yaml.read_text(encoding="utf-8")) if args.model_yaml else None
-        headers = credentials(args.basic, args.header, args.bearer)
-        if args.secret is not None:
-            headers.update(adapter.secret_headers(resolve(args.secret)))
+        headers = credentials(adapter, args.basic, args.header, args.bearer, args.secret)
     except OSError as error:
         raise argparse.ArgumentTypeError(f"cannot read {error.filename}: {error.strerror}") from None
     try:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from bridge.errors import InvalidInput
 from bridge.media import MediaLimits
 from bridge.model import ClassSpec, Model, ModelSpec, import_factory
+from bridge.remote import RemoteModel, RemoteRef
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -35,9 +36,19 @@ class Strict(BaseModel):
 
 
 class ModelRef(Strict):
-    factory: str = Field(description="'package.module:Factory' or 'path/to/file.py:Factory' (relative to "
-                                     "the manifest). Called once at start-up with `params`.")
+    factory: str | None = Field(None, description="'package.module:Factory' or 'path/to/file.py:Factory' "
+                                                  "(relative to the manifest). Called once at start-up with `params`.")
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory.")
+    remote: RemoteRef | None = Field(None, description="Instead of a factory: an existing endpoint of one platform "
+                                                       "(V7, Labelbox, Ango), served to the others.")
+
+    @model_validator(mode="after")
+    def _factory_or_remote(self) -> ModelRef:
+        if (self.factory is None) == (self.remote is None):
+            raise ValueError("give `factory` (your code) or `remote` (an existing endpoint), one of the two")
+        if self.remote is not None and self.params:
+            raise ValueError("`params` are the factory's keyword arguments: a remote model has none")
+        return self
 
 
 class Limits(Strict):
@@ -180,7 +191,10 @@ class Manifest(Strict):
     # --- the model ---
 
     def build_model(self) -> Model:
-        """Import the factory, call it with its params, and make sure the result has a usable spec."""
+        """Import the factory, call it with its params, and make sure the result has a usable spec; or connect
+        to the remote endpoint (`bridge.remote`)."""
+        if self.model.remote is not None:
+            return self._remote_model(self.model.remote)
         try:
             factory = import_factory(self.model.factory, self.base_dir)
         except (ValueError, ImportError) as error:
@@ -199,6 +213,16 @@ class Manifest(Strict):
             raise ManifestError(f"{self.where()}: {self.model.factory} must give an object with a "
                                 "`spec: ModelSpec` and a `predict(item, context)` method")
         return model
+
+    def _remote_model(self, remote: RemoteRef) -> Model:
+        from bridge.platforms import discover  # the adapters import this module
+
+        if remote.model_yaml is not None:
+            remote = remote.model_copy(update={"model_yaml": self.base_dir / remote.model_yaml})
+        try:
+            return RemoteModel.connect(remote, discover(), self.classes, self.input, self.limits.deadline)
+        except ValueError as error:
+            raise ManifestError(f"{self.where()}: {error}") from None
 
     # --- inference parameters ---
 

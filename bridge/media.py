@@ -19,7 +19,7 @@ import socket
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 import av
 import httpx
@@ -122,7 +122,10 @@ class MediaLoader:
         await self._client.aclose()
 
     async def fetch(self, url: str, what: str = "image.url") -> bytes:
-        """The body at `url`, following redirects, within the byte limit and the fetch timeout."""
+        """The body at `url`, following redirects, within the byte limit and the fetch timeout. A `data:` URL
+        (what a remote bridge sends as Ango's `dataURL`) carries the body itself: nothing is fetched."""
+        if url.startswith("data:"):
+            return _data_url(url, what, self.limits.max_download_bytes)
         try:
             async with asyncio.timeout(self.limits.fetch_timeout):
                 for _ in range(self.limits.max_redirects + 1):
@@ -167,6 +170,14 @@ class MediaLoader:
         data = await self.fetch(url, what)
         return await asyncio.to_thread(decode_image, data, self.limits, what)
 
+
+
+def _data_url(url: str, what: str, limit: int) -> bytes:
+    header, _, payload = url[5:].partition(",")
+    data = decode_base64(payload, what) if header.endswith(";base64") else unquote_to_bytes(payload)
+    if len(data) > limit:
+        raise TooLarge(f"{what} holds {len(data)} bytes; the limit is {limit} (limits.max_download_bytes)")
+    return data
 
 
 def decode_video(data: bytes, limits: MediaLimits, stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
