@@ -45,7 +45,8 @@ class ModelRef(Strict):
     @model_validator(mode="after")
     def _factory_or_remote(self) -> ModelRef:
         if (self.factory is None) == (self.remote is None):
-            raise ValueError("give `factory` (your code) or `remote` (an existing endpoint), one of the two")
+            raise ValueError("model.factory is required (your code), or model.remote instead (an existing "
+                             "endpoint): one of the two")
         if self.remote is not None and self.params:
             raise ValueError("`params` are the factory's keyword arguments: a remote model has none")
         return self

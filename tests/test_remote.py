@@ -113,7 +113,7 @@ def test_a_remote_failure_reaches_the_caller_with_the_remotes_reason(serve_app, 
 
 
 def test_a_remote_manifest_says_what_is_wrong(tmp_path, monkeypatch):
-    with pytest.raises(ManifestError, match="give `factory` .* or `remote`"):
+    with pytest.raises(ManifestError, match="model.factory is required .* or model.remote instead"):
         write(tmp_path, "both.yaml", {"name": "x", "model": {"factory": "a:b", "remote": {
             "url": "http://x", "platform": "v7"}}})
     manifest = write(tmp_path, "down.yaml", {"name": "x", "model": {"remote": {
@@ -151,3 +151,4 @@ def test_a_labelbox_endpoint_and_an_ango_connector_serve_as_remotes_too(first, s
     assert lb == faces  # Foundry has no points: the eyes stay behind; boxes keep their scores
     ango = httpx.post(f"{serve_app(create_app(through_ango))}/v7/infer", json=body).json()["results"]
     assert ango == [{**r, "confidence": 1.0} for r in own]  # Ango answers carry no confidence
+
