@@ -16,16 +16,18 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from bridge.manifest import Manifest
+from bridge.observability import RequestLog, metrics
 from bridge.platforms import Adapter, discover, enabled_adapters, start_service
 
 log = logging.getLogger("bridge")
 
 
-def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -> FastAPI:
-    """An app serving `manifest`'s model on every platform its manifest has a section for."""
+def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, playground: bool = True) -> FastAPI:
+    """An app serving `manifest`'s model on every platform its manifest has a section for, with the
+    playground at `/` unless `playground` is false."""
     platforms = enabled_adapters(manifest, discover() if adapters is None else adapters)
 
     async def load(app: FastAPI) -> None:
@@ -71,10 +73,18 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -
             return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
 
+    app.add_middleware(RequestLog, sections={name: section for name, (_, section) in platforms.items()})
+    app.add_api_route("/metrics", metrics, methods=["GET"], tags=["health"], response_class=Response,
+                      summary="Prometheus metrics")
+
     for adapter, section in platforms.values():
         router = adapter.router(section)
         if router is not None:
             app.include_router(router)
+    if playground:
+        from bridge.playground import mount
+
+        mount(app, platforms)
     app.openapi = lambda: _openapi(app, manifest)  # type: ignore[method-assign]
     return app
 

@@ -6,8 +6,8 @@ Adapters add their own sub-commands (`bridge labelbox-manifest`, `bridge ango`, 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
-import logging
 import os
 import socket
 import sys
@@ -17,6 +17,7 @@ from pydantic import ConfigDict, create_model
 
 from bridge import conversions, endpoint_check
 from bridge.manifest import Manifest, ManifestError, load_manifest
+from bridge.observability import LOG_FORMATS, configure_logging
 from bridge.platforms import Adapter, discover, enabled_adapters
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
@@ -47,18 +48,29 @@ def serve(args: argparse.Namespace) -> int:
 
     from bridge.app import create_app
 
-    app = create_app(manifest_from(args))
+    playground = args.playground if args.playground is not None else is_loopback(args.host)
+    app = create_app(manifest_from(args), playground=playground)
     try:  # bound before the model loads: a busy port is reported at once
         listening = socket.create_server((args.host, args.port))
     except OSError as error:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {os.strerror(error.errno)}") from None
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
+    # logging as `main` configured it (uvicorn's lines too); the request line replaces uvicorn's access log
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                                           log_config=None, access_log=False))
     app.state.stop = lambda: setattr(server, "should_exit", True)  # a model that fails to load ends the server
     server.run(sockets=[listening])
     if app.state.load_error:
         print(f"bridge: {app.state.load_error}", file=sys.stderr)
         return 2
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is an address of this machine only (the playground answers without credentials)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def check(args: argparse.Namespace) -> int:
@@ -107,6 +119,8 @@ def full_manifest_schema(adapters: dict[str, Adapter]) -> dict:
 def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description="Serve one model to annotation platforms.")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument("--log-format", default="text", choices=list(LOG_FORMATS),
+                        help="text, or json: one JSON object per line, for log shippers")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve_parser = commands.add_parser("serve", help="serve the model over HTTP to every enabled platform")
@@ -114,6 +128,9 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                               "0.0.0.0 to be reachable from other machines)")
     serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--playground", action=argparse.BooleanOptionalAction, default=None,
+                              help="the playground page at / (default: on when --host is a loopback address, "
+                                   "since it answers without credentials)")
     serve_parser.set_defaults(func=serve)
 
     check_parser = commands.add_parser("check", help="load a manifest and its model; list lossy conversions; "
@@ -134,13 +151,14 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
         adapter.add_commands(commands)
     for command in commands.choices.values():  # `bridge serve --log-level debug` works as well
         command.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS)
+        command.add_argument("--log-format", choices=list(LOG_FORMATS), default=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     adapters = discover()
     args = build_parser(adapters).parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
     except (ManifestError, CommandError, argparse.ArgumentTypeError) as error:

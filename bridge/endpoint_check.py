@@ -39,12 +39,12 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from bridge import samples
 from bridge.platforms import discover
 from bridge.remote import auth_headers
 
-SAMPLES = Path(__file__).resolve().parent / "samples"
-SAMPLE_IMAGE = SAMPLES / "astronaut.jpg"
-SAMPLE_TEXT = SAMPLES / "sample.txt"
+SAMPLE_IMAGE, SAMPLE_TEXT = "astronaut.jpg", "contact.txt"
+"""What is sent without `--image` or `--text` (`bridge.samples`)."""
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
     url = args.manifest.rstrip("/")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the problems are the output, not each request
     try:
-        image = (args.image or SAMPLE_IMAGE).read_bytes()
-        text = resolve(args.text) if args.text is not None else SAMPLE_TEXT.read_text(encoding="utf-8")
+        image = args.image.read_bytes() if args.image else samples.read(SAMPLE_IMAGE)
+        text = resolve(args.text) if args.text is not None else samples.read(SAMPLE_TEXT).decode("utf-8")
         model_yaml = yaml.safe_load(args.model_yaml.read_text(encoding="utf-8")) if args.model_yaml else None
         headers = credentials(adapter, args.basic, args.header, args.bearer, args.secret)
     except OSError as error:

@@ -58,6 +58,10 @@ class FakeAngoApi:
         """external id -> data URL"""
         self.tasks: dict[str, dict] = {}
         self.calls: list[Call] = []
+        self.hang: dict[str, float] = {}
+        """path prefix -> seconds to wait before answering (an API that hangs)"""
+        self.failures: dict[str, list[int]] = {}
+        """path prefix -> statuses to answer first, one per call (an API that fails, then recovers)"""
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,8 +78,12 @@ class FakeAngoApi:
                 url = urlsplit(self.path)
                 query = parse_qs(url.query)
                 api.calls.append(Call(self.command, url.path, query, self.headers.get("apikey"), body))
+                for prefix, seconds in api.hang.items():
+                    if url.path.startswith(prefix):
+                        time.sleep(seconds)
                 parts = url.path.strip("/").split("/")
                 status, answer = 200, {"status": "success", "data": {}}
+                failing = next((v for k, v in api.failures.items() if url.path.startswith(k) and v), None)
                 if self.command == "GET" and parts[1:2] == ["project"] and parts[3:] == ["assets"]:
                     external = json.loads(query["filters"][0]).get("externalId")
                     found = [{"externalId": external, "data": api.assets[external]}] if external in api.assets else []
@@ -87,6 +95,8 @@ class FakeAngoApi:
                         status, answer = 404, {"status": "fail", "message": "task not found"}
                 elif not (self.command == "POST" and url.path.startswith(("/v2/pluginLog", "/v2/annotate/"))):
                     status, answer = 404, {"status": "fail", "message": "no such route"}
+                if failing:
+                    status, answer = failing.pop(0), {"status": "fail", "message": "try again"}
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

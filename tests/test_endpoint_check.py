@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import io
 import json
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,15 +15,18 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from bridge.app import create_app
 from bridge.cli import main
-from bridge.endpoint_check import SAMPLE_TEXT
+from bridge import samples
+from bridge.endpoint_check import SAMPLE_IMAGE, SAMPLE_TEXT
 from bridge.predictions import Mask
 
-TEXT = SAMPLE_TEXT.read_text(encoding="utf-8")
-EMAIL = TEXT.index("eileen.collins")
-RLE_256 = Mask(np.zeros((256, 256), bool)).rle  # the bundled sample is 256x256
+TEXT = samples.read(SAMPLE_TEXT).decode("utf-8")
+EMAIL = TEXT.index("tom@example.com")
+SIZE = Image.open(io.BytesIO(samples.read(SAMPLE_IMAGE))).size[::-1]  # (height, width) of the bundled sample
+EMPTY = Mask(np.zeros(SIZE, bool)).rle
 
 
 def run_check(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:
@@ -88,8 +92,8 @@ def test_a_manifest_path_is_still_a_manifest(capsys):
 
 GOOD_V7 = {"status": "succeeded", "results": [
     {"name": "Face", "label": "Face", "confidence": 0.8, "bounding_box": {"x": 86, "y": 30, "w": 54, "h": 54}}]}
-GOOD_LABELBOX = {"Face": {"boxes": [[86, 30, 54, 54]], "scores": [0.8]}, "Sky": {"masks": [RLE_256]},
-                 "email": [{"start": EMAIL, "end": EMAIL + 26, "text": TEXT[EMAIL:EMAIL + 26]}]}
+GOOD_LABELBOX = {"Face": {"boxes": [[86, 30, 54, 54]], "scores": [0.8]}, "Sky": {"masks": [EMPTY]},
+                 "email": [{"start": EMAIL, "end": EMAIL + 15, "text": TEXT[EMAIL:EMAIL + 15]}]}
 GOOD_ANGO = {"objects": [{"title": "Face", "bounding-box": {"x": 86, "y": 30, "width": 54, "height": 54}},
                          {"title": "Eye", "point": [100, 50]}],
              "classifications": [{"title": "weather", "answer": "sunny"}], "relations": []}
@@ -179,7 +183,7 @@ V7_MISTAKES = {
                           "POST /infer $.results[0].confidence"),
     "name /classes did not declare": ({"answer": _set(GOOD_V7, "results.0.name", "Cat")},
                                       "POST /infer $.results[0].name"),
-    "box outside the image": ({"answer": _set(GOOD_V7, "results.0.bounding_box.x", 240)},
+    "box outside the image": ({"answer": _set(GOOD_V7, "results.0.bounding_box.x", SIZE[1] - 10)},
                               "POST /infer $.results[0].bounding_box"),
     "no status": ({"answer": {"results": []}}, "POST /infer $: 'status' is a required property"),
     "success on a broken image": ({"failed": (200, {"status": "succeeded", "results": []})},
@@ -209,7 +213,7 @@ LABELBOX_MISTAKES = {
                                           "POST /labelbox/infer $['email'][0].text"),
     "feature the model.yaml does not name": ({**GOOD_LABELBOX, "Cat": {"boxes": [], "scores": []}},
                                              "POST /labelbox/infer $['Cat']: the model.yaml names no feature"),
-    "box answered as a mask": (_set(GOOD_LABELBOX, "Face", {"masks": [RLE_256]}),
+    "box answered as a mask": (_set(GOOD_LABELBOX, "Face", {"masks": [EMPTY]}),
                                "POST /labelbox/infer $['Face']: answered as mask"),
 }
 
@@ -239,7 +243,7 @@ ANGO_MISTAKES = {
     "another session": ({"session": "someone-else"}, "POST /plugin $.session"),
     "two object forms": ({"answer": _set(GOOD_ANGO, "objects.0.point", [1, 1])},
                          "POST /plugin $.response.objects[0]: 2 object forms"),
-    "point outside the image": ({"answer": _set(GOOD_ANGO, "objects.1.point", [300, 10])},
+    "point outside the image": ({"answer": _set(GOOD_ANGO, "objects.1.point", [SIZE[1] + 5, 10])},
                                 "POST /plugin $.response.objects[1].point"),
     "malformed box": ({"answer": _set(GOOD_ANGO, "objects.0.bounding-box", {"x": 1})},
                       "POST /plugin $.response.objects[0].bounding-box: {'x': 1} is not a well-formed"),

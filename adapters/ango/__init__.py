@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import importlib.util
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,12 +31,17 @@ from adapters.ango.section import AngoSection
 from bridge import auth
 from bridge.auth import Auth
 from bridge.cli import add_manifest_argument, manifest_from
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, DeadlineExceeded
 from bridge.manifest import Manifest, ManifestError
 from bridge.model import ModelSpec
+from bridge.observability import note_error
 from bridge.platforms import Adapter, Route
 from bridge.predictions import Prediction
 from bridge.service import Result, Service
+
+RUN_THREADS = 16
+"""REST runs at once: they wait on Ango's API or the model, on threads of their own, so a hanging Ango takes
+no capacity from the other platforms; more runs queue, and each answers 504 at `limits.deadline`."""
 
 # --- the REST connector's contract (what /docs shows) ----------------------------------------------------------
 
@@ -99,6 +105,8 @@ class AngoAdapter(Adapter):
 
     def routes(self, section: AngoSection) -> list[Route]:
         plugins: dict[int, Any] = {}  # the SDK's plugin, made once the model is loaded (one per service)
+        runs = ThreadPoolExecutor(RUN_THREADS, thread_name_prefix="ango-run")  # none of the other platforms'
+
 
         def plugin_for(service: Service) -> Any:
             if id(service) not in plugins:
@@ -112,11 +120,19 @@ class AngoAdapter(Adapter):
             (`null` for a workflow run, whose answer the plugin posts to Ango itself)."""
             message = body.model_dump(exclude_unset=True)  # the run message as sent, for the SDK
             plugin = plugin_for(service)
+            deadline = service.limits.deadline
             try:
-                return await run_in_threadpool(plugin.on_plugin, message)
-            except BridgeError as error:
-                return JSONResponse({"error": error.message, "session": message.get("session", "")},
-                                    status_code=error.status)
+                async with asyncio.timeout(deadline):
+                    # in a copy of this request's context, so that its log line counts the run's stages
+                    return await asyncio.get_running_loop().run_in_executor(runs, contextvars.copy_context().run,
+                                                                            plugin.on_plugin, message)
+            except TimeoutError:
+                error: BridgeError = DeadlineExceeded(f"the run took longer than {deadline:g} s (limits.deadline)")
+            except BridgeError as failed:
+                error = failed
+            note_error(error.message)
+            return JSONResponse({"error": error.message, "session": message.get("session", "")},
+                                status_code=error.status)
 
         async def heartbeat(service: Service) -> str:
             """The plugin is up and its model loaded."""
