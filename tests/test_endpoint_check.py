@@ -76,7 +76,7 @@ def test_a_text_model_is_checked_with_the_bundled_text(serve_app, make_manifest,
                              platforms={"labelbox": {"secret": "t"}})
     url = serve_app(create_app(manifest))
     model_yaml = tmp_path / "model.yaml"
-    assert main(["labelbox-manifest", str(manifest.path), "--endpoint", f"https://x/labelbox/infer",
+    assert main(["labelbox-manifest", str(manifest.path), "--endpoint", "https://x/labelbox/infer",
                  "-o", str(model_yaml)]) == 0
     status, out = run_check(capsys, f"{url}/labelbox/infer", "--platform", "labelbox", "--bearer", "t",
                             "--model-yaml", str(model_yaml))

@@ -39,13 +39,13 @@ def first(serve_app, tmp_path, monkeypatch) -> str:
 
 def second_manifest(tmp_path: Path, url: str, **keys: Any) -> Manifest:
     return write(tmp_path, "second.yaml", {
-        **keys,
         "name": "faces-through-v7",
         "model": {"remote": {"url": url, "platform": "v7"}},
         "params": {"type": "object", "properties": {"min_neighbors": {"type": "integer", "default": 5}}},
         "limits": {"allow_private_urls": True},
         "platforms": {"labelbox": {"secret": SECRET}, "ango": {"secret": SECRET, "plugin_id": "p"},
-                      "v7": {}}})
+                      "v7": {}},
+        **keys})
 
 
 def answers(url: str, image_url: str, image: bytes) -> tuple[Any, Any]:
@@ -152,3 +152,21 @@ def test_a_labelbox_endpoint_and_an_ango_connector_serve_as_remotes_too(first, s
     ango = httpx.post(f"{serve_app(create_app(through_ango))}/v7/infer", json=body).json()["results"]
     assert ango == [{**r, "confidence": 1.0} for r in own]  # Ango answers carry no confidence
 
+
+
+def test_a_remote_slower_than_the_deadline_is_a_504(serve_app, tmp_path, astronaut_jpeg):
+    import time
+
+    def slow(_: Any) -> tuple[int, Any]:
+        time.sleep(3)
+        return 200, {"status": "succeeded", "results": []}
+
+    remote = Broken({("POST", "/v7/infer"): slow})
+    try:
+        manifest = second_manifest(tmp_path, f"{remote.url}/v7", classes=[{"name": "Face", "kind": "box"}],
+                                   limits={"deadline": 0.5, "allow_private_urls": True})
+        second = serve_app(create_app(manifest))
+        answer = httpx.post(f"{second}/v7/infer", json={"image": {"base64": b64(astronaut_jpeg)}}, timeout=30)
+        assert answer.status_code == 504 and "limits.deadline" in answer.json()["error"]
+    finally:
+        remote.close()
