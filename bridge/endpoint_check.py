@@ -120,7 +120,11 @@ def credentials(adapter: Any, basic: str | None = None, headers: list[str] = (),
 
 def add_arguments(parser: argparse.ArgumentParser, platforms: list[str]) -> None:
     """The options of `bridge check URL`."""
-    group = parser.add_argument_group("checking an endpoint (bridge check URL)")
+    group = parser.add_argument_group(
+        "checking an endpoint (bridge check URL)",
+        "Credential values may be env:NAME (read from the environment). Media the endpoint fetches (Ango's "
+        "dataURL): --image-url if given; else, for an endpoint on this machine, a loopback port the checker "
+        "opens (our server fetches it only with limits.allow_private_urls); else a data: URL.")
     group.add_argument("--platform", help="whose contract the endpoint keeps: " + ", ".join(platforms))
     group.add_argument("--image", type=Path, help="image to send (default: a bundled sample)")
     group.add_argument("--text", help="text to send to a text model (default: a bundled sample)")

@@ -140,9 +140,6 @@ class RemoteModel:
         log.info("remote %s model at %s: %d classes", remote.platform, remote.url, len(spec.classes))
         return cls(remote, adapter, spec, headers, timeout)
 
-    def predict(self, item: Any, context: Context) -> list[Prediction]:
-        raise TypeError("a remote model predicts with `predict_batch` (async)")  # the service never calls it
-
     async def predict_batch(self, items: Sequence[Any], contexts: Sequence[Context]) -> list[list[Prediction]]:
         return list(await asyncio.gather(*map(self._predict, items, contexts)))
 

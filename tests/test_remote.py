@@ -170,3 +170,27 @@ def test_a_remote_slower_than_the_deadline_is_a_504(serve_app, tmp_path, astrona
         assert answer.status_code == 504 and "limits.deadline" in answer.json()["error"]
     finally:
         remote.close()
+
+
+def test_a_labelbox_text_endpoint_is_served_to_ango_with_the_same_spans(serve_app, tmp_path, media_server):
+    from bridge.cli import main
+
+    first_manifest = write(tmp_path, "tagger.yaml", {
+        "name": "tagger", "model": {"factory": str(ROOT / "examples" / "text_entities.py") + ":EntityTagger"},
+        "limits": {"allow_private_urls": True},
+        "platforms": {"labelbox": {"secret": SECRET}, "ango": {"secret": SECRET, "plugin_id": "p"}}})
+    first = serve_app(create_app(first_manifest))
+    model_yaml = tmp_path / "model.yaml"
+    assert main(["labelbox-manifest", str(first_manifest.path), "--endpoint", f"{first}/labelbox/infer",
+                 "-o", str(model_yaml)]) == 0
+    second = serve_app(create_app(write(tmp_path, "relay.yaml", {
+        "name": "relay", "limits": {"allow_private_urls": True},
+        "model": {"remote": {"url": f"{first}/labelbox/infer", "platform": "labelbox", "model_yaml": "model.yaml",
+                             "auth": {"secret": SECRET}}},
+        "platforms": {"ango": {"secret": SECRET, "plugin_id": "p"}}})))
+    row = "Mail tom@example.com or call +44 20 7946 0958 by 3 May 2025."
+    run = {"session": "t1", "dataURL": media_server.add("row.txt", row.encode(), "text/plain")}
+    own, relayed = (httpx.post(f"{url}/ango/plugin", headers=ANGO, json=run, timeout=60) for url in (first, second))
+    assert own.status_code == relayed.status_code == 200, relayed.text
+    assert len(own.json()["response"]["objects"]) == 3  # email, phone, date
+    assert relayed.json() == own.json()

@@ -38,8 +38,8 @@ def check(probe: Probe) -> list[Problem]:
         return problems
     if response.status_code != 200 or not isinstance(answer, dict):
         problems.append(Problem(where, f"answered {response.status_code}: {str(answer)[:200]}",
-                                "answer 200 with {\"response\": ..., \"session\": ...} (the fetch of dataURL "
-                                "may have failed: see the note on media URLs in `bridge check --help`)"))
+                                "answer 200 with {\"response\": ..., \"session\": ...} (if the endpoint "
+                                "could not fetch dataURL, see `bridge check --help` on media, or pass --image-url)"))
         return problems
     if answer.get("session") != session:
         problems.append(Problem(f"{where} $.session", f"{answer.get('session')!r}, not the run's {session!r}",
