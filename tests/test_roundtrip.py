@@ -273,3 +273,18 @@ def test_every_class_kind_and_aspect_is_covered() -> None:
     for platform, adapter in ADAPTERS.items():
         lossy = {row for row, c in adapter.conversions.items() if c.at(0).fidelity == "lossy"}
         assert lossy == {row for p, row in WITHIN if p == platform}, f"{platform}: each lossy row says its 'within'"
+
+
+@pytest.mark.parametrize("platform", sorted(ADAPTERS))
+def test_one_answer_holding_every_kind_reads_back_each_prediction_under_its_own_class(platform: str) -> None:
+    table = ADAPTERS[platform].conversions
+
+    @EXAMPLES
+    @given(st.tuples(*(predictions(kind) for kind in SHAPES)))
+    def check(drawn: tuple[Prediction, ...]) -> None:
+        sent = [p for prediction in drawn for p in served(prediction)]
+        got = round_trip(platform, sent)
+        kept = [s for s in sent if table[SPEC.get(s.label).kind].fidelity != "dropped"]
+        assert sorted(g.label for g in got) == sorted(s.label for s in kept)
+
+    check()
