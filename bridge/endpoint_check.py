@@ -157,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         headers = credentials(adapter, args.basic, args.header, args.bearer, args.secret)
     except OSError as error:
         raise argparse.ArgumentTypeError(f"cannot read {error.filename}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(f"--model-yaml {args.model_yaml}: not valid YAML: {error}") from None
     try:
         with Image.open(io.BytesIO(image)) as decoded:
             size = (decoded.height, decoded.width)
@@ -167,7 +169,10 @@ def run(args: argparse.Namespace) -> int:
         probe = Probe(url, client, image, size, text, image_url, text_url, model_yaml, args.text is not None)
         if note:
             probe.notes.append(note)
-        problems = adapter.check_endpoint(probe)
+        try:
+            problems = adapter.check_endpoint(probe)
+        except NotImplementedError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
     print(f"bridge check: {url} against the {adapter.title or adapter.name} contract")
     for note in probe.notes:
         print(f"  note: {note}")

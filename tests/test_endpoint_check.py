@@ -278,3 +278,14 @@ def test_the_packaged_v7_schema_is_v7s_published_one():
 
     packaged = ROOT / "adapters" / "v7" / "v7-inference-response.schema.json"
     assert packaged.read_bytes() == (ROOT / "tests" / "contracts" / "v7-inference-response.schema.json").read_bytes()
+
+
+def test_usage_mistakes_exit_2_with_one_line(capsys, tmp_path):
+    bad = tmp_path / "model.yaml"
+    bad.write_text("a: [\n")
+    for argv, said in ((["--platform", "cvat"], "--platform is one of ango, labelbox, v7"),
+                       (["--platform", "labelbox", "--model-yaml", str(bad)], "not valid YAML"),
+                       (["--platform", "v7", "--image", str(bad)], "not an image Pillow can read"),
+                       (["--platform", "v7", "--basic", "no-colon"], "--basic takes USER:PASSWORD")):
+        assert main(["check", "http://127.0.0.1:9/v7", *argv]) == 2
+        assert said in capsys.readouterr().err
