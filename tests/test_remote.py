@@ -74,7 +74,8 @@ def test_the_remote_v7_endpoint_is_served_as_v7_too_and_passes_bridge_check(firs
 
     second = serve_app(create_app(second_manifest(tmp_path, f"{first}/v7")))
     body = {"image": {"base64": b64(astronaut_jpeg)}}
-    assert httpx.post(f"{second}/v7/infer", json=body).json() == httpx.post(f"{first}/v7/infer", json=body).json()
+    relayed, own = (httpx.post(f"{url}/v7/infer", json=body, timeout=60).json() for url in (second, first))
+    assert relayed == own
     assert main(["check", f"{second}/v7", "--platform", "v7"]) == 0, capsys.readouterr().out
 
 
@@ -82,14 +83,15 @@ def test_a_remote_that_is_down_is_a_502_in_each_platforms_error_form(serve_app, 
                                                                      media_server):
     classes = [{"name": "Face", "kind": "box"}]  # given: the remote is not asked for them
     second = serve_app(create_app(second_manifest(tmp_path, f"http://127.0.0.1:{free_port()}/v7", classes=classes)))
-    v7 = httpx.post(f"{second}/v7/infer", json={"image": {"base64": b64(astronaut_jpeg)}})
+    v7 = httpx.post(f"{second}/v7/infer", json={"image": {"base64": b64(astronaut_jpeg)}}, timeout=60)
     assert v7.status_code == 502
     assert v7.json()["status"] == "failed" and "could not be reached: ConnectError" in v7.json()["error"]
     labelbox = httpx.post(f"{second}/labelbox/infer", headers=LABELBOX,
-                          json={"prompt": [{"role": "user", "parts": [{"image": b64(astronaut_jpeg)}]}]})
+                          json={"prompt": [{"role": "user", "parts": [{"image": b64(astronaut_jpeg)}]}]}, timeout=60)
     assert labelbox.status_code == 502 and "could not be reached" in labelbox.json()["error"]
     ango = httpx.post(f"{second}/ango/plugin", headers=ANGO,
-                      json={"session": "s2", "dataURL": media_server.add("a.jpg", astronaut_jpeg, "image/jpeg")})
+                      json={"session": "s2", "dataURL": media_server.add("a.jpg", astronaut_jpeg, "image/jpeg")},
+                      timeout=60)
     assert ango.status_code == 502 and "could not be reached" in ango.json()["error"]
 
 
@@ -100,13 +102,13 @@ def test_a_remote_failure_reaches_the_caller_with_the_remotes_reason(serve_app, 
     try:
         second = serve_app(create_app(second_manifest(tmp_path, f"{remote.url}/v7")))
         answer = httpx.post(f"{second}/labelbox/infer", headers=LABELBOX,
-                            json={"prompt": [{"role": "user", "parts": [{"image": b64(astronaut_jpeg)}]}]})
+                            json={"prompt": [{"role": "user", "parts": [{"image": b64(astronaut_jpeg)}]}]}, timeout=60)
         assert answer.status_code == 502
         assert answer.json()["error"].endswith("answered 500: the GPU caught fire")
         remote.routes["POST", "/v7/infer"] = lambda _: (200, {"status": "succeeded", "results": [
             {"name": "Dog", "label": "Dog", "confidence": 1, "tag": {}}]})
         answer = httpx.post(f"{second}/labelbox/infer", headers=LABELBOX,
-                            json={"prompt": [{"role": "user", "parts": [{"image": b64(astronaut_jpeg)}]}]})
+                            json={"prompt": [{"role": "user", "parts": [{"image": b64(astronaut_jpeg)}]}]}, timeout=60)
         assert answer.status_code == 502 and "$.results[0].name: 'Dog' is none of" in answer.json()["error"]
     finally:
         remote.close()
@@ -145,11 +147,11 @@ def test_a_labelbox_endpoint_and_an_ango_connector_serve_as_remotes_too(first, s
         "url": f"{first}/ango", "platform": "ango", "auth": {"secret": SECRET}}},
         "classes": [{"name": "Face", "kind": "box"}, {"name": "Eye", "kind": "point"}]})
     body = {"image": {"base64": b64(astronaut_jpeg)}}
-    own = httpx.post(f"{first}/v7/infer", json=body).json()["results"]
+    own = httpx.post(f"{first}/v7/infer", json=body, timeout=60).json()["results"]
     faces = [r for r in own if r["name"] == "Face"]
-    lb = httpx.post(f"{serve_app(create_app(through_labelbox))}/v7/infer", json=body).json()["results"]
+    lb = httpx.post(f"{serve_app(create_app(through_labelbox))}/v7/infer", json=body, timeout=60).json()["results"]
     assert lb == faces  # Foundry has no points: the eyes stay behind; boxes keep their scores
-    ango = httpx.post(f"{serve_app(create_app(through_ango))}/v7/infer", json=body).json()["results"]
+    ango = httpx.post(f"{serve_app(create_app(through_ango))}/v7/infer", json=body, timeout=60).json()["results"]
     assert ango == [{**r, "confidence": 1.0} for r in own]  # Ango answers carry no confidence
 
 

@@ -86,7 +86,8 @@ def masks(draw: Any) -> Mask:
         array[y0:draw(st.integers(y0 + 1, HEIGHT)), x0:draw(st.integers(x0 + 1, WIDTH))] ^= True
     if draw(st.booleans()):
         yy, xx = np.mgrid[:HEIGHT, :WIDTH]
-        array ^= np.hypot(xx - draw(st.integers(0, WIDTH)), yy - draw(st.integers(0, HEIGHT))) < draw(st.integers(2, 20))
+        centre = draw(st.integers(0, WIDTH)), draw(st.integers(0, HEIGHT))
+        array ^= np.hypot(xx - centre[0], yy - centre[1]) < draw(st.integers(2, 20))
     return Mask(array)
 
 
@@ -255,7 +256,8 @@ def test_a_prediction_comes_back_as_the_conversion_table_says(platform: str, kin
                     ok = getattr(g, name) == absent
                 else:
                     ok = WITHIN[platform, aspect](s, g)
-                assert ok, f"{platform} {aspect} is {kept.fidelity}: sent {getattr(s, name)!r}, read {getattr(g, name)!r}"
+                assert ok, f"{platform} {aspect} is {kept.fidelity}: sent {getattr(s, name)!r}, " \
+                           f"read {getattr(g, name)!r}"
 
     check()
 

@@ -26,13 +26,18 @@ def remote_spec(remote: Any, client: Any) -> ModelSpec:
         raise ValueError(f"model.remote: GET {remote.url}/classes answered {response.status_code}: "
                          f"{response.text[:200]}")
     classes = []
-    for entry in response.json():
-        kind = KIND_OF_TYPE.get(entry.get("type"))
-        if kind is None:
-            log.warning("remote V7 class %r (%s) is left out: no neutral kind reads it back", entry.get("name"),
-                        entry.get("type"))
-        else:
-            classes.append(ClassSpec(name=entry["name"], kind=kind))
+    try:
+        for entry in response.json():
+            kind = KIND_OF_TYPE.get(entry.get("type"))
+            if kind is None:
+                log.warning("remote V7 class %r (%s) is left out: no neutral kind reads it back",
+                            entry.get("name"), entry.get("type"))
+            else:
+                classes.append(ClassSpec(name=entry["name"], kind=kind))
+    except (ValueError, TypeError, AttributeError, KeyError) as error:
+        raise ValueError(f"model.remote: {remote.url}/classes is not a list of {{name, type}}: "
+                         f"{type(error).__name__}: {error} (`bridge check {remote.url} --platform v7` says more)") \
+            from None
     if not classes:
         raise ValueError(f"model.remote: {remote.url}/classes lists no class the bridge can read")
     return ModelSpec(classes=classes)
