@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ConfigDict, create_model
 
-from bridge.manifest import Manifest, ManifestError, load_manifest
+from bridge.manifest import Manifest, ManifestError, accept_env_references, load_manifest
 from bridge.platforms import Adapter, discover
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
@@ -69,13 +69,14 @@ def manifest_schema(args: argparse.Namespace) -> int:
 
 
 def full_manifest_schema(adapters: dict[str, Adapter]) -> dict:
+    """The manifest's schema with each adapter's section; any constrained value may be a `${NAME}`."""
     platforms = create_model(
         "Platforms",
         __config__=ConfigDict(extra="forbid"),
         **{name: (adapter.section | None, None) for name, adapter in sorted(adapters.items())},
     )
     full = create_model("Manifest", __base__=Manifest, platforms=(platforms, None))
-    return full.model_json_schema()
+    return accept_env_references(full.model_json_schema())
 
 
 def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
