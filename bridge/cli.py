@@ -1,6 +1,8 @@
-"""`bridge`: serve a manifest's model, check a manifest, publish the manifest's JSON Schema.
+"""`bridge`: serve a manifest's model, check a manifest, publish the manifest's JSON Schema, start a project.
 
-Adapters add their own sub-commands (`bridge labelbox-manifest`, `bridge ango`, ...).
+Adapters add their own sub-commands (`bridge labelbox-manifest`, `bridge ango`, ...). A user's mistake (a bad
+manifest, a model file that does not import, a model that fails to build, an option out of range) prints one
+line and exits with status 2; a traceback means a bug of ours.
 """
 
 from __future__ import annotations
@@ -8,8 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from pydantic import ConfigDict, create_model
 
@@ -17,6 +22,9 @@ from bridge.manifest import Manifest, ManifestError, accept_env_references, load
 from bridge.platforms import Adapter, discover
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+RELOAD_MANIFEST, RELOAD_LOG_LEVEL = "BRIDGE_RELOAD_MANIFEST", "BRIDGE_RELOAD_LOG_LEVEL"
+"""How `serve --reload` tells its worker processes what to serve (they are fresh interpreters)."""
 PROJECT_MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "default.yaml"
 
 
@@ -40,9 +48,82 @@ def serve(args: argparse.Namespace) -> int:
 
     from bridge.app import create_app
 
-    app = create_app(manifest_from(args))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-    return 0
+    path = (args.manifest or default_manifest()).resolve()
+    manifest = load_manifest(path)  # a broken manifest is reported before anything listens
+    if args.reload:
+        os.environ[RELOAD_MANIFEST], os.environ[RELOAD_LOG_LEVEL] = str(path), args.log_level
+        logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not a line per file written nearby
+        uvicorn.run("bridge.cli:reloaded_app", factory=True, host=args.host, port=args.port,
+                    log_level=args.log_level, reload=True, reload_dirs=watched_folders(manifest),
+                    reload_includes=["*.py", "*.yaml", "*.yml"])
+        return 0
+    app = ReportStartupErrors(create_app(manifest))
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
+    server.run()
+    if app.error is not None:
+        return 2
+    return 0 if server.started else 1
+
+
+def reloaded_app() -> Any:
+    """The app of `bridge serve --reload`, built in each fresh worker process after a change.
+
+    uvicorn's reloader needs the app as an import string, so the manifest's path travels in the environment.
+    A manifest broken by an edit prints its one line and the reloader waits for the next change.
+    """
+    logging.basicConfig(level=os.environ.get(RELOAD_LOG_LEVEL, "info").upper(), format=LOG_FORMAT)
+    from bridge.app import create_app
+
+    try:
+        return ReportStartupErrors(create_app(load_manifest(os.environ[RELOAD_MANIFEST])))
+    except ManifestError as error:
+        print(f"bridge: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def watched_folders(manifest: Manifest) -> list[str]:
+    """The manifest's folder and the model file's (uvicorn also watches the current folder)."""
+    folders = {manifest.base_dir}
+    target = manifest.model.factory.rpartition(":")[0]
+    if target.endswith(".py"):
+        folders.add((manifest.base_dir / target).resolve().parent)
+    return [str(folder) for folder in sorted(folders)]
+
+
+class ReportStartupErrors:
+    """Wraps the app `bridge serve` runs: a `ManifestError` at start-up (the model file does not import, the
+    model fails to build) prints one line and is kept for the exit status, instead of uvicorn logging its
+    traceback. Other start-up failures keep their traceback: they are bugs."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.error: ManifestError | None = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+        failure: dict | None = None
+
+        async def hold_failure(message: dict) -> None:
+            nonlocal failure
+            if message["type"] == "lifespan.startup.failed":
+                failure = message  # sent once we know whether it is the user's mistake
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, receive, hold_failure)
+        except ManifestError as error:
+            if failure is None:
+                raise
+            self.error = error
+            print(f"bridge: {error}", file=sys.stderr)
+            await send({**failure, "message": ""})
+            return
+        except BaseException:
+            if failure is not None:
+                await send(failure)
+            raise
 
 
 def check(args: argparse.Namespace) -> int:
@@ -79,8 +160,20 @@ def full_manifest_schema(adapters: dict[str, Adapter]) -> dict:
     return accept_env_references(full.model_json_schema())
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, so a mistyped one is a usage error, not a traceback from the socket."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return port
+
+
 def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description="Serve one model to annotation platforms.")
+    parser.add_argument("--version", action="version", version=f"bridge {version('annotation-bridge')}")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -88,7 +181,10 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     add_manifest_argument(serve_parser)
     serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                               "0.0.0.0 to be reachable from other machines)")
-    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--port", type=port_number, default=8000, help="TCP port (default 8000)")
+    serve_parser.add_argument("--reload", action="store_true",
+                              help="for model development: restart when a .py or .yaml file changes in the "
+                                   "manifest's, the model's or the current folder")
     serve_parser.set_defaults(func=serve)
 
     check_parser = commands.add_parser("check", help="load a manifest and its model; list lossy conversions")
@@ -108,7 +204,7 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     adapters = discover()
     args = build_parser(adapters).parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     try:
         return args.func(args)
     except ManifestError as error:

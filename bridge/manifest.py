@@ -155,6 +155,12 @@ class Manifest(Strict):
             factory = import_factory(self.model.factory, self.base_dir)
         except (ValueError, ImportError) as error:
             raise ManifestError(f"{self.where()}: model.factory: {error}") from None
+        except SyntaxError as error:  # the user's model file: name it and the line
+            raise ManifestError(f"{self.where()}: model.factory: {error.filename}, line {error.lineno}: "
+                                f"SyntaxError: {error.msg}") from None
+        except Exception as error:  # the model module raised while importing: a missing dependency, a typo...
+            raise ManifestError(f"{self.where()}: model.factory: importing {self.model.factory} failed: "
+                                f"{type(error).__name__}: {error}") from error
         try:
             model = factory(**self.model.params)
         except Exception as error:  # a wrong keyword in model.params, missing weights...: name the manifest

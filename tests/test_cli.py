@@ -1,0 +1,160 @@
+"""The `bridge` command as a user runs it: the installed console script in a real process, real files.
+
+A user's mistake (a syntax error in the model file, a port out of range, a model constructor that raises)
+prints one line naming the file or the option and exits with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+BRIDGE = Path(sys.executable).with_name("bridge")
+
+MODEL = '''
+from bridge import Box, ClassSpec, ModelSpec, Prediction
+
+
+class Detector:
+    spec = ModelSpec(classes=[ClassSpec(name="{label}", kind="box")])
+
+    def predict(self, image, context):
+        return [Prediction("{label}", Box(0, 0, 4, 4))]
+
+
+class Broken:
+    spec = Detector.spec
+
+    def __init__(self):
+        raise RuntimeError("weights not found in /nowhere")
+'''
+
+
+def run(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BRIDGE), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def write_model(folder: Path, factory: str = "detector.py:Detector", label: str = "thing",
+                source: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "detector.py").write_text(MODEL.replace("{label}", label) if source is None else source)
+    manifest = folder / "manifest.yaml"
+    manifest.write_text(f"name: t\nmodel:\n  factory: {factory}\nplatforms:\n  v7: {{}}\n")
+    return manifest
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *words: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("bridge: ")]
+    assert len(lines) == 1, done.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_version():
+    done = run("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"bridge {version('annotation-bridge')}"
+
+
+@pytest.mark.parametrize("command", ["check", "serve"])
+def test_a_syntax_error_in_the_model_file(tmp_path, command):
+    manifest = write_model(tmp_path, source="class Detector:\n    def predict(self, image, context)\n")
+    extra = ["--port", str(free_port())] if command == "serve" else []
+    done = run(command, str(manifest), *extra)
+    assert_one_line_error(done, str(tmp_path / "detector.py"), "line 2", "SyntaxError")
+
+
+@pytest.mark.parametrize("command", ["check", "serve"])
+def test_a_model_constructor_that_raises(tmp_path, command):
+    manifest = write_model(tmp_path, factory="detector.py:Broken")
+    extra = ["--port", str(free_port())] if command == "serve" else []
+    done = run(command, str(manifest), *extra)
+    assert_one_line_error(done, str(manifest), "detector.py:Broken", "RuntimeError: weights not found in /nowhere")
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_a_port_out_of_range(tmp_path, port):
+    done = run("serve", str(write_model(tmp_path)), "--port", port)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "argument --port" in done.stderr and "0-65535" in done.stderr
+
+
+# --- serve --reload -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen]]:
+    """Processes a test starts, each in its own session; all are stopped (SIGINT, then SIGKILL) after it."""
+    processes: list[subprocess.Popen] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def wait_for(check, what: str, timeout: float = 60):
+    """Poll `check()` until it gives a truthy value; bounded in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def answers(url: str) -> bool:
+    """Whether a server answers 200 (while the reloader restarts, its socket accepts but nobody answers)."""
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_serve_reload_picks_up_an_edited_model_and_manifest(tmp_path, started):
+    manifest = write_model(tmp_path, label="cat")
+    port = free_port()
+    process = subprocess.Popen([str(BRIDGE), "serve", str(manifest), "--port", str(port), "--reload"],
+                               cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    started.append(process)
+    output: list[str] = []
+    threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+
+    def classes() -> list[str]:
+        answer = httpx.get(f"{base}/v7/classes", timeout=5)
+        return [c["name"] for c in answer.json()] if answer.status_code == 200 else []
+
+    assert wait_for(classes, "the first model") == ["cat"]
+    (tmp_path / "detector.py").write_text(MODEL.replace("{label}", "dog"))
+    assert wait_for(lambda: classes() == ["dog"], "the edited model")
+    # a manifest broken by an edit is reported in one line, and the reloader waits for the next change
+    manifest.write_text(manifest.read_text() + "limits: {deadline: -1}\n")
+    error = f"bridge: {manifest}: limits.deadline: Input should be greater than 0\n"
+    wait_for(lambda: error in output, "the broken manifest's error")
+    manifest.write_text(manifest.read_text().replace("deadline: -1", "deadline: 5")
+                        .replace("v7: {}", "v7: {rename: {dog: Dog}}"))
+    assert wait_for(lambda: classes() == ["Dog"], "the edited manifest")
+    assert not [line for line in output if "Traceback" in line or "change detected" in line]
