@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from bridge.fallback import answer_unknown_routes, serve_docs
 from bridge.manifest import Manifest, ManifestError
 from bridge.platforms import Adapter, discover
 from bridge.service import Service
@@ -51,7 +52,7 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -
             app.state.service = None
 
     app = FastAPI(title=manifest.name, version=manifest.version, description=manifest.description,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)  # docs: serve_docs, below
     app.state.service = None
     app.state.manifest = manifest
 
@@ -66,8 +67,9 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -
         ready = request.app.state.service is not None
         return JSONResponse({"status": "ready" if ready else "loading"}, status_code=200 if ready else 503)
 
-    for adapter, section in platforms.values():
-        router = adapter.router(section)
-        if router is not None:
-            app.include_router(router)
+    routers = [router for adapter, section in platforms.values() if (router := adapter.router(section))]
+    for router in routers:
+        app.include_router(router)
+    answer_unknown_routes(app, routers)
+    serve_docs(app)
     return app

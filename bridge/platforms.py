@@ -103,6 +103,8 @@ def bridge_route(render: ErrorRenderer = json_error,
     """
 
     class BridgeRoute(APIRoute):
+        error_renderer = staticmethod(render)  # also the form of unknown paths under the router's prefix
+
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 
