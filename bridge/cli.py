@@ -143,6 +143,22 @@ def check(args: argparse.Namespace) -> int:
     return 0
 
 
+def init(args: argparse.Namespace) -> int:
+    """Write a starter model and manifest, and say what to run next."""
+    from bridge.scaffold import write_starter
+
+    try:
+        model, manifest = write_starter(args.folder)
+    except FileExistsError as error:
+        print(f"bridge: {error}", file=sys.stderr)
+        return 2
+    bridge = sys.argv[0] if Path(sys.argv[0]).name == "bridge" else "bridge"  # e.g. .venv/bin/bridge
+    print(f"wrote {model} and {manifest}; next:\n"
+          f"  {bridge} check {manifest}\n"
+          f"  {bridge} serve {manifest} --reload      # restarts when you edit {model.name} or the manifest")
+    return 0
+
+
 def manifest_schema(args: argparse.Namespace) -> int:
     """The manifest's JSON Schema, with each installed platform's section, for editors."""
     print(json.dumps(full_manifest_schema(discover()), indent=2))
@@ -190,6 +206,11 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     check_parser = commands.add_parser("check", help="load a manifest and its model; list lossy conversions")
     add_manifest_argument(check_parser)
     check_parser.set_defaults(func=check)
+
+    init_parser = commands.add_parser("init", help="write a starter model.py and manifest.yaml to start from")
+    init_parser.add_argument("folder", nargs="?", type=Path, default=Path("."),
+                             help="where to write them (default: the current folder)")
+    init_parser.set_defaults(func=init)
 
     schema_parser = commands.add_parser("manifest-schema", help="print the manifest's JSON Schema")
     schema_parser.set_defaults(func=manifest_schema)

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
-from tests.conftest import free_port
+from bridge.cli import main
+from tests.conftest import b64, free_port
 
 BRIDGE = Path(sys.executable).with_name("bridge")
 
@@ -64,17 +66,21 @@ def assert_one_line_error(done: subprocess.CompletedProcess, *words: str) -> Non
         assert word in lines[0], lines[0]
 
 
-def test_version():
-    done = run("--version")
-    assert done.returncode == 0 and done.stdout.strip() == f"bridge {version('annotation-bridge')}"
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out.strip() == f"bridge {version('annotation-bridge')}"
 
 
-@pytest.mark.parametrize("command", ["check", "serve"])
-def test_a_syntax_error_in_the_model_file(tmp_path, command):
+def test_a_syntax_error_in_the_model_file(tmp_path, capsys):
     manifest = write_model(tmp_path, source="class Detector:\n    def predict(self, image, context)\n")
-    extra = ["--port", str(free_port())] if command == "serve" else []
-    done = run(command, str(manifest), *extra)
-    assert_one_line_error(done, str(tmp_path / "detector.py"), "line 2", "SyntaxError")
+    assert main(["check", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bridge: ") and len(err.splitlines()) == 1
+    assert f"{tmp_path / 'detector.py'}, line 2: SyntaxError" in err
+    # and `bridge serve` says the same, from a real process
+    done = run("serve", str(manifest), "--port", str(free_port()))
+    assert_one_line_error(done, f"{tmp_path / 'detector.py'}, line 2: SyntaxError")
 
 
 @pytest.mark.parametrize("command", ["check", "serve"])
@@ -86,10 +92,61 @@ def test_a_model_constructor_that_raises(tmp_path, command):
 
 
 @pytest.mark.parametrize("port", ["99999", "-1", "http"])
-def test_a_port_out_of_range(tmp_path, port):
-    done = run("serve", str(write_model(tmp_path)), "--port", port)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "argument --port" in done.stderr and "0-65535" in done.stderr
+def test_a_port_out_of_range(tmp_path, capsys, port):
+    with pytest.raises(SystemExit) as exit:
+        main(["serve", str(write_model(tmp_path)), "--port", port])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "Traceback" not in err
+    assert f"argument --port: {port!r} is not a port number (0-65535)" in err
+
+
+# --- bridge init ----------------------------------------------------------------------------------------------
+
+
+def test_init_writes_a_starter_that_check_accepts_and_never_overwrites(tmp_path, capsys, monkeypatch):
+    for name in ("V7_AUTH_METHOD", "LABELBOX_SECRET", "ANGO_PLUGIN_ID", "ANGO_PLUGIN_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "My Model"
+    assert main(["init", str(folder)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.yaml", "model.py"]
+    assert f"check {folder / 'manifest.yaml'}" in capsys.readouterr().out
+    raw = yaml.safe_load((folder / "manifest.yaml").read_text())
+    assert raw["name"] == "my-model" and set(raw["platforms"]) == {"v7", "labelbox", "ango"}
+    assert main(["check", str(folder / "manifest.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "my-model 0.1.0, 1 classes, image input" in out and "  v7: ok" in out
+    (folder / "model.py").write_text("# mine\n")
+    assert main(["init", str(folder)]) == 2
+    assert "model.py exists: not overwriting it" in capsys.readouterr().err
+    assert (folder / "model.py").read_text() == "# mine\n"
+
+
+def test_init_then_serve_on_every_platform(tmp_path, started, astronaut_jpeg):
+    assert run("init", "starter", cwd=tmp_path).returncode == 0
+    port = free_port()
+    env = {**os.environ, "LABELBOX_SECRET": "lb-secret", "ANGO_PLUGIN_SECRET": "ango-secret"}
+    process = subprocess.Popen([str(BRIDGE), "serve", "starter/manifest.yaml", "--port", str(port)], cwd=tmp_path,
+                               env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    started.append(process)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: answers(f"{base}/readyz"), "the starter model")
+    image = b64(astronaut_jpeg)
+
+    v7 = httpx.post(f"{base}/v7/infer", json={"image": {"base64": image}}, timeout=30).json()
+    assert v7["status"] == "succeeded"
+    ((result,),) = [v7["results"]]
+    assert result["name"] == "object" and set(result["bounding_box"]) == {"x", "y", "w", "h"}
+
+    prompt = {"prompt": [{"role": "user", "parts": [{"image": image}]}], "brightness": 250}
+    bearer = {"Authorization": "Bearer lb-secret"}
+    labelbox = httpx.post(f"{base}/labelbox/infer", json=prompt, headers=bearer, timeout=30)
+    assert labelbox.status_code == 200 and len(labelbox.json()["object"]["boxes"]) == 1
+    assert httpx.post(f"{base}/labelbox/infer", json=prompt, timeout=30).status_code == 401
+    too_bright = httpx.post(f"{base}/labelbox/infer", json={**prompt, "brightness": 256}, headers=bearer)
+    assert too_bright.status_code == 422 and "brightness" in too_bright.json()["error"]
+
+    assert httpx.get(f"{base}/ango/heartbeat", headers={"Secret": "ango-secret"}).status_code == 200
+    assert httpx.get(f"{base}/ango/heartbeat", headers={"Secret": "wrong"}).status_code == 401
 
 
 # --- serve --reload -------------------------------------------------------------------------------------------
