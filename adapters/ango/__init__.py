@@ -334,7 +334,8 @@ class PluginCallback:
         self.loop = loop
 
     def __call__(self, data: dict[str, Any]) -> AnnotationPayload:
-        logger = data.get("logger") or log
+        # the SDK logs a failed run to data["logger"] as well, after this returns: it must not fail either
+        logger = data["logger"] = RunLogger(data.get("logger") or log)
         try:
             params = run_params(data.get("configJSON"), self.service.manifest)
             ids = class_ids(data.get("categorySchema"))
@@ -342,22 +343,25 @@ class PluginCallback:
                 data.get("apiKey", ""), self.section.api_url, self.service.limits.fetch_timeout))
             result = asyncio.run_coroutine_threadsafe(run_asset(self.service, url, params), self.loop).result()
         except BridgeError as error:
-            tell(logger, logging.ERROR, error.message)
+            logger.error(error.message)
             raise
         tolerance = self.service.manifest.geometry.simplify_tolerance
         answer, unmapped = to_answer(result.predictions, self.service.spec, self.section, ids, tolerance)
         if unmapped:
-            tell(logger, logging.WARNING, f"dropped the predictions of {', '.join(map(repr, unmapped))}: no "
-                                          "label category is mapped to them in this run's class mapping")
+            logger.warning(f"dropped the predictions of {', '.join(map(repr, unmapped))}: no label category "
+                           "is mapped to them in this run's class mapping")
         return AnnotationPayload(answer=Answer(**answer))
 
 
-def tell(logger: logging.Logger, level: int, message: str) -> None:
-    """Log to the run's logger, which the SDK forwards to Ango; a log line Ango cannot take fails no run."""
-    try:
-        logger.log(level, message)
-    except Exception as error:
-        log.log(level, "%s (not forwarded to Ango: %s)", message, error)
+class RunLogger(logging.LoggerAdapter):
+    """The run's logger, whose lines the SDK forwards to Ango's REST API: a line Ango cannot take (an
+    unreachable `api_url`, as in a local try) is logged here instead, and fails no run nor hides its error."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        try:
+            self.logger.log(level, msg, *args, **kwargs)
+        except Exception as error:
+            log.log(level, "%s (not forwarded to Ango: %s)", msg % args if args else msg, error)
 
 
 def model_plugin(plugin_class: type, service: Service, section: AngoSection,
