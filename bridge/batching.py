@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bridge.model import Context
+from bridge.outputs import Finish
 from bridge.predictions import Prediction
 
-BatchPredict = Callable[[list[Any], list[Context]], Awaitable[list[list[Prediction]]]]
+BatchPredict = Callable[[list[Any], list[Context], list[Finish]], Awaitable[list[list[Prediction]]]]
 
 
 class Batcher:
@@ -26,14 +27,14 @@ class Batcher:
         self._predict = predict
         self.size = size
         self.wait = wait
-        self._pending: list[tuple[Any, Context, asyncio.Future]] = []
+        self._pending: list[tuple[Any, Context, Finish, asyncio.Future]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task] = set()
 
-    async def predict(self, item: Any, context: Context) -> list[Prediction]:
+    async def predict(self, item: Any, context: Context, how: Finish = Finish()) -> list[Prediction]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._pending.append((item, context, future))
+        self._pending.append((item, context, how, future))
         if len(self._pending) >= self.size:
             self._flush()
         elif self._timer is None:
@@ -44,17 +45,17 @@ class Batcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch = [entry for entry in self._pending if not entry[2].done()]
+        batch = [entry for entry in self._pending if not entry[-1].done()]
         self._pending = []
         if batch:
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._running.add(task)  # keep a reference until it is done
             task.add_done_callback(self._running.discard)
 
-    async def _run(self, batch: list[tuple[Any, Context, asyncio.Future]]) -> None:
-        items, contexts, futures = zip(*batch)
+    async def _run(self, batch: list[tuple[Any, Context, Finish, asyncio.Future]]) -> None:
+        items, contexts, finishes, futures = zip(*batch)
         try:
-            results = await self._predict(list(items), list(contexts))
+            results = await self._predict(list(items), list(contexts), list(finishes))
         except Exception as error:
             for future in futures:
                 if not future.done():  # done: its request gave up

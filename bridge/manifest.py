@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from types import MappingProxyType
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 import jsonschema
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from bridge.errors import InvalidInput
 from bridge.media import MediaLimits
@@ -83,12 +85,33 @@ class Geometry(Strict):
     )
 
 
+class MinConfidence(Strict):
+    """Confidence under which predictions are dropped: one number for every class, or a default and classes."""
+
+    default: float = Field(0.0, ge=0, le=1, description="For classes not named under `classes`.")
+    classes: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict, description="Model class name -> its own threshold.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        return {"default": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+    def over(self, base: MinConfidence) -> MinConfidence:
+        """These thresholds over `base`'s: a default given here wins, classes named here win."""
+        default = self.default if "default" in self.model_fields_set else base.default
+        return MinConfidence(default=default, classes={**base.classes, **self.classes})
+
+
 class PlatformSection(Strict):
     """What every platform section has; adapters subclass it with their own keys."""
 
     enabled: bool = True
     base_path: str = Field("", description="Where the platform's routes are mounted ('' = the adapter's).")
     rename: dict[str, str] = Field(default_factory=dict, description="Model class name -> name on the platform.")
+    min_confidence: MinConfidence | None = Field(
+        None, description="Overrides the manifest's `min_confidence` for this platform (number or "
+                          "{default, classes}).")
 
     def platform_name(self, class_name: str) -> str:
         return self.rename.get(class_name, class_name)
@@ -107,6 +130,10 @@ class Manifest(Strict):
         default_factory=lambda: {"type": "object"},
         description="JSON Schema of the inference parameters, with defaults; requests are validated against it.",
     )
+    min_confidence: MinConfidence = Field(
+        default_factory=MinConfidence,
+        description="Predictions under this confidence are dropped before any platform sees them: a number, "
+                    "or {default, classes: {class: threshold}}; a platform section may override it.")
     limits: Limits = Field(default_factory=Limits)
     geometry: Geometry = Field(default_factory=Geometry)
     video_frame_stride: int = Field(1, gt=0, description="Infer on every n-th frame of a video URL.")
@@ -125,6 +152,15 @@ class Manifest(Strict):
         if schema.get("type", "object") != "object":
             raise ValueError("the params schema must describe an object")
         return schema
+
+    @model_validator(mode="after")
+    def _params_in_one_place(self) -> Manifest:
+        both = sorted(set(self.model.params) & set(self.params.get("properties", {})))
+        if both:
+            raise ValueError(f"{', '.join(both)} is both a load-time argument (model.params) and an inference "
+                             "parameter (params): keep it under `params` (with a `default`) if each request may "
+                             "set it and the model reads context.params, else under `model.params` only")
+        return self
 
     @property
     def path(self) -> Path | None:
@@ -178,18 +214,33 @@ class Manifest(Strict):
 
     # --- inference parameters ---
 
-    def resolve_params(self, given: dict[str, Any] | None) -> dict[str, Any]:
-        """Defaults from the params schema under the request's values, validated; 422 names the parameter."""
+    def resolve_params(self, given: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        """Defaults from the params schema under the request's values, validated, read-only; 422 names the
+        parameter. A parameter the schema does not declare is refused unless it sets `additionalProperties`."""
         properties = self.params.get("properties", {})
+        given = given or {}
+        if self.params.get("additionalProperties", False) is False:
+            unknown = sorted(set(given) - set(properties))
+            if unknown:
+                known = ", ".join(sorted(properties)) or "none"
+                raise InvalidInput(f"unknown parameter{'s' if len(unknown) > 1 else ''} "
+                                   f"{', '.join(unknown)}; this model's parameters: {known}")
         params = {k: v["default"] for k, v in properties.items() if isinstance(v, dict) and "default" in v}
-        params.update(given or {})
+        params.update(given)
         if self._params_validator is None:
             self._params_validator = jsonschema.Draft202012Validator(self.params)
         error = jsonschema.exceptions.best_match(self._params_validator.iter_errors(params))
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "params"
             raise InvalidInput(f"invalid parameter {where}: {error.message}")
-        return params
+        return MappingProxyType(params)
+
+    def min_confidence_for(self, platform: str) -> MinConfidence:
+        """The manifest's thresholds under the platform section's own, when it has one."""
+        section = self.platforms.get(platform) or {}
+        if section.get("min_confidence") is None:
+            return self.min_confidence
+        return MinConfidence.model_validate(section["min_confidence"]).over(self.min_confidence)
 
 
 def load_manifest(path: str | Path) -> Manifest:

@@ -22,7 +22,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -120,8 +120,9 @@ class ModelSpec(BaseModel):
 class Context:
     """What a model knows of the request besides its input."""
 
-    params: dict[str, Any] = field(default_factory=dict)
-    """The request's parameters over the manifest's defaults, validated against its params schema."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """The request's parameters over the manifest's defaults (complete: every default applied), validated
+    against its params schema; read-only."""
     region: Box | None = None
     """The region of interest (V7's auto-annotate box), in the coordinates of the item the model sees."""
     platform: str = ""
@@ -187,28 +188,3 @@ def import_factory(reference: str, base_dir: Path) -> Any:
         return getattr(module, name)
     except AttributeError:
         raise ValueError(f"{reference!r}: {target} has no attribute {name!r}") from None
-
-
-def check_prediction(spec: ModelSpec, prediction: Prediction) -> None:
-    """Raise ValueError when a prediction does not fit the class it names: a model bug the user must see."""
-    if not isinstance(prediction, Prediction):
-        raise ValueError(f"got a {type(prediction).__name__}, not a Prediction")
-    cls = spec.get(prediction.label)
-    if cls is None:
-        raise ValueError(f"the model returned label {prediction.label!r}, which is not one of its classes "
-                         f"{[c.name for c in spec.classes]}")
-    if not isinstance(prediction.shape, SHAPES_OF_KIND[cls.kind]):
-        raise ValueError(f"class {cls.name!r} is a {cls.kind} but the model returned a "
-                         f"{type(prediction.shape).__name__}")
-    try:
-        float(prediction.confidence)
-    except (TypeError, ValueError):
-        raise ValueError(f"{cls.name!r} has confidence {prediction.confidence!r}, not a number") from None
-    if isinstance(prediction.shape, Classification):
-        answer = prediction.shape.answer
-        if cls.kind == "radio" and (not isinstance(answer, str) or answer not in cls.options):
-            raise ValueError(f"{cls.name!r} answered {answer!r}, not one of its options {list(cls.options)}")
-        if cls.kind == "checklist" and (isinstance(answer, str) or not set(answer) <= set(cls.options)):
-            raise ValueError(f"{cls.name!r} answered {answer!r}, not a list of its options {list(cls.options)}")
-        if cls.kind == "text" and not isinstance(answer, str):
-            raise ValueError(f"{cls.name!r} is free text but answered {answer!r}")

@@ -1,7 +1,8 @@
 """Runs one job for any platform: fetch the media, apply the region of interest, predict, within the deadline.
 
 The one place for these concerns, so that every adapter only translates its dialect into a `Job` and a
-`Result` back. Predictions run on a thread pool of `limits.concurrency` workers: the event loop keeps
+`Result` back. Everything after `predict` (check, clamp, place, thresholds: `bridge.outputs.finish`) runs in
+the same worker-thread call as the model, never on the event loop. Predictions run on a thread pool of `limits.concurrency` workers: the event loop keeps
 serving while the model works, and a job past its deadline answers 504 at once (the model's thread cannot
 be interrupted; its result is thrown away, and queued jobs past their deadline never start). An `async`
 model runs on the loop instead, `limits.concurrency` at once, and is cancelled at its deadline.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from itertools import islice
@@ -22,17 +23,10 @@ import numpy as np
 from bridge import geometry
 from bridge.batching import Batcher
 from bridge.errors import BridgeError, DeadlineExceeded, InvalidInput, ModelFailed
-from bridge.manifest import Manifest
+from bridge.manifest import Manifest, ManifestError
 from bridge.media import MediaLoader, decode_base64, decode_image, decode_video
-from bridge.model import (
-    Context,
-    Model,
-    ModelSpec,
-    check_prediction,
-    is_async,
-    predict_batch,
-    predict_batch_async,
-)
+from bridge.model import Context, Model, ModelSpec, is_async, predict_batch, predict_batch_async
+from bridge.outputs import Finish, finish
 from bridge.predictions import Box, Prediction
 
 log = logging.getLogger("bridge")
@@ -86,6 +80,9 @@ class Service:
         self._workers = ThreadPoolExecutor(manifest.limits.concurrency, thread_name_prefix="model")
         self._async = is_async(model)
         self._slots = asyncio.Semaphore(manifest.limits.concurrency)
+        self._thresholds: dict[str, dict[str, float]] = {}
+        for platform in ("", *manifest.platforms):  # a threshold naming no class fails at start-up
+            self.thresholds(platform)
         self._batcher = None
         if self.limits.batch_wait > 0 and hasattr(model, "predict_batch"):
             self._batcher = Batcher(self._call_model, self.limits.batch_size, self.limits.batch_wait)
@@ -109,13 +106,14 @@ class Service:
                 f"the job took longer than {self.limits.deadline:g} s (limits.deadline)"
             ) from None
 
-    async def _run(self, job: Job, params: dict[str, Any]) -> Result:
+    async def _run(self, job: Job, params: Mapping[str, Any]) -> Result:
         wanted = self.spec.input
         if wanted == "text":
             if job.text is None:
                 raise InvalidInput("this model reads text, and the request carries no text")
             context = Context(params=params, platform=job.platform)
-            (predictions,) = await self._predict([job.text], [context])
+            how = Finish(text=job.text, min_confidence=self.thresholds(job.platform))
+            (predictions,) = await self._predict([job.text], [context], [how])
             return Result(predictions, text=job.text)
         if job.text is not None and job.image is None and job.video is None:
             raise InvalidInput("this model reads images, and the request carries only text")
@@ -127,7 +125,7 @@ class Service:
         (predictions,) = await self._predict_images([image], params, job)
         return Result(predictions, size=image.shape[:2])
 
-    async def _run_video(self, job: Job, params: dict[str, Any]) -> Result:
+    async def _run_video(self, job: Job, params: Mapping[str, Any]) -> Result:
         """Frames go to the model `limits.batch_size` at a time, so a long video never sits in memory whole."""
         video = job.video
         chunks = self._video_chunks_from_url(video.url) if video.url else self._video_chunks_from_frames(video)
@@ -168,65 +166,77 @@ class Service:
             return await asyncio.to_thread(decode_image, data, self.media.limits, what)
         raise InvalidInput(f"{what} needs a url or base64")
 
-    async def _predict_images(self, images: list[np.ndarray], params: dict[str, Any],
+    async def _predict_images(self, images: list[np.ndarray], params: Mapping[str, Any],
                               job: Job) -> list[list[Prediction]]:
-        """Predict on whole images, or on the region of interest and move the results back."""
-        region = job.region
+        """Predict on whole images, or on the region of interest; results come back in full-image terms."""
+        region, thresholds = job.region, self.thresholds(job.platform)
         if region is None or self.spec.whole_image:
-            contexts = [Context(params=params, region=region, platform=job.platform)] * len(images)
-            results = await self._predict(images, contexts)
-            offset = None
-        else:
-            crops, cuts = zip(*(geometry.crop(image, region) for image in images))
-            if any(cut.w == 0 or cut.h == 0 for cut in cuts):
-                raise InvalidInput(f"the region {region} lies outside the image")
-            contexts = [Context(params=params, platform=job.platform)] * len(images)
-            results = await self._predict(list(crops), contexts)
-            offset = cuts[0]
-        return [self._place(found, image.shape[:2], offset) for found, image in zip(results, images)]
+            context = Context(params=params, region=region, platform=job.platform)
+            finishes = [Finish(seen=image.shape[:2], canvas=image.shape[:2], min_confidence=thresholds)
+                        for image in images]
+            return await self._predict(images, [context] * len(images), finishes)
+        crops, cuts = zip(*(geometry.crop(image, region) for image in images))
+        if any(cut.w == 0 or cut.h == 0 for cut in cuts):
+            raise InvalidInput(f"the region {region} lies outside the image")
+        context = Context(params=params, platform=job.platform)
+        finishes = [Finish(seen=crop.shape[:2], canvas=image.shape[:2], offset=cut, min_confidence=thresholds)
+                    for crop, image, cut in zip(crops, images, cuts)]
+        return await self._predict(list(crops), [context] * len(images), finishes)
 
-    def _place(self, predictions: list[Prediction], size: tuple[int, int],
-               offset: Box | None) -> list[Prediction]:
-        """Into full-image coordinates, clipped to the image; shapes wholly outside are dropped."""
-        height, width = size
-        placed = []
-        for p in predictions:
-            shape = p.shape
-            if offset is not None:
-                shape = geometry.translate(shape, offset.x, offset.y, canvas=size)
-            shape = geometry.clip(shape, width, height)
-            if shape is not None:
-                placed.append(replace(p, shape=shape))
-        return placed
+    def thresholds(self, platform: str) -> Mapping[str, float]:
+        """Each class's `min_confidence` on `platform`: the manifest's, under the platform section's own."""
+        if platform not in self._thresholds:
+            chosen = self.manifest.min_confidence_for(platform)
+            unknown = sorted(set(chosen.classes) - {c.name for c in self.spec.classes})
+            if unknown:
+                raise ManifestError(f"{self.manifest.where()}: min_confidence names {', '.join(unknown)}, "
+                                    f"not classes of the model ({', '.join(c.name for c in self.spec.classes)})")
+            self._thresholds[platform] = {c.name: chosen.classes.get(c.name, chosen.default)
+                                          for c in self.spec.classes}
+        return self._thresholds[platform]
 
-    async def _call_model(self, items: list[Any], contexts: list[Context]) -> list[list[Prediction]]:
+    def _predict_sync(self, items: list[Any], contexts: list[Context],
+                      finishes: list[Finish]) -> list[list[Prediction]]:
+        """On a worker thread: the model, then everything after it (`bridge.outputs.finish`)."""
+        return [finish(found, self.spec, how)
+                for found, how in zip(_guarded(predict_batch, self.model, items, contexts), finishes)]
+
+    async def _call_model(self, items: list[Any], contexts: list[Context],
+                          finishes: list[Finish]) -> list[list[Prediction]]:
         if self._async:
             async with self._slots:
-                return await predict_batch_async(self.model, items, contexts)
+                results = await _guarded_async(predict_batch_async(self.model, items, contexts))
+            return await asyncio.to_thread(
+                lambda: [finish(found, self.spec, how) for found, how in zip(results, finishes)])
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._workers, predict_batch, self.model, items, contexts)
+        return await loop.run_in_executor(self._workers, self._predict_sync, items, contexts, finishes)
 
-    async def _predict(self, items: list[Any], contexts: list[Context]) -> list[list[Prediction]]:
-        try:
-            if self._batcher is not None and len(items) == 1:
-                results = [await self._batcher.predict(items[0], contexts[0])]
-            else:
-                results = await self._call_model(items, contexts)
-        except BridgeError:
-            raise
-        except Exception as error:
-            log.exception("the model raised")
-            raise ModelFailed(f"the model failed: {type(error).__name__}: {error}") from None
-        for found in results:
-            for prediction in found:
-                try:
-                    check_prediction(self.spec, prediction)
-                except ValueError as error:
-                    raise ModelFailed(f"the model returned a bad prediction: {error}") from None
-        return [[replace(p, confidence=_unit(p.confidence)) for p in found] for found in results]
+    async def _predict(self, items: list[Any], contexts: list[Context],
+                       finishes: list[Finish]) -> list[list[Prediction]]:
+        if self._batcher is not None and len(items) == 1:
+            return [await self._batcher.predict(items[0], contexts[0], finishes[0])]
+        return await self._call_model(items, contexts, finishes)
 
 
-def _unit(confidence: float) -> float:
-    """Clamp to [0, 1]; NaN counts as 0."""
-    value = float(confidence)
-    return min(max(value, 0.0), 1.0) if value == value else 0.0
+def _guarded(predict: Any, *args: Any) -> list[list[Any]]:
+    """The model's results; its exceptions become `ModelFailed` (traceback in the log, message to the caller)."""
+    try:
+        return predict(*args)
+    except BridgeError:
+        raise
+    except Exception as error:
+        raise _failed(error) from None
+
+
+async def _guarded_async(results: Awaitable[list[list[Any]]]) -> list[list[Any]]:
+    try:
+        return await results
+    except BridgeError:
+        raise
+    except Exception as error:
+        raise _failed(error) from None
+
+
+def _failed(error: Exception) -> ModelFailed:
+    log.error("the model raised", exc_info=error)
+    return ModelFailed(f"the model failed: {type(error).__name__}: {error}")

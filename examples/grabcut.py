@@ -16,8 +16,7 @@ from bridge import ClassSpec, Context, InvalidInput, Mask, ModelSpec, Prediction
 class GrabCutSegmenter:
     spec = ModelSpec(classes=[ClassSpec(name="object", kind="polygon")], whole_image=True)
 
-    def __init__(self, iterations: int = 5, margin: float = 0.2, min_area: int = 16) -> None:
-        self.iterations = iterations
+    def __init__(self, margin: float = 0.2, min_area: int = 16) -> None:
         self.margin = margin
         self.min_area = min_area
 
@@ -38,7 +37,7 @@ class GrabCutSegmenter:
         labels = np.zeros(window.shape[:2], np.uint8)
         rect = (x0 - wx0, y0 - wy0, x1 - x0, y1 - y0)
         background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        iterations = int(context.params.get("iterations", self.iterations))
+        iterations = int(context.params["iterations"])  # the manifest's `params` schema holds its default
         cv2.grabCut(window, labels, rect, background, foreground, iterations, cv2.GC_INIT_WITH_RECT)
         found = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD))
         if found.sum() < self.min_area:

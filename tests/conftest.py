@@ -187,6 +187,8 @@ def make_manifest(tmp_path: Path) -> Callable[..., Manifest]:
         if ".py:" in factory and not Path(factory).is_absolute():
             keys["model"] = {**keys["model"], "factory": str(ROOT / factory)}
         keys.setdefault("limits", {}).setdefault("allow_private_urls", True)
+        # test models take ad-hoc control parameters (`fail`, `hold`, ...): an open schema unless a test sets one
+        keys.setdefault("params", {"type": "object", "additionalProperties": True})
         path = tmp_path / f"manifest-{len(list(tmp_path.glob('manifest-*.yaml')))}.yaml"
         path.write_text(yaml.safe_dump(keys), encoding="utf-8")
         return load_manifest(path)

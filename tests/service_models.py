@@ -21,7 +21,9 @@ from bridge import (
     Mask,
     ModelSpec,
     Point,
+    Polygon,
     Prediction,
+    Span,
     Tag,
 )
 from bridge.geometry import mask_to_polygon
@@ -208,3 +210,63 @@ class Awaiting:
         if context.params.get("fail"):
             raise RuntimeError("the remote service said no")
         return [Prediction("thing", Tag(), 0.75)]
+
+
+class NoisyOutlines:
+    """Returns a few long, noisy outlines (polygons traced from noisy masks look like this): clipping them
+    costs shapely a noticeable time. `returned` is set the moment `predict` hands them back."""
+
+    spec = ModelSpec(classes=[ClassSpec(name="blob", kind="polygon")])
+
+    def __init__(self, count: int = 4, vertices: int = 20_000) -> None:
+        self.returned = threading.Event()
+        rng = np.random.default_rng(0)
+        angles = np.linspace(0, 2 * np.pi, vertices, endpoint=False)
+        self.rings = []
+        for _ in range(count):
+            radius = 100 + rng.random(vertices) * 20
+            self.rings.append(np.c_[150 + radius * np.cos(angles), 150 + radius * np.sin(angles)])
+
+    def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        found = [Prediction("blob", Polygon.from_ring(ring)) for ring in self.rings]
+        self.returned.set()
+        return found
+
+
+class Faulty:
+    """Returns one kind of faulty prediction, chosen by the `fault` parameter, beside a good box."""
+
+    spec = ModelSpec(classes=[ClassSpec(name="box", kind="box"), ClassSpec(name="blob", kind="mask"),
+                              ClassSpec(name="path", kind="line"), ClassSpec(name="mark", kind="tag")])
+
+    def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        height, width = image.shape[:2]
+        good = Prediction("box", Box(1, 1, 5, 5), 0.8)
+        fault = context.params.get("fault")
+        faults = {
+            "small mask": Prediction("blob", Mask(np.ones((height // 2, width // 2), bool))),
+            "nan box": Prediction("box", Box(float("nan"), 0, 3, 3)),
+            "infinite line": Prediction("path", Line([[0, 0], [float("inf"), 4]])),
+            "confidences": [Prediction("mark", Tag(), c) for c in (1.7, float("nan"), -1.0)],
+        }
+        extra = faults.get(fault, [])
+        return [good, *(extra if isinstance(extra, list) else [extra])]
+
+
+class Spans:
+    """A text model returning the span its `start`/`end` parameters give, as class `word`."""
+
+    spec = ModelSpec(classes=[ClassSpec(name="word", kind="entity")], input="text")
+
+    def predict(self, text: str, context: Context) -> list[Prediction]:
+        start, end = context.params["start"], context.params["end"]
+        return [Prediction("word", Span(start, end, context.params.get("quote", "")))]
+
+
+class Scored:
+    """Returns one tag per class at the confidences its classes are named for: `a` at 0.3, `b` at 0.6."""
+
+    spec = ModelSpec(classes=[ClassSpec(name="a", kind="tag"), ClassSpec(name="b", kind="tag")])
+
+    def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        return [Prediction("a", Tag(), 0.3), Prediction("b", Tag(), 0.6)]

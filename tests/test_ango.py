@@ -130,6 +130,7 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
 PARAMS = {"type": "object", "properties": {
     "threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
     "fail": {"type": "boolean", "default": False},
+    "only": {"type": "array", "items": {"type": "string"}},
 }}
 
 

@@ -252,7 +252,8 @@ def test_bad_requests_to_an_image_model_fail_clearly_and_the_server_keeps_servin
         "tests/shapes_model.py:AllShapes",
         limits={"max_image_pixels": 200 * 200, "max_request_bytes": 2_000_000, "deadline": 1.0,
                 "concurrency": 2},  # a worker stays free while a timed-out model sleeps
-        params={"type": "object", "properties": {"sleep": {"type": "number", "maximum": 5}}})
+        params={"type": "object", "properties": {"sleep": {"type": "number", "maximum": 5}, "fail": {"type": "boolean"},
+                                                 "only": {"type": "array"}}})
     base = serve_app(create_app(manifest))
     good = image_body(image_128, only=["box"])
     user = lambda *parts: {"prompt": [{"role": "user", "parts": list(parts)}]}  # noqa: E731

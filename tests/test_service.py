@@ -70,7 +70,8 @@ def run(manifest: Manifest, *jobs: Job) -> tuple[Any, list[Result | BaseExceptio
 
 
 def image_job(image: np.ndarray | None = None, **keys: Any) -> Job:
-    return Job(platform="test", image=ImageSource(base64=png_b64(scene() if image is None else image)), **keys)
+    keys.setdefault("platform", "test")
+    return Job(image=ImageSource(base64=png_b64(scene() if image is None else image)), **keys)
 
 
 def infer(base: str, image: np.ndarray | None = None, **params: Any) -> httpx.Response:
@@ -227,7 +228,7 @@ def test_a_request_that_gives_up_leaves_its_batch():
     async def go() -> list[list[str]]:
         seen: list[list[str]] = []
 
-        async def predict(items: list[str], contexts: list[Context]) -> list[list[Prediction]]:
+        async def predict(items: list[str], contexts: list[Context], finishes: list) -> list[list[Prediction]]:
             seen.append(items)
             return [[] for _ in items]
 
@@ -318,7 +319,7 @@ def test_results_are_clipped_to_the_image(make_manifest):
 
 
 @pytest.mark.parametrize("bad, words", [
-    ("label", "label 'cat', which is not one of its classes ['box', 'weather', 'objects', 'caption', 'outline']"),
+    ("label", "label 'cat' is not one of its classes ['box', 'weather', 'objects', 'caption', 'outline']"),
     ("shape", "class 'box' is a box but the model returned a Point"),
     ("polygon_as_box", "class 'outline' is a polygon but the model returned a Box"),
     ("radio", "'weather' answered 'snowy', not one of its options ['sunny', 'rainy']"),

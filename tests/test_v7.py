@@ -213,7 +213,8 @@ def test_auto_annotate_box_crops_and_results_come_back_in_full_image_coordinates
 
 
 def test_grabcut_segments_a_ring_with_its_hole(serve_app, make_manifest):
-    manifest = make_manifest(model={"factory": "examples/grabcut.py:GrabCutSegmenter"})
+    manifest = make_manifest(model={"factory": "examples/grabcut.py:GrabCutSegmenter"},
+                             params={"type": "object", "properties": {"iterations": {"type": "integer", "default": 5}}})
     base = serve_app(create_app(manifest))
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:200, :200]
@@ -280,7 +281,9 @@ def test_bad_inputs_fail_clearly_and_the_server_keeps_serving(serve_app, make_ma
                              limits={"max_image_pixels": 200 * 200, "max_request_bytes": 2_000_000,
                                      "deadline": 1.0, "fetch_timeout": 0.5, "allow_private_urls": True,
                                      "concurrency": 2},  # a worker stays free while a timed-out model sleeps
-                             params={"type": "object", "properties": {"sleep": {"type": "number", "maximum": 5}}})
+                             params={"type": "object", "properties": {"sleep": {"type": "number", "maximum": 5},
+                                                                     "fail": {"type": "boolean"},
+                                                                     "only": {"type": "array"}}})
     base = serve_app(create_app(manifest))
     good = {"image": {"base64": b64(encode_image(image_128))}, "params": {"only": ["point"]}}
     closed = f"http://127.0.0.1:{free_port()}/x.png"
