@@ -13,8 +13,9 @@ from pathlib import Path
 MODEL = '''\
 """A starter model: one box around the bright part of the image. Replace `predict` with your own model.
 
-The bridge builds the model once, at start-up, with `model.params` from manifest.yaml, then calls `predict`
-for each request with an (H, W, 3) uint8 RGB array; coordinates are pixels of that array.
+The bridge builds the model once, at start-up (with `model.params` from manifest.yaml as keyword arguments,
+if you add any), then calls `predict` for each request with an (H, W, 3) uint8 RGB array; coordinates are
+pixels of that array, and `context.params` holds the request's parameters over the manifest's defaults.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from bridge import Box, ClassSpec, Context, ModelSpec, Prediction
 class StarterModel:
     spec = ModelSpec(classes=[ClassSpec(name="object", kind="box")])
 
-    def __init__(self, brightness: int = 128) -> None:
-        self.brightness = brightness  # load weights here
+    def __init__(self) -> None:
+        pass  # load weights here: this runs once, at start-up
 
     def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
-        """One box around the pixels at least `brightness` bright; a request may set its own `brightness`."""
-        brightness = context.params.get("brightness", self.brightness)
+        """One box around the pixels at least `brightness` bright (a parameter each request may set)."""
+        brightness = context.params["brightness"]
         rows, cols = np.nonzero(image.max(axis=2) >= brightness)
         if rows.size == 0:
             return []
@@ -50,7 +51,7 @@ description: A starter model, one box around the bright part of the image.
 
 model:
   factory: model.py:StarterModel         # relative to this file, or `package.module:Name`
-  params: {{brightness: 128}}              # keyword arguments, passed once at start-up
+  # params: {{weights: model.pt}}          # keyword arguments for StarterModel, passed once at start-up
 
 params:                                  # JSON Schema of what a request may set, with defaults
   type: object
