@@ -1,4 +1,10 @@
-"""The FastAPI app: loads the model once at start-up and mounts every enabled platform's routes."""
+"""The FastAPI app: listens at once, loads the model in the background, mounts each platform of the manifest.
+
+`/healthz` answers as soon as the process listens; `/readyz` and every platform route answer 503 "the model
+is still loading" until the model is built, so a slow model never looks like a dead server (and a busy port
+is reported before the model loads). A model that fails to load stops the server when it runs under `bridge
+serve` (`app.state.stop`), and otherwise keeps answering 503 with the reason.
+"""
 
 from __future__ import annotations
 
@@ -6,54 +12,48 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from bridge.fallback import answer_unknown_routes, serve_docs
 from bridge.manifest import Manifest, ManifestError
-from bridge.platforms import Adapter, discover
-from bridge.service import Service
+from bridge.platforms import Adapter, discover, enabled_adapters, start_service
 
 log = logging.getLogger("bridge")
 
 
-def enabled_adapters(manifest: Manifest, adapters: dict[str, Adapter]) -> dict[str, tuple[Adapter, object]]:
-    """Each enabled platform's adapter with its validated section; unknown platform names are errors."""
-    unknown = sorted(set(manifest.platforms) - set(adapters))
-    if unknown:
-        raise ManifestError(f"{manifest.where()}: platforms: no adapter named {', '.join(unknown)} "
-                            f"(installed: {', '.join(sorted(adapters)) or 'none'})")
-    chosen = {}
-    for name, adapter in adapters.items():
-        section = manifest.section(name, adapter.section)
-        if section.enabled:
-            chosen[name] = (adapter, section)
-    return chosen
-
-
 def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -> FastAPI:
-    """An app serving `manifest`'s model on every enabled platform (all installed adapters by default)."""
+    """An app serving `manifest`'s model on every platform its manifest has a section for."""
     platforms = enabled_adapters(manifest, discover() if adapters is None else adapters)
+
+    async def load(app: FastAPI) -> None:
+        try:
+            app.state.service = await start_service(manifest, platforms)
+        except Exception as error:
+            app.state.load_error = f"the model failed to load: {error}"
+            log.error("%s", app.state.load_error, exc_info=not isinstance(error, (ValueError, ManifestError)))
+            if app.state.stop is not None:
+                app.state.stop()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = await asyncio.to_thread(manifest.build_model)
-        for name, (adapter, section) in platforms.items():
-            for warning in adapter.check(model.spec, section):
-                log.warning("%s: %s", name, warning)
-        app.state.service = Service(manifest, model)
-        log.info("serving %s (%d classes) on %s", manifest.name, len(model.spec.classes),
-                 ", ".join(platforms) or "no platform")
+        loading = asyncio.create_task(load(app))
         try:
             yield
         finally:
-            await app.state.service.aclose()
-            app.state.service = None
+            loading.cancel()
+            if app.state.service is not None:
+                await app.state.service.aclose()
+                app.state.service = None
 
     app = FastAPI(title=manifest.name, version=manifest.version, description=manifest.description,
                   lifespan=lifespan, docs_url=None, redoc_url=None)  # docs: serve_docs, below
     app.state.service = None
+    app.state.load_error = None
+    app.state.stop = None
     app.state.manifest = manifest
 
     @app.get("/healthz", tags=["health"])
@@ -64,12 +64,48 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
         """Readiness: the model is loaded."""
-        ready = request.app.state.service is not None
-        return JSONResponse({"status": "ready" if ready else "loading"}, status_code=200 if ready else 503)
+        state = request.app.state
+        if state.service is not None:
+            return JSONResponse({"status": "ready"})
+        if state.load_error:
+            return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
+        return JSONResponse({"status": "loading"}, status_code=503)
 
-    routers = [router for adapter, section in platforms.values() if (router := adapter.router(section))]
-    for router in routers:
-        app.include_router(router)
-    answer_unknown_routes(app, routers)
+    error_forms = []
+    for adapter, section in platforms.values():
+        router = adapter.router(section)
+        if router is not None:
+            app.include_router(router)
+            error_forms.append((router.prefix, adapter.render_error))
+    answer_unknown_routes(app, error_forms)
     serve_docs(app)
+    app.openapi = lambda: _openapi(app, manifest)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI, manifest: Manifest) -> dict[str, Any]:
+    """FastAPI's schema, with the model's own parameters (the manifest's `params`) where each platform's
+    request carries them (a route's `x-params-at`)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                where = operation.pop("x-params-at", None)
+                if where is not None:
+                    target = _schema_at(schema, operation["requestBody"]["content"]["application/json"]["schema"],
+                                        where)
+                    target.setdefault("properties", {}).update(manifest.params.get("properties", {}))
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _schema_at(schema: dict[str, Any], node: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    """The object schema at `path` below `node`, following `$ref`s (and the first `$ref` of an `anyOf`)."""
+    for key in [None, *path]:
+        if key is not None:
+            node = node["properties"][key]
+        while "$ref" in node or "anyOf" in node:
+            if "anyOf" in node:
+                node = next(option for option in node["anyOf"] if "$ref" in option)
+            node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    return node

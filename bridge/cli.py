@@ -8,18 +8,21 @@ line and exits with status 2; a traceback means a bug of ours.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from pydantic import ConfigDict, create_model
 
+from bridge import conversions
 from bridge.manifest import Manifest, ManifestError, accept_env_references, load_manifest
-from bridge.platforms import Adapter, discover
+from bridge.platforms import Adapter, discover, enabled_adapters
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -57,25 +60,41 @@ def serve(args: argparse.Namespace) -> int:
                     log_level=args.log_level, reload=True, reload_dirs=watched_folders(manifest),
                     reload_includes=["*.py", "*.yaml", "*.yml"])
         return 0
-    app = ReportStartupErrors(create_app(manifest))
+    app = create_app(manifest)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
+    app.state.stop = stopper(server)  # a model that fails to load ends the server
     server.run()
-    if app.error is not None:
+    if app.state.load_error:
+        print(f"bridge: {app.state.load_error}", file=sys.stderr)
         return 2
-    return 0 if server.started else 1
+    return 0
+
+
+def stopper(server: Any) -> Callable[[], None]:
+    """A call that ends `server` once it has started: asked to exit during its start-up, uvicorn skips its
+    shutdown, and the app's lifespan is cancelled with a traceback (a model that fails at once)."""
+
+    def stop() -> None:
+        if server.started:
+            server.should_exit = True
+        else:
+            asyncio.get_running_loop().call_later(0.05, stop)
+
+    return stop
 
 
 def reloaded_app() -> Any:
     """The app of `bridge serve --reload`, built in each fresh worker process after a change.
 
     uvicorn's reloader needs the app as an import string, so the manifest's path travels in the environment.
-    A manifest broken by an edit prints its one line and the reloader waits for the next change.
+    A manifest broken by an edit prints its one line and the reloader waits for the next change; a model that
+    fails to load keeps the worker answering 503 with the reason (`/readyz`) until the next change.
     """
     logging.basicConfig(level=os.environ.get(RELOAD_LOG_LEVEL, "info").upper(), format=LOG_FORMAT)
     from bridge.app import create_app
 
     try:
-        return ReportStartupErrors(create_app(load_manifest(os.environ[RELOAD_MANIFEST])))
+        return create_app(load_manifest(os.environ[RELOAD_MANIFEST]))
     except ManifestError as error:
         print(f"bridge: {error}", file=sys.stderr)
         sys.exit(2)
@@ -90,53 +109,17 @@ def watched_folders(manifest: Manifest) -> list[str]:
     return [str(folder) for folder in sorted(folders)]
 
 
-class ReportStartupErrors:
-    """Wraps the app `bridge serve` runs: a `ManifestError` at start-up (the model file does not import, the
-    model fails to build) prints one line and is kept for the exit status, instead of uvicorn logging its
-    traceback. Other start-up failures keep their traceback: they are bugs."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.error: ManifestError | None = None
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            return await self.app(scope, receive, send)
-        failure: dict | None = None
-
-        async def hold_failure(message: dict) -> None:
-            nonlocal failure
-            if message["type"] == "lifespan.startup.failed":
-                failure = message  # sent once we know whether it is the user's mistake
-            else:
-                await send(message)
-
-        try:
-            await self.app(scope, receive, hold_failure)
-        except ManifestError as error:
-            if failure is None:
-                raise
-            self.error = error
-            print(f"bridge: {error}", file=sys.stderr)
-            await send({**failure, "message": ""})
-            return
-        except BaseException:
-            if failure is not None:
-                await send(failure)
-            raise
-
-
 def check(args: argparse.Namespace) -> int:
     """Load the manifest and the model; print each platform's warnings."""
-    from bridge.app import enabled_adapters
-
     manifest = manifest_from(args)
     platforms = enabled_adapters(manifest, discover())
     model = manifest.build_model()
     print(f"{manifest.where()}: {manifest.name} {manifest.version}, {len(model.spec.classes)} classes, "
           f"{model.spec.input} input")
+    if not platforms:
+        print("  no platform is served: add a section under `platforms` (v7, labelbox, ango)")
     for name, (adapter, section) in platforms.items():
-        warnings = adapter.check(model.spec, section)
+        warnings = adapter.check(model.spec, section, manifest)
         print(f"  {name}: {'ok' if not warnings else f'{len(warnings)} warning(s)'}")
         for warning in warnings:
             print(f"    - {warning}")
@@ -156,6 +139,13 @@ def init(args: argparse.Namespace) -> int:
     print(f"wrote {model} and {manifest}; next:\n"
           f"  {bridge} check {manifest}\n"
           f"  {bridge} serve {manifest} --reload      # restarts when you edit {model.name} or the manifest")
+    return 0
+
+
+def formats(args: argparse.Namespace) -> int:
+    """What every installed platform receives of each class kind: the conversion matrix, as markdown."""
+    adapters = discover()
+    sys.stdout.write(conversions.markdown({name: adapters[name].conversions for name in sorted(adapters)}))
     return 0
 
 
@@ -214,6 +204,9 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
 
     schema_parser = commands.add_parser("manifest-schema", help="print the manifest's JSON Schema")
     schema_parser.set_defaults(func=manifest_schema)
+
+    formats_parser = commands.add_parser("formats", help="print what each platform receives of each class kind")
+    formats_parser.set_defaults(func=formats)
 
     for adapter in adapters.values():
         adapter.add_commands(commands)

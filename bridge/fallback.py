@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -22,11 +22,12 @@ from bridge.platforms import ErrorRenderer, json_error
 DOCS_ASSETS = "/docs/assets"
 
 
-def answer_unknown_routes(app: FastAPI, routers: list[APIRouter]) -> None:
-    """Answer 404, 405 (and any other `HTTPException` outside the platforms' routes) in the right form."""
-    forms: list[tuple[str, ErrorRenderer]] = sorted(
-        ((router.prefix, getattr(router.route_class, "error_renderer", json_error)) for router in routers
-         if router.prefix), key=lambda form: -len(form[0]))
+def answer_unknown_routes(app: FastAPI, error_forms: list[tuple[str, ErrorRenderer]]) -> None:
+    """Answer 404, 405 (and any other `HTTPException` outside the platforms' routes) in the right form.
+
+    `error_forms` pairs each platform's base path with its `render_error`; the longest matching path wins.
+    """
+    forms = sorted(((prefix, render) for prefix, render in error_forms if prefix), key=lambda form: -len(form[0]))
 
     async def http_error(request: Request, error: HTTPException) -> Response:
         path = request.url.path

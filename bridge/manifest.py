@@ -137,7 +137,9 @@ class Manifest(Strict):
     limits: Limits = Field(default_factory=Limits)
     geometry: Geometry = Field(default_factory=Geometry)
     video_frame_stride: int = Field(1, gt=0, description="Infer on every n-th frame of a video URL.")
-    platforms: dict[str, dict[str, Any]] = Field(default_factory=dict, description="One section per platform.")
+    platforms: dict[str, dict[str, Any] | None] = Field(
+        default_factory=dict, description="One section per platform to serve (`v7: {}` serves it with defaults); "
+                                          "a platform without a section is not served.")
 
     _path: Path | None = PrivateAttr(None)
     _params_validator: jsonschema.protocols.Validator | None = PrivateAttr(None)

@@ -9,6 +9,9 @@ mask work never touch the event loop, and every adapter receives predictions it 
 - a confidence outside [0, 1] (or NaN) is clamped (NaN to 0), logged once per class;
 - predictions on a crop (V7's auto-annotate box) move back into full-image coordinates; shapes are clipped
   to the image, and those wholly outside it are dropped;
+- a shape takes its class's kind: a mask returned for a polygon class is traced (along pixel edges, simplified
+  by `geometry.simplify_tolerance`), a polygon returned for a mask class is rasterised, so that adapters
+  translate by shape alone;
 - predictions under the class's `min_confidence` (manifest, overridden per platform) are dropped.
 
 A model that breaks the first two rules gets `ModelFailed` naming the class and what is wrong: that is a bug
@@ -59,6 +62,8 @@ class Finish:
     """The text a text model read."""
     min_confidence: Mapping[str, float] = field(default_factory=dict)
     """Per class name; classes not named pass at any confidence."""
+    tolerance: float = 0.0
+    """Pixels a traced outline may move (`geometry.simplify_tolerance`)."""
 
 
 def finish(found: Iterable[Any], spec: ModelSpec, how: Finish) -> list[Prediction]:
@@ -172,7 +177,13 @@ def _place(shape: Shape, how: Finish, cls: ClassSpec) -> Shape | None:
     height, width = how.canvas
     if how.offset is not None:
         shape = geometry.translate(shape, how.offset.x, how.offset.y, canvas=how.canvas)
-    return geometry.clip(shape, width, height)
+    shape = geometry.clip(shape, width, height)
+    if cls.kind == "polygon" and isinstance(shape, Mask):
+        shape = geometry.mask_to_polygon(shape.array, how.tolerance)
+        return shape if shape.parts else None
+    if cls.kind == "mask" and isinstance(shape, Polygon):
+        return geometry.rasterize(shape, height, width)
+    return shape
 
 
 _warned: set[tuple[str, str, str]] = set()

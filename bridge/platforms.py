@@ -10,45 +10,94 @@ another package can add a platform by declaring its own entry point::
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException  # FastAPI raises Starlette's own for unreadable bodies
 
+from bridge import auth, conversions
+from bridge.auth import Auth
+from bridge.conversions import Table
 from bridge.errors import BridgeError, NotReady
-from bridge.manifest import PlatformSection
+from bridge.manifest import Manifest, ManifestError, PlatformSection
 from bridge.media import read_capped
 from bridge.model import ModelSpec
-from bridge.service import Service
+from bridge.outputs import warn_once
+from bridge.predictions import Prediction
+from bridge.service import Job, Result, Service
 
 log = logging.getLogger("bridge")
 
 ENTRY_POINT_GROUP = "bridge.adapters"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP route of a platform, as its adapter declares it; the core builds the FastAPI route.
+
+    `endpoint(body, service)` (or `endpoint(service)` without a `request` model) returns the answer as a
+    JSON-able value, or a `Response`; every failure it raises is answered in the platform's error form.
+    """
+
+    method: str
+    path: str
+    endpoint: Callable[..., Awaitable[Any]]
+    request: type[BaseModel] | None = None
+    response: Any = None
+    summary: str = ""
+    params_at: tuple[str, ...] | None = None
+    """Where the model's parameters sit in the request body (e.g. `("params",)`), for the OpenAPI schema."""
 
 
 class Adapter:
-    """A platform. Subclass it and override what the platform has; the defaults offer nothing."""
+    """A platform. Subclass it and declare what the platform has; the defaults offer nothing."""
 
     name: str = ""
+    title: str = ""
+    """The platform's name for people, e.g. "V7 Darwin"; groups its routes in /docs."""
     section: type[PlatformSection] = PlatformSection
     """The pydantic model of this platform's manifest section."""
+    conversions: Table = {}
+    """What each class kind and aspect of a prediction becomes on this platform (`bridge.conversions`)."""
+    error_model: type[BaseModel] | None = None
+    """The body of this platform's error answers, for the OpenAPI schema (default `{"error": ...}`)."""
+
+    def auth(self, section: PlatformSection) -> Auth:
+        """How the platform proves itself on this adapter's routes."""
+        return auth.none()
+
+    def render_error(self, status: int, message: str) -> Response:
+        """This platform's error form; `{"error": message}` by default."""
+        return json_error(status, message)
+
+    def routes(self, section: PlatformSection) -> list[Route]:
+        """HTTP routes under the section's `base_path`, mounted by `bridge serve` when the section is present."""
+        return []
 
     def router(self, section: PlatformSection) -> APIRouter | None:
-        """HTTP routes, mounted by `bridge serve` when the section is enabled."""
-        return None
+        """The FastAPI router of `routes`; an adapter whose routes are not its own (an SDK's) overrides it."""
+        routes = self.routes(section)
+        return build_router(self, section, routes) if routes else None
 
     def add_commands(self, commands: argparse._SubParsersAction) -> None:
         """Extra `bridge` sub-commands; each sets `func=callable(args) -> int` on its parser."""
 
-    def check(self, spec: ModelSpec, section: PlatformSection) -> list[str]:
-        """Warnings about this model on this platform: classes it cannot receive, lossy conversions."""
-        return []
+    def check(self, spec: ModelSpec, section: PlatformSection, manifest: Manifest) -> list[str]:
+        """Warnings about this model on this platform: from the conversion table, and a missing secret."""
+        found = conversions.warnings(self.conversions, spec, manifest.geometry.simplify_tolerance)
+        missing = self.auth(section).missing()
+        return found + ([missing] if missing else [])
 
 
 def discover() -> dict[str, Adapter]:
@@ -63,23 +112,70 @@ def discover() -> dict[str, Adapter]:
     return adapters
 
 
+def enabled_adapters(manifest: Manifest, adapters: dict[str, Adapter]) -> dict[str, tuple[Adapter, Any]]:
+    """The platforms the manifest has a section for (and does not disable), each with its validated section;
+    unknown platform names are errors."""
+    unknown = sorted(set(manifest.platforms) - set(adapters))
+    if unknown:
+        raise ManifestError(f"{manifest.where()}: platforms: no adapter named {', '.join(unknown)} "
+                            f"(installed: {', '.join(sorted(adapters)) or 'none'})")
+    chosen = {}
+    for name in manifest.platforms:
+        adapter = adapters[name]
+        section = manifest.section(name, adapter.section)
+        if section.enabled:
+            chosen[name] = (adapter, section)
+    return chosen
+
+
+async def start_service(manifest: Manifest, platforms: dict[str, tuple[Adapter, Any]]) -> Service:
+    """Build the model once, off the event loop, say what each platform loses of it, and start the service:
+    the one start-up path of `bridge serve` and `bridge ango`."""
+    model = await asyncio.to_thread(manifest.build_model)
+    for name, (adapter, section) in platforms.items():
+        for warning in adapter.check(model.spec, section, manifest):
+            log.warning("%s: %s", name, warning)
+    service = Service(manifest, model)
+    log.info("serving %s (%d classes) on %s", manifest.name, len(model.spec.classes),
+             ", ".join(platforms) or "no platform: the manifest has no `platforms` section")
+    return service
+
+
 def get_service(request: Request) -> Service:
-    """FastAPI dependency: the service, once the model is loaded."""
+    """The service, once the model is loaded."""
     service = getattr(request.app.state, "service", None)
     if service is None:
         raise NotReady("the model is still loading")
     return service
 
 
-_warned: set[tuple[str, str, str]] = set()
+def note_losses(platform: str, table: Table, spec: ModelSpec, predictions: list[Prediction],
+                tolerance: float) -> None:
+    """Log, once per class, what the platform's conversion table says its answer loses of these predictions."""
+    seen: set[tuple[str, str]] = set()
+    for prediction in predictions:
+        cls = spec.get(prediction.label)
+        rows = [cls.kind]
+        rows += ["prediction.attributes"] * bool(prediction.attributes)
+        rows += ["prediction.text"] * (prediction.text is not None)
+        rows += ["prediction.frame"] * (prediction.frame is not None)
+        for row in rows:
+            if (cls.name, row) in seen:
+                continue
+            seen.add((cls.name, row))
+            conversion = table[row].at(tolerance)
+            if conversion.fidelity == "dropped":
+                warn_once(platform, cls.name, f"{row} dropped: {conversion.why}")
+            elif conversion.fidelity == "lossy":
+                warn_once(platform, cls.name, f"{row} sent as {conversion.form}: {conversion.why}")
 
 
-def warn_once(platform: str, class_name: str, message: str) -> None:
-    """Log a lossy or impossible conversion once per platform and class, not once per prediction."""
-    key = (platform, class_name, message)
-    if key not in _warned:
-        _warned.add(key)
-        log.warning("%s: class %r: %s", platform, class_name, message)
+async def answer(adapter: Adapter, service: Service, job: Job, write: Callable[[Result], T]) -> T:
+    """Run `job`, then the adapter's writer off the event loop, noting what the writer's form loses."""
+    result = await service.run(job)
+    note_losses(adapter.name, adapter.conversions, service.spec, result.predictions,
+                service.manifest.geometry.simplify_tolerance)
+    return await asyncio.to_thread(write, result)
 
 
 # --- routes that answer every failure in the platform's own error form ---------------------------------------
@@ -103,8 +199,6 @@ def bridge_route(render: ErrorRenderer = json_error,
     """
 
     class BridgeRoute(APIRoute):
-        error_renderer = staticmethod(render)  # also the form of unknown paths under the router's prefix
-
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 
@@ -155,3 +249,57 @@ def describe_validation(error: RequestValidationError) -> tuple[int, str]:
         where = ".".join(str(part) for part in problem.get("loc", ()))
         lines.append(f"{where}: {problem.get('msg')}")
     return 422, "invalid request: " + "; ".join(lines)
+
+
+# --- routers built from what an adapter declares ---------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    """The default error answer."""
+
+    error: str
+
+
+ERRORS = {
+    400: "The body is not JSON, base64 is broken, or a URL is not allowed (not http(s), or a private address).",
+    401: "Missing or wrong credentials.",
+    413: "The body, a download, an image or a video is over the manifest's limits.",
+    422: "The request does not fit the schema, a parameter is invalid, or the media is not usable.",
+    500: "The model failed, or returned a prediction that does not fit its classes.",
+    503: "The model is still loading.",
+    504: "The job ran past limits.deadline, or a download past limits.fetch_timeout.",
+}
+"""Every status a platform route may answer besides 200, as the OpenAPI schema declares them."""
+
+
+def build_router(adapter: Adapter, section: PlatformSection, routes: list[Route]) -> APIRouter:
+    """The routes under the section's base path: credentials checked first, every failure in the platform's
+    error form, errors and auth declared in the OpenAPI schema."""
+    scheme = adapter.auth(section)
+    router = APIRouter(prefix=section.base_path.rstrip("/"), tags=[adapter.title or adapter.name],
+                       route_class=bridge_route(adapter.render_error, scheme.check))
+    security = scheme.openapi()
+    error = adapter.error_model or ErrorBody
+    responses = {status: {"model": error, "description": why} for status, why in ERRORS.items()}
+    for route in routes:
+        router.add_api_route(route.path, _endpoint(route), methods=[route.method], response_model=route.response,
+                             summary=route.summary or None, description=inspect.getdoc(route.endpoint),
+                             responses=responses, dependencies=[Depends(security)] if security else [],
+                             openapi_extra={"x-params-at": list(route.params_at)} if route.params_at else None)
+    return router
+
+
+def _endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
+    """A FastAPI endpoint taking the route's request model as its body and answering JSON."""
+
+    async def endpoint(request: Request, body: Any = None) -> Response:
+        service = get_service(request)
+        found = await (route.endpoint(body, service) if route.request is not None else route.endpoint(service))
+        return found if isinstance(found, Response) else JSONResponse(found)
+
+    parameters = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)]
+    if route.request is not None:
+        parameters.append(inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                            annotation=route.request))
+    endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return endpoint

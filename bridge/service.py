@@ -170,17 +170,18 @@ class Service:
                               job: Job) -> list[list[Prediction]]:
         """Predict on whole images, or on the region of interest; results come back in full-image terms."""
         region, thresholds = job.region, self.thresholds(job.platform)
+        tolerance = self.manifest.geometry.simplify_tolerance
         if region is None or self.spec.whole_image:
             context = Context(params=params, region=region, platform=job.platform)
-            finishes = [Finish(seen=image.shape[:2], canvas=image.shape[:2], min_confidence=thresholds)
-                        for image in images]
+            finishes = [Finish(seen=image.shape[:2], canvas=image.shape[:2], min_confidence=thresholds,
+                               tolerance=tolerance) for image in images]
             return await self._predict(images, [context] * len(images), finishes)
         crops, cuts = zip(*(geometry.crop(image, region) for image in images))
         if any(cut.w == 0 or cut.h == 0 for cut in cuts):
             raise InvalidInput(f"the region {region} lies outside the image")
         context = Context(params=params, platform=job.platform)
-        finishes = [Finish(seen=crop.shape[:2], canvas=image.shape[:2], offset=cut, min_confidence=thresholds)
-                    for crop, image, cut in zip(crops, images, cuts)]
+        finishes = [Finish(seen=crop.shape[:2], canvas=image.shape[:2], offset=cut, min_confidence=thresholds,
+                           tolerance=tolerance) for crop, image, cut in zip(crops, images, cuts)]
         return await self._predict(list(crops), [context] * len(images), finishes)
 
     def thresholds(self, platform: str) -> Mapping[str, float]:

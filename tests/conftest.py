@@ -189,6 +189,7 @@ def make_manifest(tmp_path: Path) -> Callable[..., Manifest]:
         keys.setdefault("limits", {}).setdefault("allow_private_urls", True)
         # test models take ad-hoc control parameters (`fail`, `hold`, ...): an open schema unless a test sets one
         keys.setdefault("params", {"type": "object", "additionalProperties": True})
+        keys.setdefault("platforms", {"v7": {}})  # a platform is served only when the manifest names it
         path = tmp_path / f"manifest-{len(list(tmp_path.glob('manifest-*.yaml')))}.yaml"
         path.write_text(yaml.safe_dump(keys), encoding="utf-8")
         return load_manifest(path)

@@ -20,11 +20,13 @@ import httpx
 import numpy as np
 import pytest
 
-from adapters.ango import AngoSection, adapter, check, class_ids, to_answer
+from adapters.ango import AngoSection, adapter
+from adapters.ango.convert import class_ids, to_answer
 from bridge.app import create_app
 from bridge.geometry import polygon_to_mask
 from bridge.manifest import Manifest
 from bridge.model import ClassSpec, ModelSpec
+from bridge.outputs import Finish, finish
 from bridge.platforms import discover
 from bridge.predictions import Mask, Polygon, Prediction, RotatedBox
 from tests.conftest import encode_image
@@ -252,9 +254,11 @@ def test_unmapped_classes_are_dropped_and_told_in_the_run_log(plugin_url, image_
     assert [o["schemaId"] for o in answer["objects"]] == ["id-car"]
     assert "classifications" not in answer["objects"][0], "the attribute 'occluded' is not mapped"
     assert answer["classifications"] == [{"schemaId": "id-weather", "answer": "sunny"}]
-    (logged,) = ango_api.logs()
+    logged, attributes = ango_api.logs()
     assert logged["level"] == "WARNING" and logged["session"] == "sess-1" and logged["pluginId"] == "plugin-1"
     assert "'blob'" in logged["msg"] and "'donut'" in logged["msg"] and "'Car'" not in logged["msg"]
+    assert attributes["msg"] == ("left out the attributes 'occluded': no label category of this run's class "
+                                 "mapping names them")
     assert ango_api.calls_to("/v2/pluginLog")[0].apikey == API_KEY
 
 
@@ -283,7 +287,7 @@ def test_asset_is_looked_up_by_external_id_then_by_task(plugin_url, image_url, a
 
     reply = post(plugin_url, message(assetId="unknown", taskId="task-missing"))
     assert reply.status_code == 502
-    assert "could not look up the asset" in reply.json()["error"] and "task not found" in reply.json()["error"]
+    assert "failed the asset look-up" in reply.json()["error"] and "task not found" in reply.json()["error"]
     reply = post(plugin_url, message(assetId="unknown", taskId=None))
     assert reply.status_code == 422
     assert reply.json() == {"error": "no asset with external id 'unknown' in project 'proj-1', and the message "
@@ -300,8 +304,8 @@ def test_bad_config_fails_the_run_with_a_message_in_angos_log(plugin_url, image_
     reply = post(plugin_url, message(dataURL=image_url, configJSON=config))
     assert reply.status_code == 422
     assert reply.json()["error"].startswith(error) and reply.json()["session"] == "sess-1"
-    messages = [log["msg"] for log in ango_api.logs() if log["level"] == "ERROR"]
-    assert any(m.startswith(error) for m in messages), messages
+    (logged,) = [log["msg"] for log in ango_api.logs() if log["level"] == "ERROR"]  # told once
+    assert logged.startswith(f"Plugin callback failed: {error}")
     assert ango_api.calls_to("/v2/project") == []
 
 
@@ -324,7 +328,7 @@ def test_unreachable_image_fails_the_run(plugin_url, media_server, ango_api):
 def test_secret_header_is_checked(plugin_url, image_url):
     for secret in (None, "wrong", SECRET + "x", ""):
         reply = post(plugin_url, message(dataURL=image_url), secret=secret)
-        assert reply.status_code == 401 and reply.json() == {"error": "missing or wrong Secret header"}
+        assert reply.status_code == 401 and reply.json() == {"error": "missing or wrong secret in the Secret header"}
         headers = {"Secret": secret} if secret is not None else {}
         assert httpx.get(f"{plugin_url}/heartbeat", headers=headers).status_code == 401
     beat = httpx.get(f"{plugin_url}/heartbeat", headers={"Secret": SECRET})
@@ -368,12 +372,14 @@ def test_workflow_run_posts_the_answer_to_the_task(plugin_url, image_url, ango_a
 
 def test_the_adapter_is_installed_and_lists_what_ango_loses():
     assert discover()["ango"] is adapter
-    warnings = check(ModelSpec(classes=CLASSES), AngoSection(secret="x"))
+    manifest = Manifest(name="m", model={"factory": "m:M"}, geometry={"simplify_tolerance": 0})
+    warnings = adapter.check(ModelSpec(classes=CLASSES), AngoSection(secret="x"), manifest)
     assert [w.split(" (")[0] for w in warnings] == ["class 'ellipse'", "class 'person'", "class 'cuboid'",
                                                     "class 'vector'"]
     assert "dropped" in warnings[-1]
-    assert check(ModelSpec(classes=CLASSES[:1]), AngoSection()) == [
-        "platforms.ango.secret is not set: the REST connector refuses every call"]
+    assert adapter.check(ModelSpec(classes=CLASSES[:1]), AngoSection(), manifest) == [
+        "platforms.ango.secret is not set: the endpoint refuses every request (set it from the environment, "
+        "e.g. `${SECRET_NAME}`)"]
 
 
 # --- conversions ------------------------------------------------------------------------------------------------
@@ -387,8 +393,10 @@ def test_shapes_follow_the_class_kind():
     predictions = [Prediction("outline", Mask(square)),
                    Prediction("area", Polygon.from_ring([(1, 1), (4, 1), (4, 4)])),
                    Prediction("turned", RotatedBox(10, 10, 4, 2, 190), id="obj-1")]
-    answer, unmapped = to_answer(predictions, spec, AngoSection(), None)
-    assert unmapped == []
+    # the core gives each shape its class's kind (`bridge.outputs`); the adapter translates by shape
+    predictions = finish(predictions, spec, Finish(seen=(20, 20), canvas=(20, 20)))
+    answer, unmapped, attributes = to_answer(predictions, spec, AngoSection(), None)
+    assert unmapped == attributes == []
     outline, area, turned = answer["objects"]
     assert np.array_equal(polygon_to_mask(Polygon.from_ring(outline["polygon"]), 20, 20), square)
     assert area["segmentation"]["zones"][0]["holes"] == []

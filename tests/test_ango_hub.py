@@ -172,7 +172,8 @@ def test_plugin_answers_runs_from_the_hub(hub, hub_manifest, ango_api, image_url
         reply = hub.run(message(dataURL=image_url, configJSON='{"threshold": 2}', session="ws-2"))
         assert reply == {"error": True, "session": "ws-2"}
         errors = [log["msg"] for log in hub.logs if log["session"] == "ws-2" and log["level"] == "ERROR"]
-        assert "configJSON: invalid parameter threshold: 2 is greater than the maximum of 1" in errors
+        assert errors == ["Plugin callback failed: configJSON: invalid parameter threshold: 2 is greater than the "
+                          "maximum of 1"]
 
         ango_api.assets["asset-ext-1"] = image_url
         hub.send(message(workflow=True, taskId="task-5", session="ws-3", categorySchema=MAPPING))

@@ -7,6 +7,7 @@ though the run log it writes cannot reach Ango.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,12 @@ def plugin(serve_app, monkeypatch) -> str:
     monkeypatch.setenv("ANGO_PLUGIN_SECRET", "change-me")
     monkeypatch.setenv("ANGO_API_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setenv("BRIDGE_ALLOW_PRIVATE_URLS", "true")
-    return serve_app(create_app(load_manifest(DEFAULT))) + "/ango/plugin"
+    base = serve_app(create_app(load_manifest(DEFAULT)))
+    deadline = time.monotonic() + 60  # the server listens at once and loads the model in the background
+    while httpx.get(f"{base}/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the model did not load"
+        time.sleep(0.05)
+    return base + "/ango/plugin"
 
 
 def run(plugin: str, **message) -> httpx.Response:
@@ -34,7 +40,7 @@ def run(plugin: str, **message) -> httpx.Response:
 def test_a_local_run_with_a_loopback_data_url(plugin, media_server, astronaut_jpeg):
     url = media_server.add("photo.jpg", astronaut_jpeg, "image/jpeg")
     answer = run(plugin, dataURL=url, configJSON='{"min_confidence": 0.5}')
-    assert answer.status_code == 200 and answer.json()["session"] == "try-1"
+    assert answer.status_code == 200 and answer.json()["session"] == "try-1", answer.text
     objects = answer.json()["response"]["objects"]
     assert [o["title"] for o in objects if "bounding-box" in o] == ["Face"]
 

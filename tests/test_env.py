@@ -86,7 +86,7 @@ def test_the_schema_takes_a_reference_wherever_the_environment_may_give_a_value(
             "input": "${INPUT:-image}", "video_frame_stride": "${STRIDE}",
             "platforms": {"v7": {"enabled": "${V7_ON:-true}", "auth": {"method": "${V7_AUTH_METHOD:-none}"}},
                           "labelbox": {"requests_per_second": "${RPS}", "tags": {"kind": "${KIND}"}},
-                          "ango": {"concurrency": "${ANGO_RUNS:-2}"}}}
+                          "ango": {"reconnect_delay": "${ANGO_RETRY:-2}"}}}
     assert list(validator.iter_errors(good)) == []
 
 

@@ -157,4 +157,4 @@ def test_model_yaml_of_each_manifest(monkeypatch, capsys, name, media_type, tool
     assert ontology["media_type"] == media_type
     assert {t["name"]: t["tool"] for t in ontology["tools"]} == tools
     assert {c["name"]: c["type"] for c in ontology["classifications"]} == classifications
-    assert ("class 'eye' (point) has no Labelbox Foundry form" in err) == (name == "default.yaml")
+    assert ("class 'eye' (point) is dropped: Foundry documents no answer form for it" in err) == (name == "default.yaml")

@@ -78,7 +78,7 @@ def test_garbage_and_mutated_requests_get_clear_4xx_and_the_server_keeps_serving
         model={"factory": "tests/shapes_model.py:AllShapes"},
         params={"type": "object", "properties": {"only": {"type": "array", "items": {"type": "string"}}}},
         limits={"fetch_timeout": 1.0, "concurrency": 2},
-        platforms={"labelbox": {"secret": SECRET},
+        platforms={"v7": {}, "labelbox": {"secret": SECRET},
                    "ango": {"secret": SECRET, "plugin_id": "p", "api_url": ango_api.base}},
     )
     base = serve_app(create_app(manifest))

@@ -17,17 +17,16 @@ from pydantic import TypeAdapter
 
 from adapters.labelbox import (
     DOCUMENTED_FEATURE_KINDS,
-    FEATURE_KINDS,
     LabelboxAnswer,
     LabelboxSection,
-    check,
+    adapter,
     to_answer,
 )
 from bridge import Context
 from bridge.app import create_app
 from bridge.cli import main
 from bridge.geometry import rasterize
-from bridge.model import ClassKind
+from bridge.manifest import Manifest
 from bridge.predictions import Ellipse, RotatedBox
 from tests.conftest import ROOT, b64, encode_image
 from tests.shapes_model import AllShapes, TextShapes, donut_mask
@@ -194,7 +193,7 @@ def test_to_answer_is_a_pure_function_usable_without_a_server(image_128):
     assert answer["quality"] == "sharp" and answer["sky"] == "sunny"
     text = TextShapes()
     row = "Tom"
-    assert to_answer(text.predict(row, Context()), text.spec, LabelboxSection(), row=row)["name"] == [
+    assert to_answer(text.predict(row, Context()), text.spec, LabelboxSection())["name"] == [
         {"start": 0, "end": 3, "text": "Tom"}]
 
 
@@ -420,20 +419,13 @@ def test_labelbox_manifest_command_runs_as_installed(tmp_path, monkeypatch):
 
 
 def test_check_warns_about_what_labelbox_cannot_receive():
-    warnings = check(AllShapes.spec, LabelboxSection(rename={"box": "weather"}))
+    manifest = Manifest(name="m", model={"factory": "m:M"})
+    warnings = adapter.check(AllShapes.spec, LabelboxSection(rename={"box": "weather"}), manifest)
     assert [w for w in warnings if "dropped" in w] == [
-        f"class {name!r} ({kind}) has no Labelbox Foundry form; its predictions are dropped"
+        f"class {name!r} ({kind}) is dropped: Foundry documents no answer form for it"
         for name, kind in (("point", "point"), ("line", "line"), ("person", "skeleton"), ("cuboid", "cuboid"),
                            ("vector", "vector"))]
-    assert sum("raster masks" in w for w in warnings) == 3  # rotated box, polygon, ellipse
+    assert sum("leaves as raster-segmentation" in w for w in warnings) == 3  # rotated box, polygon, ellipse
     assert any("share the Labelbox feature 'weather'" in w for w in warnings)
-    assert any("secret is not set" in w for w in warnings)
-    assert check(TextShapes.spec, LabelboxSection(secret="x")) == []
-
-
-def test_every_class_kind_is_either_sent_or_knowingly_dropped():
-    from typing import get_args
-
-    dropped = {"point", "line", "skeleton", "cuboid", "vector"}
-    assert set(FEATURE_KINDS) | {"tag"} | dropped == set(get_args(ClassKind))
-    assert set(FEATURE_KINDS.values()) <= set(DOCUMENTED_FEATURE_KINDS)
+    assert any("platforms.labelbox.secret is not set" in w for w in warnings)
+    assert adapter.check(TextShapes.spec, LabelboxSection(secret="x"), manifest) == []

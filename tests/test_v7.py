@@ -15,7 +15,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from adapters.v7 import CLASS_TYPES, V7Section, to_results
+from adapters.v7 import V7Section, to_results
 from bridge import Context
 from bridge.app import create_app
 from bridge.geometry import polygon_to_mask
@@ -27,8 +27,8 @@ from tests.shapes_model import AllShapes, donut_mask
 CONTRACTS = Path(__file__).parent / "contracts"
 RESPONSE_SCHEMA = json.loads((CONTRACTS / "v7-inference-response.schema.json").read_text())
 REQUEST_SCHEMA = json.loads((CONTRACTS / "v7-inference-request.schema.json").read_text())
-V7_CLASS_TYPES = {"bounding_box", "cuboid", "ellipse", "line", "keypoint", "polygon", "skeleton", "tag",
-                  "directional_vector"}
+V7_CLASS_TYPES = {"bounding_box", "cuboid", "ellipse", "line", "keypoint", "polygon", "skeleton", "tag"}
+"""The class types V7 documents for registering a model's classes."""
 
 
 def valid_v7(answer: dict) -> dict:
@@ -70,11 +70,11 @@ def test_every_neutral_shape_leaves_as_a_valid_v7_result(shapes_server, image_12
     answer = valid_v7(response.json())
     assert answer["status"] == "succeeded"
     results = by_name(answer["results"])
-    main = {name: [k for k in sorted(set(CLASS_TYPES.values())) if k in r[0]] for name, r in results.items()}
+    main = {name: [k for k in sorted(V7_CLASS_TYPES) if k in r[0]] for name, r in results.items()}
     assert main == {
         "Car": ["bounding_box"], "rotated": ["polygon"], "donut": ["polygon"], "blob": ["polygon"],
         "point": ["keypoint"], "line": ["line"], "ellipse": ["ellipse"], "person": ["skeleton"],
-        "cuboid": ["cuboid"], "vector": ["directional_vector"], "sharp": ["tag"],
+        "cuboid": ["cuboid"], "sharp": ["tag"],  # no vector: V7 registers no vector class
         "weather: sunny": ["tag"], "objects: car": ["tag"], "objects: sky": ["tag"], "caption": ["tag"],
     }
     car = results["Car"][0]
@@ -85,7 +85,6 @@ def test_every_neutral_shape_leaves_as_a_valid_v7_result(shapes_server, image_12
     assert results["caption"][0]["text"] == {"text": "an astronaut"}
     assert len(results["rotated"][0]["polygon"]["path"]) == 4
     assert results["ellipse"][0]["ellipse"]["angle"] == pytest.approx(math.radians(330))
-    assert results["vector"][0]["directional_vector"] == {"angle": pytest.approx(math.radians(270)), "length": 12.0}
     assert [n["name"] for n in results["person"][0]["skeleton"]["nodes"]] == ["head", "hip"]
     assert "name" not in results  # entity spans have no V7 form
 
@@ -329,7 +328,3 @@ def test_private_addresses_are_refused_unless_the_manifest_allows_them(serve_app
         response = httpx.post(f"{base}/v7/infer", json={"image": {"url": target}})
         assert response.status_code == 400 and "limits.allow_private_urls" in response.json()["error"]
     assert media_server.requests == []  # refused before connecting
-
-
-def test_every_class_kind_but_entities_has_a_v7_type():
-    assert set(CLASS_TYPES) | {"entity"} == set(get_args(ClassKind))

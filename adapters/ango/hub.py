@@ -1,7 +1,8 @@
 """`bridge ango`: the SDK's ModelPlugin over its Socket.IO connector, connected to the Ango hub for good.
 
-Imported only by `bridge ango`, in its own process, because importing it imports `imerit_ango.plugins` with
-`CONNECTOR=WS` (the SDK reads it once). The SDK's own connection code ends the process when the hub goes away:
+`serve` imports `imerit_ango.plugins` with `CONNECTOR=WS` (the SDK reads it once), so it runs in a process of
+its own (`bridge ango`); importing this module does nothing. The SDK's own connection code ends the process
+when the hub goes away:
 `on_disconnect` makes a new client through `_connect_ws`, which calls `os._exit(1)` if the hub is not back
 at once, and the 60 s `heartbeat` calls `os._exit(1)` when it cannot be sent. `HubPlugin` replaces only that
 (one connection at a time, re-made with exponential backoff; no heartbeat while the hub is away) and keeps
@@ -16,95 +17,91 @@ import threading
 import time
 from typing import Any
 
-import socketio
-
-from adapters.ango import AngoSection, check, model_plugin, sdk_plugins
+from adapters.ango.plugin import model_plugin, plugin_class, sdk_plugins
+from adapters.ango.section import AngoSection
 from bridge.manifest import Manifest
-from bridge.service import Service
+from bridge.platforms import start_service
 
-plugins = sdk_plugins("WS")
 log = logging.getLogger("bridge.ango")
 
 NAMESPACE = "/plugin"
 
 
-class HubPlugin(plugins.ModelPlugin):
-    """The SDK's ModelPlugin with a connection that outlives the hub's restarts."""
+def hub_plugin_class(timeout: float) -> type:
+    """The SDK's ModelPlugin (Socket.IO) with a connection that outlives the hub's restarts."""
+    import socketio
 
-    closing = False
+    class HubPlugin(plugin_class(sdk_plugins("WS"), "WS", timeout)):
+        closing = False
 
-    def connect_forever(self, section: AngoSection) -> None:
-        """Connect to the section's hub and stay connected: after a drop, retry with exponential backoff."""
-        for job in self.scheduler.get_jobs():
-            job.reschedule("interval", seconds=section.heartbeat_interval)
-        url, connections, failures = section.hub_url, 0, 0
+        def connect_forever(self, section: AngoSection) -> None:
+            """Connect to the section's hub and stay connected: after a drop, retry with exponential backoff."""
+            for job in self.scheduler.get_jobs():
+                job.reschedule("interval", seconds=section.heartbeat_interval)
+            url, connections, failures = section.hub_url, 0, 0
 
-        def backoff() -> float:
-            return min(section.reconnect_delay * 2 ** (failures - 1), section.reconnect_max_delay)
+            def backoff() -> float:
+                return min(section.reconnect_delay * 2 ** (failures - 1), section.reconnect_max_delay)
 
-        while not self.closing:
-            client = socketio.Client(reconnection=False)
-            client.register_namespace(self)
+            while not self.closing:
+                client = socketio.Client(reconnection=False)
+                client.register_namespace(self)
+                try:
+                    client.connect(url, namespaces=[NAMESPACE], transports=["websocket"], wait_timeout=10)
+                except socketio.exceptions.ConnectionError as error:
+                    failures += 1
+                    log.warning("cannot reach the Ango hub at %s (%s); retrying in %.1f s", url, error,
+                                backoff())
+                    time.sleep(backoff())
+                    continue
+                log.log(logging.WARNING if connections else logging.INFO, "%s the Ango hub at %s as plugin %s",
+                        "reconnected to" if connections else "connected to", url, self.id)
+                connections, since = connections + 1, time.monotonic()
+                client.wait()
+                # a hub that drops the plugin at once (a refused secret, say) is not retried in a tight loop
+                failures = 0 if time.monotonic() - since > section.reconnect_max_delay else failures + 1
+                if failures:
+                    time.sleep(backoff())
+
+        def on_disconnect(self, reason: str | None = None) -> None:
+            """Instead of the SDK's reconnection, which exits on failure: `connect_forever` reconnects."""
+            if not self.closing:
+                log.warning("lost the connection to the Ango hub (%s); reconnecting", reason or "disconnected")
+
+        def heartbeat(self) -> None:
+            """The SDK's heartbeat exits the process when it cannot be sent; here it waits for the hub."""
             try:
-                client.connect(url, namespaces=[NAMESPACE], transports=["websocket"], wait_timeout=10)
-            except socketio.exceptions.ConnectionError as error:
-                failures += 1
-                log.warning("cannot reach the Ango hub at %s (%s); retrying in %.1f s", url, error, backoff())
-                time.sleep(backoff())
-                continue
-            log.log(logging.WARNING if connections else logging.INFO, "%s the Ango hub at %s as plugin %s",
-                    "reconnected to" if connections else "connected to", url, self.id)
-            connections, since = connections + 1, time.monotonic()
-            client.wait()
-            # a hub that drops the plugin at once (a refused secret, say) is not retried in a tight loop
-            failures = 0 if time.monotonic() - since > section.reconnect_max_delay else failures + 1
-            if failures:
-                time.sleep(backoff())
+                self.emit("heartbeat", {"id": self.id, "secret": self.secret})
+            except Exception as error:
+                log.info("no heartbeat while the hub is away (%s)", error or type(error).__name__)
 
-    def on_disconnect(self, reason: str | None = None) -> None:
-        """Instead of the SDK's reconnection, which exits on failure: `connect_forever` reconnects."""
-        if not self.closing:
-            log.warning("lost the connection to the Ango hub (%s); reconnecting", reason or "disconnected")
+        def on_plugin(self, data: dict[str, Any]) -> None:
+            """The SDK's handling. Out of it, an exception would only print a traceback from a Socket.IO
+            thread (the SDK raises after reporting a failed run to the hub): one log line instead."""
+            try:
+                super().on_plugin(data)
+            except Exception as error:
+                log.info("run %s ended with an error: %s", data.get("session", ""), error)
 
-    def heartbeat(self) -> None:
-        """The SDK's heartbeat exits the process when it cannot be sent; here it waits for the reconnection."""
-        try:
-            self.emit("heartbeat", {"id": self.id, "secret": self.secret})
-        except Exception as error:
-            log.info("no heartbeat while the hub is away (%s)", error or type(error).__name__)
+        def close(self) -> None:
+            self.closing = True
+            self.scheduler.shutdown(wait=False)
+            if self.client is not None and self.client.connected:
+                self.client.disconnect()
 
-    def on_plugin(self, data: dict[str, Any]) -> None:
-        """The SDK's handling. Out of it, an exception would only print a traceback from a Socket.IO thread
-        (the SDK raises after reporting a failed run to the hub): one log line instead."""
-        try:
-            super().on_plugin(data)
-        except Exception as error:
-            log.info("run %s ended with an error: %s", data.get("session", ""), error)
-
-    def close(self) -> None:
-        self.closing = True
-        self.scheduler.shutdown(wait=False)
-        if self.client is not None and self.client.connected:
-            self.client.disconnect()
-
-
-async def start_service(manifest: Manifest, section: AngoSection) -> Service:
-    """As `bridge serve`'s lifespan does: build the model once, off the loop, then the service."""
-    model = await asyncio.to_thread(manifest.build_model)
-    for warning in check(model.spec, section):
-        log.warning("ango: %s", warning)
-    log.info("running %s (%d classes) as Ango plugin %s", manifest.name, len(model.spec.classes),
-             section.plugin_id)
-    return Service(manifest, model)
+    return HubPlugin
 
 
 def serve(manifest: Manifest, section: AngoSection) -> int:
     """Run the service on an event loop in a background thread and the plugin on this one, until Ctrl-C."""
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # the SDK's heartbeat job: 2 lines a beat
+    from adapters.ango import adapter
+
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="ango-service", daemon=True).start()
-    service = asyncio.run_coroutine_threadsafe(start_service(manifest, section), loop).result()
-    plugin = model_plugin(HubPlugin, service, section, loop)
+    starting = start_service(manifest, {"ango": (adapter, section)})
+    service = asyncio.run_coroutine_threadsafe(starting, loop).result()
+    plugin = model_plugin(hub_plugin_class(manifest.limits.fetch_timeout), service, section, loop)
     try:
         plugin.connect_forever(section)
     except KeyboardInterrupt:

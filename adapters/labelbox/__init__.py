@@ -27,55 +27,66 @@ What it answers, keyed by feature name (the class name after the section's `rena
 
 Points, lines, skeletons, cuboids and vectors have no Foundry form: they are dropped, logged once per class,
 and listed by `bridge check` and `bridge labelbox-manifest`. Attributes and a prediction's `text` have no place
-in these forms and are dropped too.
+in these forms and are dropped too. `CONVERSIONS` declares all of it (`bridge formats` prints it).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import secrets
 import sys
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bridge import auth
+from bridge.auth import Auth
 from bridge.cli import add_manifest_argument, manifest_from
-from bridge.errors import InvalidInput, Unauthorized
+from bridge.conversions import dropped, exact, lossy
+from bridge.errors import InvalidInput
 from bridge.geometry import rasterize
 from bridge.manifest import Manifest, PlatformSection, Strict
-from bridge.model import ClassSpec, ModelSpec
-from bridge.platforms import Adapter, bridge_route, get_service, warn_once
-from bridge.predictions import Box, Prediction, Span
-from bridge.service import ImageSource, Job, Service
+from bridge.model import ModelSpec
+from bridge.platforms import Adapter, Route, answer
+from bridge.predictions import Box, Classification, Ellipse, Mask, Polygon, Prediction, RotatedBox, Span, Tag
+from bridge.service import ImageSource, Job, Result, Service
 
 PLATFORM = "labelbox"
 
-FEATURE_KINDS = {
-    "box": "rectangle",
-    "rotated_box": "raster-segmentation",
-    "polygon": "raster-segmentation",
-    "mask": "raster-segmentation",
-    "ellipse": "raster-segmentation",
-    "entity": "named-entity",
-    "radio": "radio",
-    "checklist": "checklist",
-    "text": "text",
+_AREA = "Foundry answers areas as masks: rasterised at the image's size (a pixel is in when its centre is)"
+_NONE = "Foundry documents no answer form for it"
+CONVERSIONS = {
+    "box": exact("rectangle"),
+    "rotated_box": lossy("raster-segmentation", _AREA),
+    "polygon": lossy("raster-segmentation", _AREA),
+    "mask": exact("raster-segmentation"),
+    "point": dropped(_NONE),
+    "line": dropped(_NONE),
+    "ellipse": lossy("raster-segmentation", _AREA),
+    "skeleton": dropped(_NONE),
+    "cuboid": dropped(_NONE),
+    "vector": dropped(_NONE),
+    "tag": exact("checklist"),
+    "radio": exact("radio"),
+    "checklist": exact("checklist"),
+    "text": exact("text"),
+    "entity": exact("named-entity"),
+    "prediction.attributes": dropped("Foundry answers have no place for attributes"),
+    "prediction.text": dropped("Foundry answers have no place for a prediction's text"),
+    "prediction.confidence": lossy("scores", "only boxes carry scores; other answers carry none"),
+    "prediction.frame": dropped("Foundry custom models answer one image or text"),
 }
-"""Labelbox feature kind (ontology tool or classification type) of each class kind; tags per the section;
-the kinds missing here have no Foundry answer form."""
+"""What Labelbox Foundry receives of each class kind; the `form` is the Labelbox feature kind (ontology tool or
+classification type); tag classes are options of the classification set by the section's `tags` (a checklist
+by default, or a radio). A radio or free-text feature holds one answer: of several, the most confident."""
 
 DOCUMENTED_FEATURE_KINDS = ("text", "radio", "checklist", "rectangle", "raster-segmentation", "named-entity",
                             "polygon", "point", "edge")
 """`allowed_feature_kinds` values, in the order Labelbox's document lists them."""
 
 TOOLS = ("rectangle", "raster-segmentation", "named-entity")
-RASTERISED = ("rotated_box", "polygon", "ellipse")
 
 AssetType = Literal["image", "text", "video", "html", "conversational"]
 
@@ -191,36 +202,33 @@ def to_job(request: LabelboxRequest, reads: Literal["image", "text"], section: L
 
 
 def to_answer(predictions: list[Prediction], spec: ModelSpec, section: LabelboxSection,
-              size: tuple[int, int] | None = None, row: str | None = None) -> dict[str, Any]:
-    """Labelbox's answer keyed by feature name; `size` (h, w) rasterises areas, `row` quotes entity spans."""
+              size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Labelbox's answer keyed by feature name; `size` (h, w) rasterises areas. Predictions come checked from
+    the core (spans inside and quoting the text), so this only translates, by shape."""
     answer: dict[str, Any] = {}
     best: dict[str, tuple[float, str]] = {}  # radio and free-text features: the most confident answer
     for prediction in predictions:
         cls = spec.get(prediction.label)
-        if cls.kind != "tag" and cls.kind not in FEATURE_KINDS:
-            warn_once(PLATFORM, cls.name, f"a {cls.kind} has no Labelbox Foundry form; dropped")
+        if CONVERSIONS[cls.kind].fidelity == "dropped":
             continue
-        if prediction.attributes or prediction.text is not None:
-            warn_once(PLATFORM, cls.name, "attributes and text have no place in Foundry answers; dropped")
         name, shape, confidence = section.platform_name(cls.name), prediction.shape, prediction.confidence
-        if cls.kind == "box":
+        if isinstance(shape, Box):
             entry = answer.setdefault(name, {"boxes": [], "scores": []})
             entry["boxes"].append(_ltwh(shape))
             entry["scores"].append(confidence)
-        elif FEATURE_KINDS.get(cls.kind) == "raster-segmentation":
+        elif isinstance(shape, (Mask, Polygon, RotatedBox, Ellipse)):
             mask = rasterize(shape, *size)
             if mask.array.any():
                 answer.setdefault(name, {"masks": []})["masks"].append(mask.rle)
-        elif cls.kind == "entity":
-            if (entity := _entity(shape, row, cls)) is not None:
-                answer.setdefault(name, []).append(entity)
-        elif cls.kind == "tag" and section.tags.kind == "checklist":
+        elif isinstance(shape, Span):
+            answer.setdefault(name, []).append({"start": shape.start, "end": shape.end, "text": shape.text})
+        elif isinstance(shape, Tag) and section.tags.kind == "checklist":
             _add_options(answer, section.tags.question, [name])
-        elif cls.kind == "tag":
+        elif isinstance(shape, Tag):
             _keep_best(best, section.tags.question, confidence, name)
-        elif cls.kind == "checklist":
+        elif isinstance(shape, Classification) and not isinstance(shape.answer, str):
             _add_options(answer, name, shape.answer)
-        else:  # radio, text
+        elif isinstance(shape, Classification):  # radio, text
             _keep_best(best, name, confidence, shape.answer)
     answer.update({feature: value for feature, (_, value) in best.items()})
     return answer
@@ -228,16 +236,6 @@ def to_answer(predictions: list[Prediction], spec: ModelSpec, section: LabelboxS
 
 def _ltwh(box: Box) -> list[float]:
     return [float(box.x), float(box.y), max(float(box.w), 0.0), max(float(box.h), 0.0)]
-
-
-def _entity(span: Span, row: str | None, cls: ClassSpec) -> dict[str, Any] | None:
-    if row is None or not 0 <= span.start <= span.end <= len(row):
-        warn_once(PLATFORM, cls.name, "a span lies outside the text; dropped")
-        return None
-    text = row[span.start:span.end]
-    if text != span.text:
-        warn_once(PLATFORM, cls.name, "a span's text differs from the row at its offsets; the row's is sent")
-    return {"start": span.start, "end": span.end, "text": text}
 
 
 def _add_options(answer: dict[str, Any], feature: str, options: tuple[str, ...] | list[str]) -> None:
@@ -260,7 +258,9 @@ def ontology(spec: ModelSpec, section: LabelboxSection) -> dict[str, Any]:
     tools: list[dict[str, Any]] = []
     classifications: list[dict[str, Any]] = []
     for cls in spec.classes:
-        kind, name = FEATURE_KINDS.get(cls.kind), section.platform_name(cls.name)
+        if cls.kind == "tag":
+            continue
+        kind, name = feature_kind(cls.kind, section), section.platform_name(cls.name)
         if kind in TOOLS and {"name": name, "tool": kind} not in tools:
             tools.append({"name": name, "tool": kind})
         elif kind in ("radio", "checklist", "text"):
@@ -269,6 +269,14 @@ def ontology(spec: ModelSpec, section: LabelboxSection) -> dict[str, Any]:
     if tags:
         classifications.append(_classification(section.tags.question, section.tags.kind, tags))
     return {"media_type": spec.input.upper(), "classifications": classifications, "tools": tools}
+
+
+def feature_kind(kind: str, section: LabelboxSection) -> str | None:
+    """The Labelbox feature kind a class kind answers as (the table's form); None when it is dropped."""
+    conversion = CONVERSIONS[kind]
+    if conversion.fidelity == "dropped":
+        return None
+    return section.tags.kind if kind == "tag" else conversion.form
 
 
 def _classification(name: str, kind: str, options: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -307,7 +315,7 @@ def _readme(manifest: Manifest, spec: ModelSpec, section: LabelboxSection) -> st
     lines = [manifest.readme.rstrip(), "### Features"] if manifest.readme.strip() else ["### Features"]
     for cls in spec.classes:
         feature = section.tags.question if cls.kind == "tag" else section.platform_name(cls.name)
-        kind = section.tags.kind if cls.kind == "tag" else FEATURE_KINDS.get(cls.kind)
+        kind = feature_kind(cls.kind, section)
         if kind is not None:
             about = f": {cls.description}" if cls.description else ""
             option = f" (option {section.platform_name(cls.name)!r})" if cls.kind == "tag" else ""
@@ -328,39 +336,23 @@ def render_yaml(document: dict[str, Any]) -> str:
     return yaml.dump(document, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=4096)
 
 
-def check(spec: ModelSpec, section: LabelboxSection, params: dict[str, Any] | None = None) -> list[str]:
-    """What Labelbox Foundry cannot receive of this model, what it receives changed, and what is not set."""
-    warnings = [f"class {c.name!r} ({c.kind}) has no Labelbox Foundry form; its predictions are dropped"
-                for c in spec.classes if c.kind != "tag" and c.kind not in FEATURE_KINDS]
-    warnings += [f"class {c.name!r} ({c.kind}) is sent as raster masks (COCO RLE): Foundry takes no {c.kind}"
-                 for c in spec.classes if c.kind in RASTERISED]
+def check(spec: ModelSpec, section: LabelboxSection, params: dict[str, Any]) -> list[str]:
+    """Beyond the conversion table: features several classes share, params keys model.yaml cannot carry."""
     features: dict[str, list[str]] = {}
     for cls in spec.classes:
-        if cls.kind != "tag" and cls.kind in FEATURE_KINDS:
-            features.setdefault(section.platform_name(cls.name), []).append(cls.name)
-    if any(cls.kind == "tag" for cls in spec.classes):
-        features.setdefault(section.tags.question, []).append("(tags)")
-    warnings += [f"classes {names} share the Labelbox feature {feature!r}; their answers are merged"
-                 for feature, names in features.items() if len(names) > 1]
-    lost = sorted(set(params or {}) - {"type", "properties", "required"})
+        if feature_kind(cls.kind, section) is not None:
+            feature = section.tags.question if cls.kind == "tag" else section.platform_name(cls.name)
+            features.setdefault(feature, []).append("(tags)" if cls.kind == "tag" else cls.name)
+    warnings = [f"classes {sorted(set(names))} share the Labelbox feature {feature!r}; their answers are merged"
+                for feature, names in features.items() if len(set(names)) > 1]
+    lost = sorted(set(params) - {"type", "properties", "required"})
     if lost:
         warnings.append(f"params schema keys {lost} are not in model.yaml (Labelbox reads `properties` and "
                         "`required`); the endpoint still enforces them")
-    if not section.secret:
-        warnings.append("platforms.labelbox.secret is not set: the endpoint refuses every request")
     return warnings
 
 
-# --- auth, routes, command -------------------------------------------------------------------------------------
-
-
-def authenticate(secret: str | None, request: Request) -> None:
-    """`Authorization: Bearer <secret>`, compared in constant time; raises Unauthorized (401) otherwise."""
-    if not secret:
-        raise Unauthorized("this endpoint has no secret set (platforms.labelbox.secret) and refuses every request")
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), secret.encode()):
-        raise Unauthorized("missing or wrong secret: send the header `Authorization: Bearer <secret>`")
+# --- command and adapter ---------------------------------------------------------------------------------------
 
 
 def write_model_yaml(args: argparse.Namespace) -> int:
@@ -376,9 +368,10 @@ def write_model_yaml(args: argparse.Namespace) -> int:
               "(secret: ${LABELBOX_SECRET}) or pass --placeholder-secret", file=sys.stderr)
         return 2
     spec = manifest.build_model().spec
-    warnings = check(spec, section, manifest.params)
-    if not section.enabled:
-        warnings.append("platforms.labelbox.enabled is false: `bridge serve` does not serve this endpoint")
+    warnings = adapter.check(spec, section, manifest)
+    if PLATFORM not in manifest.platforms or not section.enabled:
+        warnings.append("the manifest has no enabled platforms.labelbox section: `bridge serve` does not serve "
+                        "this endpoint")
     if endpoint.scheme != "https":
         warnings.append("the endpoint is not https: the bearer secret would cross the internet in clear")
     if not endpoint.path.endswith(f"{section.base_path.rstrip('/')}/infer"):
@@ -402,24 +395,23 @@ def write_model_yaml(args: argparse.Namespace) -> int:
 
 class LabelboxAdapter(Adapter):
     name = PLATFORM
+    title = "Labelbox Foundry"
     section = LabelboxSection
+    conversions = CONVERSIONS
 
-    def router(self, section: LabelboxSection) -> APIRouter:
-        def auth(request: Request) -> None:
-            authenticate(section.secret, request)
+    def auth(self, section: LabelboxSection) -> Auth:
+        return auth.bearer(section.secret, "platforms.labelbox.secret")
 
-        router = APIRouter(prefix=section.base_path.rstrip("/"), tags=["Labelbox Foundry"],
-                           route_class=bridge_route(authenticate=auth))
-
-        @router.post("/infer", response_model=LabelboxAnswer)
-        async def infer(body: LabelboxRequest, service: Service = Depends(get_service)) -> JSONResponse:
+    def routes(self, section: LabelboxSection) -> list[Route]:
+        async def infer(body: LabelboxRequest, service: Service) -> dict[str, Any]:
             """Run the model on the last user message's image or text; the answer is keyed by feature name."""
-            result = await service.run(to_job(body, service.spec.input, section))
-            answer = await asyncio.to_thread(to_answer, result.predictions, service.spec, section, result.size,
-                                             result.text)
-            return JSONResponse(answer)
 
-        return router
+            def write(result: Result) -> dict[str, Any]:
+                return to_answer(result.predictions, service.spec, section, result.size)
+
+            return await answer(self, service, to_job(body, service.spec.input, section), write)
+
+        return [Route("POST", "/infer", infer, LabelboxRequest, LabelboxAnswer, params_at=())]
 
     def add_commands(self, commands: argparse._SubParsersAction) -> None:
         parser = commands.add_parser("labelbox-manifest", help="write the model.yaml Labelbox Foundry asks for")
@@ -432,8 +424,8 @@ class LabelboxAdapter(Adapter):
                             help="write a placeholder instead of the secret (send the secret separately)")
         parser.set_defaults(func=write_model_yaml)
 
-    def check(self, spec: ModelSpec, section: LabelboxSection) -> list[str]:
-        return check(spec, section)
+    def check(self, spec: ModelSpec, section: LabelboxSection, manifest: Manifest) -> list[str]:
+        return super().check(spec, section, manifest) + check(spec, section, manifest.params)
 
 
 adapter = LabelboxAdapter()

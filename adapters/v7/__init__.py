@@ -2,35 +2,34 @@
 
 Register `http://HOST:PORT/v7` (the section's `base_path`) as the model's external URL; V7 appends
 `/classes` and `/infer`. Answers are Darwin-JSON results that validate against V7's published response
-schema. What V7 cannot take is converted as DESIGN.md's matrix says:
+schema. `CONVERSIONS` declares what each class kind becomes (`bridge formats` prints it):
 
 - masks and holed or multi-part polygons leave as `polygon` with `path` plus `additional_paths` (holes and
   further parts, filled even-odd), rotated boxes as 4-corner polygons;
-- ellipse and vector angles leave in radians in [0, 2 pi), as Darwin JSON has them (ours are degrees);
+- ellipse angles leave in radians in [0, 2 pi), as Darwin JSON has them (ours are degrees);
 - a radio or checklist answer becomes one `tag` per chosen option, named by the section's `tag_name`
   template; free text becomes a `tag` named after the class with a `text` sub-annotation;
 - `attributes` leave as a list of strings: V7's schema declares `attributes` an array;
-- entity spans (text) have no V7 form and are dropped, logged once per class.
+- entity spans (text) have no V7 form; vectors neither (V7 registers no standalone vector class: a
+  directional vector is a sub-annotation there).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-import secrets
-from base64 import b64decode
-from binascii import Error as Base64Error
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bridge.errors import Unauthorized
+from bridge import auth
+from bridge.auth import Auth
+from bridge.conversions import Conversion, dropped, exact, lossy
 from bridge.geometry import mask_to_polygon, rotated_box_corners
 from bridge.manifest import PlatformSection, Strict
 from bridge.model import ClassSpec, ModelSpec
-from bridge.platforms import Adapter, bridge_route, get_service, warn_once
+from bridge.platforms import Adapter, Route, answer
 from bridge.predictions import (
     Box,
     Classification,
@@ -43,31 +42,35 @@ from bridge.predictions import (
     Prediction,
     RotatedBox,
     Skeleton,
-    Span,
     Tag,
-    Vector,
 )
-from bridge.service import ImageSource, Job, Service, VideoSource
+from bridge.service import ImageSource, Job, Result, Service, VideoSource
 
 PLATFORM = "v7"
 
-CLASS_TYPES = {
-    "box": "bounding_box",
-    "rotated_box": "polygon",
-    "polygon": "polygon",
-    "mask": "polygon",
-    "point": "keypoint",
-    "line": "line",
-    "ellipse": "ellipse",
-    "skeleton": "skeleton",
-    "cuboid": "cuboid",
-    "vector": "directional_vector",
-    "tag": "tag",
-    "radio": "tag",
-    "checklist": "tag",
-    "text": "tag",
+CONVERSIONS = {
+    "box": exact("bounding_box"),
+    "rotated_box": lossy("polygon", "V7 has no rotated box: its 4 corners as a polygon"),
+    "polygon": Conversion("polygon", traced=True),
+    "mask": Conversion("polygon", traced=True),
+    "point": exact("keypoint"),
+    "line": exact("line"),
+    "ellipse": exact("ellipse"),
+    "skeleton": exact("skeleton"),
+    "cuboid": exact("cuboid"),
+    "vector": dropped("V7 registers no vector class (a directional vector is a sub-annotation there)"),
+    "tag": exact("tag"),
+    "radio": exact("tag"),
+    "checklist": exact("tag"),
+    "text": exact("tag"),
+    "entity": dropped("V7's model API takes images and video, not text"),
+    "prediction.attributes": exact("attributes"),
+    "prediction.text": exact("text"),
+    "prediction.confidence": exact("confidence"),
+    "prediction.frame": exact("frame"),
 }
-"""V7 main annotation type of each class kind; `entity` has none."""
+"""What V7 receives of each class kind; the `form` of a class kind is its V7 type in `/classes` (one `tag`
+per option for radio and checklist; free text is a `tag` whose answer rides in a `text` sub-annotation)."""
 
 V7_PARAMS = ("id", "image")
 """Keys V7 itself puts in `params` besides `bbox`; the rest are the model's parameters."""
@@ -204,10 +207,13 @@ def v7_classes(spec: ModelSpec, section: V7Section) -> list[dict[str, str]]:
     """The `/classes` answer: one entry per class, one tag per radio/checklist option."""
     classes = []
     for cls in spec.classes:
+        conversion = CONVERSIONS[cls.kind]
+        if conversion.fidelity == "dropped":
+            continue
         if cls.kind in ("radio", "checklist"):
-            classes += [{"name": _tag_name(section, cls, option), "type": "tag"} for option in cls.options]
-        elif cls.kind in CLASS_TYPES:
-            classes.append({"name": section.platform_name(cls.name), "type": CLASS_TYPES[cls.kind]})
+            classes += [{"name": _tag_name(section, cls, option), "type": conversion.form} for option in cls.options]
+        else:
+            classes.append({"name": section.platform_name(cls.name), "type": conversion.form})
     return classes
 
 
@@ -239,8 +245,7 @@ def _main_types(prediction: Prediction, cls: ClassSpec, section: V7Section,
             return [(name, {"tag": {}, "text": {"text": shape.answer}})]
         options = (shape.answer,) if isinstance(shape.answer, str) else shape.answer
         return [(_tag_name(section, cls, option), {"tag": {}}) for option in options]
-    if isinstance(shape, Span):
-        warn_once(PLATFORM, cls.name, "entity spans have no V7 form; dropped")
+    if CONVERSIONS[cls.kind].fidelity == "dropped":
         return []
     main = _geometry(shape, tolerance)
     return [(name, main)] if main else []
@@ -276,8 +281,6 @@ def _geometry(shape: Any, tolerance: float) -> dict[str, Any] | None:
                                         "occluded": bool(n.occluded)} for n in shape.nodes]}}
     if isinstance(shape, Cuboid):
         return {"cuboid": {"front": _box(shape.front), "back": _box(shape.back)}}
-    if isinstance(shape, Vector):
-        return {"directional_vector": {"angle": _radians(shape.angle), "length": abs(float(shape.length))}}
     raise TypeError(f"no V7 form for {type(shape).__name__}")
 
 
@@ -297,66 +300,51 @@ def _tag_name(section: V7Section, cls: ClassSpec, option: str) -> str:
     return section.tag_name.format(**{"class": section.platform_name(cls.name), "option": option})
 
 
-def check(spec: ModelSpec, section: V7Section) -> list[str]:
-    """What V7 cannot show of this model."""
-    return [f"class {c.name!r} ({c.kind}) has no V7 form; its predictions are dropped"
-            for c in spec.classes if c.kind not in CLASS_TYPES]
-
-
-# --- auth and routes ------------------------------------------------------------------------------------------
-
-
-def authenticate(auth: V7Auth, request: Request) -> None:
-    """Constant-time check of the configured credentials; raises Unauthorized (401) otherwise."""
-    if auth.method == "basic":
-        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
-        try:
-            user, _, password = b64decode(encoded, validate=True).decode("utf-8").partition(":")
-        except (Base64Error, UnicodeDecodeError):
-            user = password = ""
-        ok_user = secrets.compare_digest(user.encode(), auth.username.encode())
-        ok_password = secrets.compare_digest(password.encode(), auth.password.encode())
-        if scheme.lower() != "basic" or not (ok_user and ok_password):
-            raise Unauthorized("missing or wrong HTTP Basic credentials")
-    elif auth.method == "header":
-        given = request.headers.get(auth.header, "")
-        if not secrets.compare_digest(given.encode(), auth.secret.encode()):
-            raise Unauthorized(f"missing or wrong secret in the {auth.header} header")
-
-
 def failed(status: int, message: str) -> JSONResponse:
     """V7's failure form: V7 logs it and moves on to the next item."""
     return JSONResponse({"status": "failed", "results": [], "error": message}, status_code=status)
 
 
+class V7Failed(BaseModel):
+    status: Literal["failed"]
+    results: list[dict[str, Any]]
+    error: str
+
+
 class V7Adapter(Adapter):
     name = PLATFORM
+    title = "V7 Darwin"
     section = V7Section
+    conversions = CONVERSIONS
+    error_model = V7Failed
 
-    def router(self, section: V7Section) -> APIRouter:
-        def auth(request: Request) -> None:
-            authenticate(section.auth, request)
+    def auth(self, section: V7Section) -> Auth:
+        given = section.auth
+        if given.method == "basic":
+            return auth.basic(given.username, given.password, "platforms.v7.auth.password")
+        if given.method == "header":
+            return auth.header(given.header, given.secret, "platforms.v7.auth.secret")
+        return auth.none()
 
-        router = APIRouter(prefix=section.base_path.rstrip("/"), tags=["V7 Darwin"],
-                           route_class=bridge_route(failed, auth))
+    def render_error(self, status: int, message: str) -> Response:
+        return failed(status, message)
 
-        @router.get("/classes", response_model=list[V7Class])
-        async def classes(service: Service = Depends(get_service)) -> JSONResponse:
+    def routes(self, section: V7Section) -> list[Route]:
+        async def classes(service: Service) -> list[dict[str, str]]:
             """The classes V7 links to its own: name and main annotation type."""
-            return JSONResponse(v7_classes(service.spec, section))
+            return v7_classes(service.spec, section)
 
-        @router.post("/infer", response_model=V7InferResponse)
-        async def infer(body: V7InferRequest, service: Service = Depends(get_service)) -> JSONResponse:
+        async def infer(body: V7InferRequest, service: Service) -> dict[str, Any]:
             """Run the model on an image or a video; results in full-image coordinates."""
-            result = await service.run(to_job(body))
             tolerance = service.manifest.geometry.simplify_tolerance
-            results = await asyncio.to_thread(to_results, result.predictions, service.spec, section, tolerance)
-            return JSONResponse({"status": "succeeded", "results": results})
 
-        return router
+            def write(result: Result) -> list[dict[str, Any]]:
+                return to_results(result.predictions, service.spec, section, tolerance)
 
-    def check(self, spec: ModelSpec, section: V7Section) -> list[str]:
-        return check(spec, section)
+            return {"status": "succeeded", "results": await answer(self, service, to_job(body), write)}
+
+        return [Route("GET", "/classes", classes, response=list[V7Class]),
+                Route("POST", "/infer", infer, V7InferRequest, V7InferResponse, params_at=("params",))]
 
 
 adapter = V7Adapter()

@@ -1,0 +1,185 @@
+"""Ango's dialect, both ways and pure: run messages in (parameters, class mapping), answers out.
+
+`CONVERSIONS` declares what each class kind becomes (`bridge formats` prints it):
+
+- each class answers with the `schemaId` that `categorySchema` maps its name (after the section's `rename`)
+  to; predictions of unmapped classes are dropped (the run's log says which); with no mapping at all
+  (`categorySchema` null or empty) objects and classifications carry `title` (the class name) instead;
+- boxes, rotated boxes, points, lines (`polyline`) and entity spans (`ner`) map one to one; a polygon answers
+  `polygon` unless holes or several parts make it `segmentation` zones; a mask answers `segmentation`; an
+  ellipse leaves as a 64-point `polygon`, a skeleton as one `point` per node, a cuboid as the `bounding-box`
+  of its front face; vectors have no Ango form;
+- classifications answer the option text (a string, or a list for a checklist), free text its text, a tag
+  the class name; attributes that the mapping names become nested classifications answering themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.ango.section import AngoSection
+from bridge.conversions import Conversion, dropped, exact, lossy
+from bridge.errors import InvalidInput
+from bridge.geometry import to_polygon
+from bridge.manifest import Manifest
+from bridge.model import ModelSpec
+from bridge.predictions import (
+    Box,
+    Classification,
+    Cuboid,
+    Ellipse,
+    Line,
+    Mask,
+    Point,
+    Polygon,
+    Prediction,
+    RotatedBox,
+    Skeleton,
+    Span,
+    Tag,
+)
+from bridge.service import ImageSource, Job
+
+PLATFORM = "ango"
+
+_CLASSIFICATION = "classification"
+CONVERSIONS = {
+    "box": exact("bounding-box"),
+    "rotated_box": exact("rotated-bounding-box"),
+    "polygon": Conversion("polygon", traced=True),
+    "mask": Conversion("segmentation", traced=True),
+    "point": exact("point"),
+    "line": exact("polyline"),
+    "ellipse": lossy("polygon", "Ango has no ellipse: a 64-point polygon"),
+    "skeleton": lossy("point", "Ango has no skeleton: one point per node (node names are not sent)"),
+    "cuboid": lossy("bounding-box", "Ango has no cuboid for images: the bounding box of its front face"),
+    "vector": dropped("Ango has no vector"),
+    "tag": exact(_CLASSIFICATION),
+    "radio": exact(_CLASSIFICATION),
+    "checklist": exact(_CLASSIFICATION),
+    "text": exact(_CLASSIFICATION),
+    "entity": exact("ner"),
+    "prediction.attributes": lossy("classifications", "only attributes the run's class mapping names become "
+                                                      "nested classifications"),
+    "prediction.text": dropped("Ango's answer has no free text on an object"),
+    "prediction.confidence": dropped("Ango's answer carries no confidence"),
+    "prediction.frame": dropped("a model plugin answers one image"),
+}
+"""What Ango receives of each class kind and aspect of a prediction."""
+
+
+def run_params(config_json: Any, manifest: Manifest) -> Mapping[str, Any]:
+    """The model's parameters from `configJSON` (a JSON string, or empty), validated by the manifest."""
+    if config_json is None or (isinstance(config_json, str) and not config_json.strip()):
+        given = {}
+    elif not isinstance(config_json, str):
+        raise InvalidInput(f"configJSON must be a JSON string, got {type(config_json).__name__}")
+    else:
+        try:
+            given = json.loads(config_json)
+        except json.JSONDecodeError as error:
+            raise InvalidInput(f"configJSON is not valid JSON: {error}") from None
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise InvalidInput(f"configJSON must be a JSON object of the model's parameters, got "
+                           f"{type(given).__name__}")
+    try:
+        return manifest.resolve_params(given)
+    except InvalidInput as error:
+        raise InvalidInput(f"configJSON: {error.message}") from None
+
+
+def class_ids(category_schema: Any) -> dict[str, str] | None:
+    """`modelClass` -> `schemaId` from `categorySchema`; None when the user mapped nothing (answer titles)."""
+    if not category_schema:
+        return None
+    if not isinstance(category_schema, list) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("modelClass"), str)
+        and isinstance(entry.get("schemaId"), str) for entry in category_schema
+    ):
+        raise InvalidInput("categorySchema must be a list of {\"schemaId\": ..., \"modelClass\": ...} objects")
+    return {entry["modelClass"]: entry["schemaId"] for entry in category_schema}
+
+
+def to_job(params: Mapping[str, Any], url: str | None = None, text: str | None = None) -> Job:
+    """The neutral job of one run: the asset's image by URL, or the text a text model read from it."""
+    image = ImageSource(url=url) if text is None else None
+    return Job(platform=PLATFORM, image=image, text=text, params=params)
+
+
+def to_answer(predictions: list[Prediction], spec: ModelSpec, section: AngoSection, ids: dict[str, str] | None,
+              tolerance: float = 0.0) -> tuple[dict[str, list], list[str], list[str]]:
+    """Ango's answer JSON; the (platform) names of the classes dropped because `ids` does not map them; the
+    attributes left out because `ids` does not map them (without a mapping, attributes cannot be sent)."""
+    objects: list[dict[str, Any]] = []
+    classifications: list[dict[str, Any]] = []
+    unmapped: set[str] = set()
+    attributes: set[str] = set()
+    for prediction in predictions:
+        cls = spec.get(prediction.label)
+        name = section.platform_name(cls.name)
+        if CONVERSIONS[cls.kind].fidelity == "dropped":
+            continue
+        ref = {"title": name} if ids is None else {"schemaId": ids[name]} if name in ids else None
+        if ref is None:
+            unmapped.add(name)
+        elif isinstance(prediction.shape, (Classification, Tag)):
+            classifications.append({**ref, "answer": _answer(prediction.shape, name)})
+        else:
+            extra = _nested(prediction, ids)
+            attributes.update(a for a in prediction.attributes if not ids or a not in ids)
+            for geometry in _geometries(prediction.shape, tolerance):
+                objects.append({**ref, **extra, **geometry})
+    answer = {"objects": objects, "classifications": classifications, "relations": []}
+    return answer, sorted(unmapped), sorted(attributes)
+
+
+def _answer(shape: Classification | Tag, name: str) -> str | list[str]:
+    if isinstance(shape, Tag):
+        return name
+    return shape.answer if isinstance(shape.answer, str) else list(shape.answer)
+
+
+def _nested(prediction: Prediction, ids: dict[str, str] | None) -> dict[str, Any]:
+    """`objectId` from the prediction's id, and its attributes that the mapping names as classifications."""
+    extra: dict[str, Any] = {}
+    if prediction.id is not None:
+        extra["objectId"] = prediction.id
+    nested = [{"schemaId": ids[a], "answer": a} for a in prediction.attributes if ids and a in ids]
+    if nested:
+        extra["classifications"] = nested
+    return extra
+
+
+def _geometries(shape: Any, tolerance: float) -> list[dict[str, Any]]:
+    """The Ango shape(s) of one neutral shape: several for a skeleton, none for an empty outline."""
+    if isinstance(shape, Cuboid):
+        shape = shape.front
+    if isinstance(shape, Box):
+        return [{"bounding-box": {"x": float(shape.x), "y": float(shape.y),
+                                  "width": float(shape.w), "height": float(shape.h)}}]
+    if isinstance(shape, RotatedBox):
+        return [{"rotated-bounding-box": {"x": float(shape.cx - shape.w / 2), "y": float(shape.cy - shape.h / 2),
+                                          "width": float(shape.w), "height": float(shape.h),
+                                          "rotation": (float(shape.angle) + 180.0) % 360.0 - 180.0}}]
+    if isinstance(shape, Point):
+        return [{"point": [float(shape.x), float(shape.y)]}]
+    if isinstance(shape, Skeleton):
+        return [{"point": [float(node.x), float(node.y)]} for node in shape.nodes]
+    if isinstance(shape, Line):
+        return [{"polyline": shape.points.tolist()}]
+    if isinstance(shape, Span):
+        return [{"ner": {"start": shape.start, "end": shape.end}}]
+    if isinstance(shape, (Polygon, Mask, Ellipse)):
+        polygon = to_polygon(shape, tolerance)
+        if not polygon.parts:
+            return []
+        if isinstance(shape, Mask) or polygon.has_holes or len(polygon.parts) > 1:
+            zones = [{"region": part[0].tolist(), "holes": [hole.tolist() for hole in part[1:]]}
+                     for part in polygon.parts]
+            return [{"segmentation": {"zones": zones}}]
+        return [{"polygon": polygon.parts[0][0].tolist()}]
+    raise TypeError(f"no Ango form for {type(shape).__name__}")
