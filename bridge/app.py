@@ -19,14 +19,15 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from bridge.fallback import answer_unknown_routes, serve_docs
-from bridge.manifest import Manifest, ManifestError
+from bridge.manifest import Manifest
 from bridge.platforms import Adapter, discover, enabled_adapters, start_service
 
 log = logging.getLogger("bridge")
 
 
-def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -> FastAPI:
-    """An app serving `manifest`'s model on every platform its manifest has a section for."""
+def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, playground: bool = True) -> FastAPI:
+    """An app serving `manifest`'s model on every platform its manifest has a section for, with the
+    playground at `/` unless `playground` is false."""
     platforms = enabled_adapters(manifest, discover() if adapters is None else adapters)
 
     async def load(app: FastAPI) -> None:
@@ -34,7 +35,8 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -
             app.state.service = await start_service(manifest, platforms)
         except Exception as error:
             app.state.load_error = f"the model failed to load: {error}"
-            log.error("%s", app.state.load_error, exc_info=not isinstance(error, (ValueError, ManifestError)))
+            log.error("%s", app.state.load_error)
+            log.debug("the model's traceback", exc_info=error)  # --log-level debug shows it
             if app.state.stop is not None:
                 app.state.stop()
 
@@ -79,6 +81,10 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None) -
             error_forms.append((router.prefix, adapter.render_error))
     answer_unknown_routes(app, error_forms)
     serve_docs(app)
+    if playground:
+        from bridge.playground import mount
+
+        mount(app, platforms)
     app.openapi = lambda: _openapi(app, manifest)  # type: ignore[method-assign]
     return app
 

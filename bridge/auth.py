@@ -62,11 +62,11 @@ class Auth:
     def openapi(self) -> SecurityBase | None:
         """The FastAPI security declaration of this scheme (documentation only: `check` does the checking)."""
         if self.scheme == "basic":
-            return HTTPBasic(auto_error=False)
+            return HTTPBasic(auto_error=False, scheme_name=self.key)
         if self.scheme == "bearer":
-            return HTTPBearer(auto_error=False)
+            return HTTPBearer(auto_error=False, scheme_name=self.key)
         if self.scheme == "header":
-            return APIKeyHeader(name=self.header, auto_error=False)
+            return APIKeyHeader(name=self.header, auto_error=False, scheme_name=self.key)
         return None
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable
 from importlib.metadata import version
@@ -26,9 +28,13 @@ from bridge.platforms import Adapter, discover, enabled_adapters
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-RELOAD_MANIFEST, RELOAD_LOG_LEVEL = "BRIDGE_RELOAD_MANIFEST", "BRIDGE_RELOAD_LOG_LEVEL"
-"""How `serve --reload` tells its worker processes what to serve (they are fresh interpreters)."""
+RELOAD = "BRIDGE_RELOAD"
+"""How `serve --reload` tells its worker processes what to serve (they are fresh interpreters), as JSON."""
 PROJECT_MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "default.yaml"
+
+
+class CommandError(Exception):
+    """A mistake on the command line (a busy port, say): one line on stderr, exit status 2."""
 
 
 def default_manifest() -> Path:
@@ -53,21 +59,29 @@ def serve(args: argparse.Namespace) -> int:
 
     path = (args.manifest or default_manifest()).resolve()
     manifest = load_manifest(path)  # a broken manifest is reported before anything listens
+    playground = args.playground if args.playground is not None else is_loopback(args.host)
+    try:  # bound before the model loads: a busy port is reported at once
+        listening = socket.create_server((args.host, args.port))
+    except OSError as error:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {os.strerror(error.errno)}") from None
     if args.reload:
-        os.environ[RELOAD_MANIFEST], os.environ[RELOAD_LOG_LEVEL] = str(path), args.log_level
-        logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not a line per file written nearby
-        uvicorn.run("bridge.cli:reloaded_app", factory=True, host=args.host, port=args.port,
-                    log_level=args.log_level, reload=True, reload_dirs=watched_folders(manifest),
-                    reload_includes=["*.py", "*.yaml", "*.yml"])
-        return 0
-    app = create_app(manifest)
+        return serve_reloading(args, manifest, playground, listening)
+    app = create_app(manifest, playground=playground)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
     app.state.stop = stopper(server)  # a model that fails to load ends the server
-    server.run()
+    server.run(sockets=[listening])
     if app.state.load_error:
         print(f"bridge: {app.state.load_error}", file=sys.stderr)
         return 2
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is an address of this machine only (the playground answers without credentials)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def stopper(server: Any) -> Callable[[], None]:
@@ -83,18 +97,34 @@ def stopper(server: Any) -> Callable[[], None]:
     return stop
 
 
-def reloaded_app() -> Any:
-    """The app of `bridge serve --reload`, built in each fresh worker process after a change.
+def serve_reloading(args: argparse.Namespace, manifest: Manifest, playground: bool, listening: socket.socket) -> int:
+    """`serve --reload`: uvicorn's reloader runs the app in a fresh worker process, again after each change to
+    a .py or .yaml file, so the app is named by an import string and what to serve travels in the environment."""
+    import uvicorn
+    from uvicorn.supervisors import ChangeReload
 
-    uvicorn's reloader needs the app as an import string, so the manifest's path travels in the environment.
+    os.environ[RELOAD] = json.dumps({"manifest": str(manifest.path), "log_level": args.log_level,
+                                     "playground": playground})
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not a line per file written nearby
+    config = uvicorn.Config("bridge.cli:reloaded_app", factory=True, host=args.host, port=args.port,
+                            log_level=args.log_level, reload=True, reload_dirs=watched_folders(manifest),
+                            reload_includes=["*.py", "*.yaml", "*.yml"])
+    ChangeReload(config, target=uvicorn.Server(config).run, sockets=[listening]).run()
+    return 0
+
+
+def reloaded_app() -> Any:
+    """The app of `bridge serve --reload`, built in each fresh worker process.
+
     A manifest broken by an edit prints its one line and the reloader waits for the next change; a model that
     fails to load keeps the worker answering 503 with the reason (`/readyz`) until the next change.
     """
-    logging.basicConfig(level=os.environ.get(RELOAD_LOG_LEVEL, "info").upper(), format=LOG_FORMAT)
+    settings = json.loads(os.environ[RELOAD])
+    logging.basicConfig(level=settings["log_level"].upper(), format=LOG_FORMAT)
     from bridge.app import create_app
 
     try:
-        return create_app(load_manifest(os.environ[RELOAD_MANIFEST]))
+        return create_app(load_manifest(settings["manifest"]), playground=settings["playground"])
     except ManifestError as error:
         print(f"bridge: {error}", file=sys.stderr)
         sys.exit(2)
@@ -188,6 +218,9 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                               "0.0.0.0 to be reachable from other machines)")
     serve_parser.add_argument("--port", type=port_number, default=8000, help="TCP port (default 8000)")
+    serve_parser.add_argument("--playground", action=argparse.BooleanOptionalAction, default=None,
+                              help="the playground page at / (default: on when --host is a loopback address, "
+                                   "since it answers without credentials)")
     serve_parser.add_argument("--reload", action="store_true",
                               help="for model development: restart when a .py or .yaml file changes in the "
                                    "manifest's, the model's or the current folder")
@@ -221,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     try:
         return args.func(args)
-    except ManifestError as error:
+    except (ManifestError, CommandError) as error:
         print(f"bridge: {error}", file=sys.stderr)
         return 2
 

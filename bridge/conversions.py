@@ -93,5 +93,5 @@ def _cell(conversion: Conversion) -> str:
     if conversion.fidelity == "lossy":
         return f"{form}, lossy: {conversion.why}"
     if conversion.traced:
-        return f"{form} (traced along pixel edges; simplified when geometry.simplify_tolerance > 0)"
+        return f"{form} (a mask is traced along pixel edges; simplified when geometry.simplify_tolerance > 0)"
     return form

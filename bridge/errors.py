@@ -53,3 +53,9 @@ class DeadlineExceeded(BridgeError):
     """The job (fetch + predict) ran past the manifest's deadline, or a download timed out."""
 
     status = 504
+
+
+class BadAnswer(BridgeError):
+    """A platform answer (a remote endpoint's) that its reader cannot read; the message says where (JSON path)."""
+
+    status = 502

@@ -7,6 +7,7 @@ to a polygon when its centre lies inside it (pycocotools' rasterisation rule). W
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
 
@@ -60,6 +61,13 @@ def _polygons(geometry: shapely.Geometry):
                 yield g
         elif g.geom_type in ("MultiPolygon", "GeometryCollection"):
             yield from _polygons(g)
+
+
+def from_rings(rings: list[np.ndarray]) -> Polygon:
+    """Parts and holes from a flat list of rings filled even-odd (V7's `path` plus `additional_paths`): a
+    ring inside an odd number of others is a hole, whatever order or orientation the rings come in."""
+    faces = [shapely.make_valid(ShapelyPolygon(ring)) for ring in rings if len(ring) >= 3]
+    return from_shapely(functools.reduce(shapely.symmetric_difference, faces)) if faces else Polygon(())
 
 
 # --- masks <-> polygons <-> RLE -------------------------------------------------------------------------------
@@ -129,6 +137,25 @@ def rasterize(shape: Shape, height: int, width: int) -> Mask:
     if isinstance(shape, Mask):
         return shape
     return Mask(polygon_to_mask(to_polygon(shape), height, width))
+
+
+# --- shapes fitted to outlines (readers of platforms that have no such shape) --------------------------------
+
+
+def fit_ellipse(outline: np.ndarray) -> Ellipse:
+    """The ellipse fitted to an outline's points (least squares, OpenCV); its angle in our degrees."""
+    import cv2  # on demand: importing OpenCV edits LD_LIBRARY_PATH, and importing the core must not
+
+    (cx, cy), (width, height), angle = cv2.fitEllipse(np.asarray(outline, dtype=np.float32).reshape(-1, 1, 2))
+    return Ellipse(float(cx), float(cy), float(width) / 2, float(height) / 2, float(angle))
+
+
+def fit_rotated_box(outline: np.ndarray) -> RotatedBox:
+    """The smallest rotated box around an outline's points (OpenCV's `minAreaRect`)."""
+    import cv2
+
+    (cx, cy), (width, height), angle = cv2.minAreaRect(np.asarray(outline, dtype=np.float32).reshape(-1, 1, 2))
+    return RotatedBox(float(cx), float(cy), float(width), float(height), float(angle))
 
 
 # --- shapes as polygons and boxes -----------------------------------------------------------------------------

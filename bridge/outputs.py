@@ -194,4 +194,4 @@ def warn_once(where: str, class_name: str, message: str) -> None:
     key = (where, class_name, message)
     if key not in _warned:
         _warned.add(key)
-        log.warning("%s: class %r: %s", where, class_name, message)
+        log.warning("%s: %s", where, f"class {class_name!r}: {message}" if class_name else message)

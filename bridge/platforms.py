@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import inspect
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -81,6 +84,16 @@ class Adapter:
         """This platform's error form; `{"error": message}` by default."""
         return json_error(status, message)
 
+    def write_answer(self, result: Result, spec: ModelSpec, section: PlatformSection, manifest: Manifest) -> Any:
+        """The platform's answer (JSON-able) for a job's result, as its route sends it: pure, no I/O."""
+        raise NotImplementedError(f"{self.name} does not write answers")
+
+    def read_answer(self, answer: Any, spec: ModelSpec, section: PlatformSection, size: tuple[int, int] | None = None,
+                    text: str | None = None) -> list[Prediction]:
+        """The neutral predictions of an answer in this platform's form: the inverse of `write_answer`, exact
+        where the conversion table says exact. `size` (height, width) and `text` are the item's."""
+        raise NotImplementedError(f"{self.name} does not read answers yet")
+
     def routes(self, section: PlatformSection) -> list[Route]:
         """HTTP routes under the section's `base_path`, mounted by `bridge serve` when the section is present."""
         return []
@@ -131,7 +144,7 @@ def enabled_adapters(manifest: Manifest, adapters: dict[str, Adapter]) -> dict[s
 async def start_service(manifest: Manifest, platforms: dict[str, tuple[Adapter, Any]]) -> Service:
     """Build the model once, off the event loop, say what each platform loses of it, and start the service:
     the one start-up path of `bridge serve` and `bridge ango`."""
-    model = await asyncio.to_thread(manifest.build_model)
+    model = await _in_daemon_thread(manifest.build_model)
     for name, (adapter, section) in platforms.items():
         for warning in adapter.check(model.spec, section, manifest):
             log.warning("%s: %s", name, warning)
@@ -139,6 +152,30 @@ async def start_service(manifest: Manifest, platforms: dict[str, tuple[Adapter, 
     log.info("serving %s (%d classes) on %s", manifest.name, len(model.spec.classes),
              ", ".join(platforms) or "no platform: the manifest has no `platforms` section")
     return service
+
+
+async def _in_daemon_thread(work: Callable[[], T]) -> T:
+    """`work()` on a thread of its own that does not hold the process open: a server stopped while a slow
+    model loads exits at once instead of waiting for the load (as the default executor would)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not done.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as error:
+            answer = functools.partial(done.set_exception, error)
+        else:
+            answer = functools.partial(done.set_result, result)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, answer)
+
+    threading.Thread(target=run, name="model-load", daemon=True).start()
+    return await done
 
 
 def get_service(request: Request) -> Service:
@@ -149,10 +186,10 @@ def get_service(request: Request) -> Service:
     return service
 
 
-def note_losses(platform: str, table: Table, spec: ModelSpec, predictions: list[Prediction],
-                tolerance: float) -> None:
-    """Log, once per class, what the platform's conversion table says its answer loses of these predictions."""
-    seen: set[tuple[str, str]] = set()
+def losses(table: Table, spec: ModelSpec, predictions: list[Prediction], tolerance: float) -> list[str]:
+    """What the platform's conversion table says its answer loses of these predictions: one line per class
+    and kind or aspect, e.g. "class 'eye': point dropped: Foundry documents no answer form for it"."""
+    found: dict[tuple[str, str], str] = {}
     for prediction in predictions:
         cls = spec.get(prediction.label)
         rows = [cls.kind]
@@ -160,14 +197,19 @@ def note_losses(platform: str, table: Table, spec: ModelSpec, predictions: list[
         rows += ["prediction.text"] * (prediction.text is not None)
         rows += ["prediction.frame"] * (prediction.frame is not None)
         for row in rows:
-            if (cls.name, row) in seen:
-                continue
-            seen.add((cls.name, row))
             conversion = table[row].at(tolerance)
-            if conversion.fidelity == "dropped":
-                warn_once(platform, cls.name, f"{row} dropped: {conversion.why}")
-            elif conversion.fidelity == "lossy":
-                warn_once(platform, cls.name, f"{row} sent as {conversion.form}: {conversion.why}")
+            if (cls.name, row) in found or conversion.fidelity == "exact":
+                continue
+            how = "dropped" if conversion.fidelity == "dropped" else f"sent as {conversion.form}"
+            found[cls.name, row] = f"class {cls.name!r}: {row} {how}: {conversion.why}"
+    return list(found.values())
+
+
+def note_losses(platform: str, table: Table, spec: ModelSpec, predictions: list[Prediction],
+                tolerance: float) -> None:
+    """Log, once per class, what the platform's conversion table says its answer loses of these predictions."""
+    for line in losses(table, spec, predictions, tolerance):
+        warn_once(platform, "", line)
 
 
 async def answer(adapter: Adapter, service: Service, job: Job, write: Callable[[Result], T]) -> T:
@@ -285,7 +327,7 @@ def build_router(adapter: Adapter, section: PlatformSection, routes: list[Route]
         router.add_api_route(route.path, _endpoint(route), methods=[route.method], response_model=route.response,
                              summary=route.summary or None, description=inspect.getdoc(route.endpoint),
                              responses=responses, dependencies=[Depends(security)] if security else [],
-                             openapi_extra={"x-params-at": list(route.params_at)} if route.params_at else None)
+                             openapi_extra=None if route.params_at is None else {"x-params-at": list(route.params_at)})
     return router
 
 

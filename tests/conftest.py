@@ -65,17 +65,22 @@ class _ThreadedUvicorn(uvicorn.Server):
 
 @pytest.fixture
 def serve_app() -> Iterator[Callable[..., str]]:
-    """Start apps under a real uvicorn on a free loopback port; all are stopped after the test."""
+    """Start apps under a real uvicorn on a free loopback port; all are stopped after the test.
+
+    The server listens at once and loads its model in the background: `start` waits for the model too
+    (`ready=False`: only for the server to listen)."""
     servers: list[tuple[_ThreadedUvicorn, threading.Thread]] = []
 
-    def start(app: Any) -> str:
+    def start(app: Any, ready: bool = True) -> str:
         port = free_port()
         server = _ThreadedUvicorn(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                  lifespan="on"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 60
-        while not server.started:
+        state = getattr(app, "state", None)  # a bridge app's; None for other ASGI apps
+        while not server.started or (ready and state is not None and state.service is None
+                                     and not state.load_error):
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.02)

@@ -270,3 +270,28 @@ class Scored:
 
     def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
         return [Prediction("a", Tag(), 0.3), Prediction("b", Tag(), 0.6)]
+
+
+LOADING = threading.Event()
+"""Held until a test sets it: `SlowToLoad` waits for it in its constructor (at most 30 s)."""
+
+
+class SlowToLoad:
+    """A model whose loading takes until the test says so (weights being read, say)."""
+
+    spec = ModelSpec(classes=[ClassSpec(name="thing", kind="tag")])
+
+    def __init__(self) -> None:
+        LOADING.wait(30)
+
+    def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        return [Prediction("thing", Tag())]
+
+
+class BrokenToLoad:
+    """A model whose constructor fails (its weights file is missing, say)."""
+
+    spec = ModelSpec(classes=[ClassSpec(name="thing", kind="tag")])
+
+    def __init__(self) -> None:
+        raise FileNotFoundError("weights.bin")

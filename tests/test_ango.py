@@ -8,6 +8,7 @@ reads in Ango's plugin log) and the workflow answers.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from bridge.model import ClassSpec, ModelSpec
 from bridge.outputs import Finish, finish
 from bridge.platforms import discover
 from bridge.predictions import Mask, Polygon, Prediction, RotatedBox
-from tests.conftest import encode_image
+from tests.conftest import encode_image, free_port
 from tests.shapes_model import CLASSES, donut_mask
 
 SECRET = "s3cret-plugin"
@@ -57,6 +58,10 @@ class FakeAngoApi:
         """external id -> data URL"""
         self.tasks: dict[str, dict] = {}
         self.calls: list[Call] = []
+        self.hang: dict[str, float] = {}
+        """path prefix -> seconds to wait before answering (an API that hangs)"""
+        self.failures: dict[str, list[int]] = {}
+        """path prefix -> statuses to answer first, one per call (an API that fails, then recovers)"""
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,8 +78,12 @@ class FakeAngoApi:
                 url = urlsplit(self.path)
                 query = parse_qs(url.query)
                 api.calls.append(Call(self.command, url.path, query, self.headers.get("apikey"), body))
+                for prefix, seconds in api.hang.items():
+                    if url.path.startswith(prefix):
+                        time.sleep(seconds)
                 parts = url.path.strip("/").split("/")
                 status, answer = 200, {"status": "success", "data": {}}
+                failing = next((v for k, v in api.failures.items() if url.path.startswith(k) and v), None)
                 if self.command == "GET" and parts[1:2] == ["project"] and parts[3:] == ["assets"]:
                     external = json.loads(query["filters"][0]).get("externalId")
                     found = [{"externalId": external, "data": api.assets[external]}] if external in api.assets else []
@@ -86,6 +95,8 @@ class FakeAngoApi:
                         status, answer = 404, {"status": "fail", "message": "task not found"}
                 elif not (self.command == "POST" and url.path.startswith(("/v2/pluginLog", "/v2/annotate/"))):
                     status, answer = 404, {"status": "fail", "message": "no such route"}
+                if failing:
+                    status, answer = failing.pop(0), {"status": "fail", "message": "try again"}
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -293,6 +304,21 @@ def test_asset_is_looked_up_by_external_id_then_by_task(plugin_url, image_url, a
     assert reply.json() == {"error": "no asset with external id 'unknown' in project 'proj-1', and the message "
                                      "has no dataURL", "session": "sess-1"}
     assert any("no asset with external id 'unknown'" in log["msg"] for log in ango_api.logs())
+
+
+def test_an_unreachable_ango_api_is_a_502_naming_it_and_logged_once(serve_app, ango_manifest, caplog):
+    closed = f"http://127.0.0.1:{free_port()}"
+    url = serve_app(create_app(ango_manifest(api_url=closed), adapters={"ango": adapter})) + "/ango"
+    with caplog.at_level(logging.INFO, logger="bridge"):
+        reply = post(url, message())  # no dataURL: the asset is looked up, and the run log posted, at `closed`
+    assert reply.status_code == 502
+    error = reply.json()["error"]
+    assert error.startswith(f"Ango's API at {closed} failed the asset look-up: ConnectionError")
+    failures = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(failures) == 1 and "Plugin callback failed: Ango's API at" in failures[0].getMessage()
+    assert not any(r.exc_info for r in failures)  # a BridgeError is told, not traced
+    assert any("a log line did not reach Ango" in r.getMessage() for r in caplog.records)
+    assert post(url, message(dataURL=None)).status_code == 502  # and the plugin keeps serving
 
 
 @pytest.mark.parametrize("config, error", [

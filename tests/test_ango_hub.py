@@ -140,7 +140,8 @@ def hub_manifest(make_manifest, ango_api, hub, monkeypatch) -> Callable[..., Any
 
     def make(**section: Any) -> Any:
         return make_manifest(model={"factory": "tests/shapes_model.py:AllShapes"}, params={
-            "type": "object", "properties": {"threshold": {"type": "number", "maximum": 1, "default": 0.5}}},
+            "type": "object", "properties": {"threshold": {"type": "number", "maximum": 1, "default": 0.5},
+                                             "sleep": {"type": "number"}}},
             platforms={"ango": {"plugin_id": "${ANGO_PLUGIN_ID}", "secret": "${ANGO_PLUGIN_SECRET}",
                                 "hub_url": hub.url, "api_url": ango_api.base, "reconnect_delay": 0.2,
                                 "reconnect_max_delay": 1, **section}}).path
@@ -205,6 +206,17 @@ def test_plugin_outlives_a_hub_restart(hub, hub_manifest, image_url):
         assert hub.heartbeat(timeout=15) == {"id": PLUGIN_ID, "secret": SECRET}
         wait_until(lambda: said(f"reconnected to the Ango hub at {hub.url}"))
         assert hub.run(message(dataURL=image_url, session="after"))["session"] == "after"
+
+
+def test_an_answer_ready_while_the_hub_is_away_is_delivered_when_it_is_back(hub, hub_manifest, image_url):
+    with bridge_ango(hub_manifest()) as said:
+        hub.heartbeat()
+        hub.send(message(dataURL=image_url, session="away", configJSON='{"sleep": 3}'))
+        hub.stop()  # while the model works
+        wait_until(lambda: said("held the answer of run away until the hub is back"), timeout=30)
+        hub.start()
+        assert hub.responses.get(timeout=30)["session"] == "away"
+        wait_until(lambda: said("delivered the answer of run away, held while the hub was away"))
 
 
 def test_bridge_ango_needs_the_plugin_id_and_secret(make_manifest):

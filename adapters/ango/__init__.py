@@ -15,22 +15,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.ango.convert import CONVERSIONS, PLATFORM
+from adapters.ango.convert import CONVERSIONS, PLATFORM, to_answer
 from adapters.ango.plugin import INSTALL, model_plugin, plugin_class, sdk_plugins
+from adapters.ango.read import read_answer
 from adapters.ango.section import AngoSection
 from bridge import auth
 from bridge.auth import Auth
 from bridge.cli import add_manifest_argument, manifest_from
-from bridge.errors import BridgeError
-from bridge.manifest import ManifestError
+from bridge.errors import BridgeError, DeadlineExceeded
+from bridge.manifest import Manifest, ManifestError
+from bridge.model import ModelSpec
 from bridge.platforms import Adapter, Route
-from bridge.service import Service
+from bridge.predictions import Prediction
+from bridge.service import Result, Service
+
+RUN_THREADS = 16
+"""REST runs at once: they wait on Ango's API or the model, on threads of their own, so a hanging Ango takes
+no capacity from the other platforms; more runs queue, and each answers 504 at `limits.deadline`."""
 
 # --- the REST connector's contract (what /docs shows) ----------------------------------------------------------
 
@@ -69,8 +76,21 @@ class AngoAdapter(Adapter):
     def auth(self, section: AngoSection) -> Auth:
         return auth.header("Secret", section.secret, "platforms.ango.secret")
 
+    def write_answer(self, result: Result, spec: ModelSpec, section: AngoSection, manifest: Manifest) -> dict[str, Any]:
+        """The answer of a run without a class mapping (objects carry `title`s)."""
+        found, _, _ = to_answer(result.predictions, spec, section, None, manifest.geometry.simplify_tolerance)
+        return found
+
+    def read_answer(self, answer: Any, spec: ModelSpec, section: AngoSection, size: tuple[int, int] | None = None,
+                    text: str | None = None) -> list[Prediction]:
+        """An answer whose objects carry `title`s, or `schemaId`s equal to the class names (what `bridge check`
+        and remote models send as `categorySchema`)."""
+        return read_answer(answer, spec, section, None, size, text)
+
     def routes(self, section: AngoSection) -> list[Route]:
         plugins: dict[int, Any] = {}  # the SDK's plugin, made once the model is loaded (one per service)
+        runs = ThreadPoolExecutor(RUN_THREADS, thread_name_prefix="ango-run")  # none of the other platforms'
+
 
         def plugin_for(service: Service) -> Any:
             if id(service) not in plugins:
@@ -84,11 +104,16 @@ class AngoAdapter(Adapter):
             (`null` for a workflow run, whose answer the plugin posts to Ango itself)."""
             message = body.model_dump(exclude_unset=True)  # the run message as sent, for the SDK
             plugin = plugin_for(service)
+            deadline = service.limits.deadline
             try:
-                return await run_in_threadpool(plugin.on_plugin, message)
-            except BridgeError as error:
-                return JSONResponse({"error": error.message, "session": message.get("session", "")},
-                                    status_code=error.status)
+                async with asyncio.timeout(deadline):
+                    return await asyncio.get_running_loop().run_in_executor(runs, plugin.on_plugin, message)
+            except TimeoutError:
+                error: BridgeError = DeadlineExceeded(f"the run took longer than {deadline:g} s (limits.deadline)")
+            except BridgeError as failed:
+                error = failed
+            return JSONResponse({"error": error.message, "session": message.get("session", "")},
+                                status_code=error.status)
 
         async def heartbeat(service: Service) -> str:
             """The plugin is up and its model loaded."""

@@ -81,6 +81,8 @@ def run_params(config_json: Any, manifest: Manifest) -> Mapping[str, Any]:
             given = json.loads(config_json)
         except json.JSONDecodeError as error:
             raise InvalidInput(f"configJSON is not valid JSON: {error}") from None
+        except RecursionError:
+            raise InvalidInput("configJSON is nested too deeply to be the model's parameters") from None
     if given is None:
         given = {}
     if not isinstance(given, dict):

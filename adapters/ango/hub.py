@@ -6,7 +6,9 @@ when the hub goes away:
 `on_disconnect` makes a new client through `_connect_ws`, which calls `os._exit(1)` if the hub is not back
 at once, and the 60 s `heartbeat` calls `os._exit(1)` when it cannot be sent. `HubPlugin` replaces only that
 (one connection at a time, re-made with exponential backoff; no heartbeat while the hub is away) and keeps
-the SDK's message handling: `on_plugin`, `_handle_workflow`, `_run_workflow`, the run logger.
+the SDK's message handling: `on_plugin`, `_handle_workflow`, `_run_workflow`, the run logger. An answer that
+is ready while the hub is away is held (`answers_kept`, `answers_max_age`) and delivered on reconnection, or
+logged as lost at ERROR with its session.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from adapters.ango.plugin import model_plugin, plugin_class, sdk_plugins
@@ -33,9 +36,54 @@ def hub_plugin_class(timeout: float) -> type:
 
     class HubPlugin(plugin_class(sdk_plugins("WS"), "WS", timeout)):
         closing = False
+        section = AngoSection()
+
+        def __init__(self, *args: Any, **keys: Any) -> None:
+            super().__init__(*args, **keys)
+            self.held: deque[tuple[float, dict[str, Any]]] = deque()
+            self.holding = threading.Lock()
+
+        def emit(self, event: str, data: Any = None, namespace: str | None = None, callback: Any = None) -> None:
+            """An answer the hub cannot take now is held for the reconnection."""
+            try:
+                super().emit(event, data, namespace=namespace, callback=callback)
+            except socketio.exceptions.SocketIOError:
+                if event != "response":
+                    raise
+                self.hold(data)
+
+        def hold(self, answer: dict[str, Any]) -> None:
+            with self.holding:
+                if len(self.held) >= self.section.answers_kept:
+                    _, lost = self.held.popleft()
+                    log.error("lost the answer of run %s: %d answers already wait for the hub (answers_kept)",
+                              lost.get("session", ""), self.section.answers_kept)
+                self.held.append((time.monotonic(), answer))
+            log.warning("held the answer of run %s until the hub is back", answer.get("session", ""))
+
+        def deliver_held(self) -> None:
+            """On reconnection: the held answers, oldest first; those past `answers_max_age` are lost."""
+            while True:
+                with self.holding:
+                    if not self.held:
+                        return
+                    since, answer = self.held.popleft()
+                session, age = answer.get("session", ""), time.monotonic() - since
+                if age > self.section.answers_max_age:
+                    log.error("lost the answer of run %s: it waited %.0f s for the hub (answers_max_age)", session,
+                              age)
+                    continue
+                try:
+                    super().emit("response", answer)
+                except socketio.exceptions.SocketIOError:
+                    with self.holding:
+                        self.held.appendleft((since, answer))
+                    return
+                log.warning("delivered the answer of run %s, held while the hub was away", session)
 
         def connect_forever(self, section: AngoSection) -> None:
             """Connect to the section's hub and stay connected: after a drop, retry with exponential backoff."""
+            self.section = section
             for job in self.scheduler.get_jobs():
                 job.reschedule("interval", seconds=section.heartbeat_interval)
             url, connections, failures = section.hub_url, 0, 0
@@ -57,6 +105,7 @@ def hub_plugin_class(timeout: float) -> type:
                 log.log(logging.WARNING if connections else logging.INFO, "%s the Ango hub at %s as plugin %s",
                         "reconnected to" if connections else "connected to", url, self.id)
                 connections, since = connections + 1, time.monotonic()
+                self.deliver_held()
                 client.wait()
                 # a hub that drops the plugin at once (a refused secret, say) is not retried in a tight loop
                 failures = 0 if time.monotonic() - since > section.reconnect_max_delay else failures + 1

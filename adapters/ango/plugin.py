@@ -24,6 +24,9 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
+
 from adapters.ango.convert import CONVERSIONS, PLATFORM, class_ids, run_params, to_answer, to_job
 from adapters.ango.section import AngoSection
 from bridge.errors import BridgeError, InvalidInput, NotReady
@@ -61,11 +64,21 @@ def sdk_plugins(connector: str) -> ModuleType:
     return plugins
 
 
-def api_client(api_key: str, host: str, timeout: float) -> Any:
-    """The SDK's REST client, its calls bounded by `timeout` seconds (the SDK sets no timeout)."""
+RETRIES = Retry(total=3, read=0, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504), allowed_methods=None,
+                raise_on_status=False)
+"""Ango's API is retried on connection errors and 5xx answers, 3 times, waiting 0.5, 1 and 2 s between tries;
+not after a read time-out (Ango may have done what was asked)."""
+
+
+def api_client(api_key: str, host: str, timeout: float, retries: Retry | int = RETRIES) -> Any:
+    """The SDK's REST client: each call bounded by `timeout` seconds (the SDK sets none) and retried as
+    `retries` says; its own error lines silenced (the run's log tells the failure once)."""
     from imerit_ango.sdk import SDK
 
     sdk = SDK(api_key=api_key, host=host)
+    sdk.logger.setLevel(logging.CRITICAL)
+    sdk.session.mount("http://", HTTPAdapter(max_retries=retries))
+    sdk.session.mount("https://", HTTPAdapter(max_retries=retries))
     sdk.session.request = functools.partial(sdk.session.request, timeout=timeout)
     return sdk
 
@@ -135,6 +148,13 @@ class PluginCallback:
         if attributes:
             logger.warning(f"left out the attributes {', '.join(map(repr, attributes))}: no label category of "
                            "this run's class mapping names them")
+        if data.get("overwrite") is False:
+            unmerged = [c for c in answer["classifications"] if "schemaId" not in c]
+            if unmerged:  # the SDK merges classifications into the task's answer by schemaId
+                answer["classifications"] = [c for c in answer["classifications"] if "schemaId" in c]
+                logger.warning(f"left out the classifications {', '.join(repr(c['title']) for c in unmerged)}: "
+                               "keeping the task's answer (overwrite off) merges classifications by label "
+                               "category, and none is mapped to them in this run's class mapping")
         return AnnotationPayload(answer=Answer(**answer))
 
 
@@ -155,7 +175,7 @@ class RunLogger(logging.Logger):
         line = {"level": record.levelname, **self.fields, "msg": message}
         try:
             if self.connector == "REST":
-                api_client(self.api_key, self.plugin.host, self.timeout)._plugin_log(line)
+                api_client(self.api_key, self.plugin.host, self.timeout, retries=0)._plugin_log(line)
             else:
                 self.plugin.emit("log", line)
         except Exception as error:
@@ -172,6 +192,25 @@ def plugin_class(plugins: ModuleType, connector: str, timeout: float) -> type:
     class BridgePlugin(plugins.ModelPlugin):
         def _get_logger(self, data: Mapping[str, Any]) -> logging.Logger:
             return RunLogger(self, data, connector, timeout)
+
+        def _run_workflow(self, data: dict[str, Any]) -> None:
+            """The SDK's workflow run, its answer posted with `api_client` (bounded, retried); a failure is
+            told once, by the SDK's caller."""
+            payload = self.callback(data)
+            payload.project_id = data.get("projectId")
+            api_client(data.get("apiKey", ""), self.host, timeout)._annotate_task(
+                data.get("taskId"), payload, self._overwrite(data), send_to_next_stage=True, is_plugin=True)
+
+        def _handle_workflow(self, data: dict[str, Any]) -> None:
+            """The SDK's, with a line in the run's log when a Socket.IO run is refused for want of a slot."""
+            if connector == "WS" and not self._slots.acquire(blocking=False):
+                data["logger"].error(f"refused: {self.concurrency} workflow run(s) are running already "
+                                     "(limits.concurrency); run it again when they are done")
+                self.emit("response", {"error": True, "session": data.get("session", "")})
+                return None
+            if connector == "WS":
+                self._slots.release()  # the SDK takes it again
+            return super()._handle_workflow(data)
 
     return BridgePlugin
 

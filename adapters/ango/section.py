@@ -20,3 +20,7 @@ class AngoSection(PlatformSection):
                                                           "doubles on each failure.")
     reconnect_max_delay: float = Field(30.0, gt=0, description="Longest wait between reconnection attempts.")
     heartbeat_interval: float = Field(60.0, gt=0, description="Seconds between heartbeats to the hub.")
+    answers_kept: int = Field(100, gt=0, description="Answers held while the hub is away, delivered when it is "
+                                                     "back; beyond, the oldest is lost (logged).")
+    answers_max_age: float = Field(600.0, gt=0, description="Seconds an answer may wait for the hub; older ones "
+                                                            "are lost (logged) instead of delivered late.")

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.labelbox.read import read_answer
 from bridge import auth
 from bridge.auth import Auth
 from bridge.cli import add_manifest_argument, manifest_from
@@ -235,7 +236,7 @@ def to_answer(predictions: list[Prediction], spec: ModelSpec, section: LabelboxS
 
 
 def _ltwh(box: Box) -> list[float]:
-    return [float(box.x), float(box.y), max(float(box.w), 0.0), max(float(box.h), 0.0)]
+    return [float(box.x), float(box.y), float(box.w), float(box.h)]  # clipped to the image by the core
 
 
 def _add_options(answer: dict[str, Any], feature: str, options: tuple[str, ...] | list[str]) -> None:
@@ -402,12 +403,20 @@ class LabelboxAdapter(Adapter):
     def auth(self, section: LabelboxSection) -> Auth:
         return auth.bearer(section.secret, "platforms.labelbox.secret")
 
+    def write_answer(self, result: Result, spec: ModelSpec, section: LabelboxSection,
+                     manifest: Manifest) -> dict[str, Any]:
+        return to_answer(result.predictions, spec, section, result.size)
+
+    def read_answer(self, answer: Any, spec: ModelSpec, section: LabelboxSection,
+                    size: tuple[int, int] | None = None, text: str | None = None) -> list[Prediction]:
+        return read_answer(answer, spec, section, size, text)
+
     def routes(self, section: LabelboxSection) -> list[Route]:
         async def infer(body: LabelboxRequest, service: Service) -> dict[str, Any]:
             """Run the model on the last user message's image or text; the answer is keyed by feature name."""
 
             def write(result: Result) -> dict[str, Any]:
-                return to_answer(result.predictions, service.spec, section, result.size)
+                return self.write_answer(result, service.spec, section, service.manifest)
 
             return await answer(self, service, to_job(body, service.spec.input, section), write)
 

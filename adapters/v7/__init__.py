@@ -23,11 +23,12 @@ from fastapi import Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.v7.read import read_results
 from bridge import auth
 from bridge.auth import Auth
 from bridge.conversions import Conversion, dropped, exact, lossy
 from bridge.geometry import mask_to_polygon, rotated_box_corners
-from bridge.manifest import PlatformSection, Strict
+from bridge.manifest import Manifest, PlatformSection, Strict
 from bridge.model import ClassSpec, ModelSpec
 from bridge.platforms import Adapter, Route, answer
 from bridge.predictions import (
@@ -65,7 +66,8 @@ CONVERSIONS = {
     "text": exact("tag"),
     "entity": dropped("V7's model API takes images and video, not text"),
     "prediction.attributes": exact("attributes"),
-    "prediction.text": exact("text"),
+    "prediction.text": lossy("text", "a free-text class's answer is its `text` sub-annotation: a prediction's "
+                                     "own text is dropped on free-text classes"),
     "prediction.confidence": exact("confidence"),
     "prediction.frame": exact("frame"),
 }
@@ -277,7 +279,7 @@ def _geometry(shape: Any, tolerance: float) -> dict[str, Any] | None:
                             "radius": {"x": float(shape.rx), "y": float(shape.ry)},
                             "angle": _radians(shape.angle)}}
     if isinstance(shape, Skeleton):
-        return {"skeleton": {"nodes": [{"name": n.name, "x": max(float(n.x), 0.0), "y": max(float(n.y), 0.0),
+        return {"skeleton": {"nodes": [{"name": n.name, "x": float(n.x), "y": float(n.y),
                                         "occluded": bool(n.occluded)} for n in shape.nodes]}}
     if isinstance(shape, Cuboid):
         return {"cuboid": {"front": _box(shape.front), "back": _box(shape.back)}}
@@ -285,7 +287,7 @@ def _geometry(shape: Any, tolerance: float) -> dict[str, Any] | None:
 
 
 def _box(box: Box) -> dict[str, float]:
-    return {"x": float(box.x), "y": float(box.y), "w": max(float(box.w), 0.0), "h": max(float(box.h), 0.0)}
+    return {"x": float(box.x), "y": float(box.y), "w": float(box.w), "h": float(box.h)}  # clipped by the core
 
 
 def _path(ring: Any) -> list[dict[str, float]]:
@@ -329,6 +331,14 @@ class V7Adapter(Adapter):
     def render_error(self, status: int, message: str) -> Response:
         return failed(status, message)
 
+    def write_answer(self, result: Result, spec: ModelSpec, section: V7Section, manifest: Manifest) -> dict[str, Any]:
+        results = to_results(result.predictions, spec, section, manifest.geometry.simplify_tolerance)
+        return {"status": "succeeded", "results": results}
+
+    def read_answer(self, answer: Any, spec: ModelSpec, section: V7Section, size: tuple[int, int] | None = None,
+                    text: str | None = None) -> list[Prediction]:
+        return read_results(answer, spec, section, size)
+
     def routes(self, section: V7Section) -> list[Route]:
         async def classes(service: Service) -> list[dict[str, str]]:
             """The classes V7 links to its own: name and main annotation type."""
@@ -336,12 +346,11 @@ class V7Adapter(Adapter):
 
         async def infer(body: V7InferRequest, service: Service) -> dict[str, Any]:
             """Run the model on an image or a video; results in full-image coordinates."""
-            tolerance = service.manifest.geometry.simplify_tolerance
 
-            def write(result: Result) -> list[dict[str, Any]]:
-                return to_results(result.predictions, service.spec, section, tolerance)
+            def write(result: Result) -> dict[str, Any]:
+                return self.write_answer(result, service.spec, section, service.manifest)
 
-            return {"status": "succeeded", "results": await answer(self, service, to_job(body), write)}
+            return await answer(self, service, to_job(body), write)
 
         return [Route("GET", "/classes", classes, response=list[V7Class]),
                 Route("POST", "/infer", infer, V7InferRequest, V7InferResponse, params_at=("params",))]
