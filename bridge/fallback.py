@@ -55,8 +55,9 @@ def serve_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/") + DOCS_ASSETS
+        root = request.scope.get("root_path", "").rstrip("/")  # behind a proxy that mounts the app deeper
+        files = root + DOCS_ASSETS
         return get_swagger_ui_html(
-            openapi_url=request.scope.get("root_path", "").rstrip("/") + app.openapi_url,
-            title=f"{app.title} - API", swagger_js_url=f"{root}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}/swagger-ui.css", swagger_favicon_url=f"{root}/favicon-32x32.png")
+            openapi_url=root + app.openapi_url, title=f"{app.title} - API",
+            swagger_js_url=f"{files}/swagger-ui-bundle.js", swagger_css_url=f"{files}/swagger-ui.css",
+            swagger_favicon_url=f"{files}/favicon-32x32.png")
