@@ -16,10 +16,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from bridge.fallback import answer_unknown_routes, serve_docs
 from bridge.manifest import Manifest
+from bridge.observability import RequestLog, metrics
 from bridge.platforms import Adapter, discover, enabled_adapters, start_service
 
 log = logging.getLogger("bridge")
@@ -72,6 +73,10 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, p
         if state.load_error:
             return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
+
+    app.add_middleware(RequestLog, sections={name: section for name, (_, section) in platforms.items()})
+    app.add_api_route("/metrics", metrics, methods=["GET"], tags=["health"], response_class=Response,
+                      summary="Prometheus metrics")
 
     error_forms = []
     for adapter, section in platforms.values():

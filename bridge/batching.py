@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bridge.model import Context
+from bridge.observability import observe_batch
 from bridge.outputs import Finish
 from bridge.predictions import Prediction
 
@@ -54,6 +55,7 @@ class Batcher:
 
     async def _run(self, batch: list[tuple[Any, Context, Finish, asyncio.Future]]) -> None:
         items, contexts, finishes, futures = zip(*batch)
+        observe_batch("requests", len(items))
         try:
             results = await self._predict(list(items), list(contexts), list(finishes))
         except Exception as error:

@@ -24,10 +24,10 @@ from pydantic import ConfigDict, create_model
 
 from bridge import conversions
 from bridge.manifest import Manifest, ManifestError, accept_env_references, load_manifest
+from bridge.observability import LOG_FORMATS, configure_logging
 from bridge.platforms import Adapter, discover, enabled_adapters
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 RELOAD = "BRIDGE_RELOAD"
 """How `serve --reload` tells its worker processes what to serve (they are fresh interpreters), as JSON."""
 PROJECT_MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "default.yaml"
@@ -67,7 +67,9 @@ def serve(args: argparse.Namespace) -> int:
     if args.reload:
         return serve_reloading(args, manifest, playground, listening)
     app = create_app(manifest, playground=playground)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
+    # logging as `main` configured it (uvicorn's lines too); the request line replaces uvicorn's access log
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                                           log_config=None, access_log=False))
     app.state.stop = stopper(server)  # a model that fails to load ends the server
     server.run(sockets=[listening])
     if app.state.load_error:
@@ -104,11 +106,11 @@ def serve_reloading(args: argparse.Namespace, manifest: Manifest, playground: bo
     from uvicorn.supervisors import ChangeReload
 
     os.environ[RELOAD] = json.dumps({"manifest": str(manifest.path), "log_level": args.log_level,
-                                     "playground": playground})
+                                     "log_format": args.log_format, "playground": playground})
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not a line per file written nearby
     config = uvicorn.Config("bridge.cli:reloaded_app", factory=True, host=args.host, port=args.port,
-                            log_level=args.log_level, reload=True, reload_dirs=watched_folders(manifest),
-                            reload_includes=["*.py", "*.yaml", "*.yml"])
+                            log_level=args.log_level, log_config=None, access_log=False, reload=True,
+                            reload_dirs=watched_folders(manifest), reload_includes=["*.py", "*.yaml", "*.yml"])
     ChangeReload(config, target=uvicorn.Server(config).run, sockets=[listening]).run()
     return 0
 
@@ -120,7 +122,7 @@ def reloaded_app() -> Any:
     fails to load keeps the worker answering 503 with the reason (`/readyz`) until the next change.
     """
     settings = json.loads(os.environ[RELOAD])
-    logging.basicConfig(level=settings["log_level"].upper(), format=LOG_FORMAT)
+    configure_logging(settings["log_level"], settings["log_format"])
     from bridge.app import create_app
 
     try:
@@ -211,6 +213,8 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description="Serve one model to annotation platforms.")
     parser.add_argument("--version", action="version", version=f"bridge {version('annotation-bridge')}")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument("--log-format", default="text", choices=list(LOG_FORMATS),
+                        help="text, or json: one JSON object per line, for log shippers")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve_parser = commands.add_parser("serve", help="serve the model over HTTP to every enabled platform")
@@ -245,13 +249,14 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
         adapter.add_commands(commands)
     for command in commands.choices.values():  # `bridge serve --log-level debug` works as well
         command.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS)
+        command.add_argument("--log-format", choices=list(LOG_FORMATS), default=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     adapters = discover()
     args = build_parser(adapters).parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
+    configure_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
     except (ManifestError, CommandError) as error:

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bridge.errors import BadRequest, DeadlineExceeded, InvalidInput, TooLarge
+from bridge.observability import timed
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class MediaLimits:
 # --- images ---------------------------------------------------------------------------------------------------
 
 
+@timed("decode")
 def decode_base64(data: str, what: str = "image.base64") -> bytes:
     """Bytes from base64, tolerating a `data:...;base64,` prefix and line breaks; a clear error otherwise."""
     if data.startswith("data:"):
@@ -54,6 +56,7 @@ def decode_base64(data: str, what: str = "image.base64") -> bytes:
         raise BadRequest(f"{what} is not valid base64: {error}") from None
 
 
+@timed("decode")
 def decode_image(data: bytes, limits: MediaLimits, what: str = "image") -> np.ndarray:
     """Decode image bytes to an upright (H, W, 3) uint8 RGB array, refusing images over the pixel limit."""
     try:
@@ -121,6 +124,7 @@ class MediaLoader:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    @timed("fetch")
     async def fetch(self, url: str, what: str = "image.url") -> bytes:
         """The body at `url`, following redirects, within the byte limit and the fetch timeout."""
         try:
@@ -169,6 +173,7 @@ class MediaLoader:
 
 
 
+@timed("decode")
 def decode_video(data: bytes, limits: MediaLimits, stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """(frame index, RGB array) for every `stride`-th frame, decoded lazily with PyAV, so that a long video
     never sits in memory whole; within the frame and pixel limits (checked up front when the container

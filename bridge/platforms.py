@@ -35,6 +35,7 @@ from bridge.errors import BridgeError, NotReady
 from bridge.manifest import Manifest, ManifestError, PlatformSection
 from bridge.media import read_capped
 from bridge.model import ModelSpec
+from bridge.observability import json_answer, model_loading, noting_errors, stage
 from bridge.outputs import warn_once
 from bridge.predictions import Prediction
 from bridge.service import Job, Result, Service
@@ -144,7 +145,8 @@ def enabled_adapters(manifest: Manifest, adapters: dict[str, Adapter]) -> dict[s
 async def start_service(manifest: Manifest, platforms: dict[str, tuple[Adapter, Any]]) -> Service:
     """Build the model once, off the event loop, say what each platform loses of it, and start the service:
     the one start-up path of `bridge serve` and `bridge ango`."""
-    model = await _in_daemon_thread(manifest.build_model)
+    with model_loading(manifest.name, manifest.version):
+        model = await _in_daemon_thread(manifest.build_model)
     for name, (adapter, section) in platforms.items():
         for warning in adapter.check(model.spec, section, manifest):
             log.warning("%s: %s", name, warning)
@@ -217,7 +219,8 @@ async def answer(adapter: Adapter, service: Service, job: Job, write: Callable[[
     result = await service.run(job)
     note_losses(adapter.name, adapter.conversions, service.spec, result.predictions,
                 service.manifest.geometry.simplify_tolerance)
-    return await asyncio.to_thread(write, result)
+    with stage("convert"):
+        return await asyncio.to_thread(write, result)
 
 
 # --- routes that answer every failure in the platform's own error form ---------------------------------------
@@ -240,6 +243,8 @@ def bridge_route(render: ErrorRenderer = json_error,
     log only. The server keeps serving either way.
     """
 
+    render = noting_errors(render)  # the request's log line says what the caller was told
+
     class BridgeRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
@@ -252,7 +257,6 @@ def bridge_route(render: ErrorRenderer = json_error,
                     await request.body()  # enforce the size limit before FastAPI parses anything
                     return await handler(request)
                 except BridgeError as error:
-                    log.info("%s %s -> %d: %s", request.method, request.url.path, error.status, error.message)
                     return render(error.status, error.message)
                 except RequestValidationError as error:
                     status, message = describe_validation(error)
@@ -337,7 +341,7 @@ def _endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
     async def endpoint(request: Request, body: Any = None) -> Response:
         service = get_service(request)
         found = await (route.endpoint(body, service) if route.request is not None else route.endpoint(service))
-        return found if isinstance(found, Response) else JSONResponse(found)
+        return found if isinstance(found, Response) else json_answer(found)
 
     parameters = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)]
     if route.request is not None:

@@ -26,6 +26,7 @@ from bridge.errors import BridgeError, DeadlineExceeded, InvalidInput, ModelFail
 from bridge.manifest import Manifest, ManifestError
 from bridge.media import MediaLoader, decode_base64, decode_image, decode_video
 from bridge.model import Context, Model, ModelSpec, is_async, predict_batch, predict_batch_async
+from bridge.observability import observe_batch, observe_job, queued, timed
 from bridge.outputs import Finish, finish
 from bridge.predictions import Box, Prediction
 
@@ -95,6 +96,7 @@ class Service:
         await self.media.aclose()
         self._workers.shutdown(wait=False, cancel_futures=True)
 
+    @observe_job
     async def run(self, job: Job) -> Result:
         """Run a job under the manifest's deadline; every failure is a `BridgeError` with a clear message."""
         params = self.manifest.resolve_params(job.params)
@@ -133,6 +135,7 @@ class Service:
         size = None
         async for chunk in chunks:
             size = size or chunk[0][1].shape[:2]
+            observe_batch("video", len(chunk))
             results = await self._predict_images([image for _, image in chunk], params, job)
             for (index, _), found in zip(chunk, results):
                 predictions += [replace(p, frame=index) for p in found]
@@ -204,14 +207,18 @@ class Service:
 
     async def _call_model(self, items: list[Any], contexts: list[Context],
                           finishes: list[Finish]) -> list[list[Prediction]]:
-        if self._async:
-            async with self._slots:
-                results = await _guarded_async(predict_batch_async(self.model, items, contexts))
-            return await asyncio.to_thread(
-                lambda: [finish(found, self.spec, how) for found, how in zip(results, finishes)])
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._workers, self._predict_sync, items, contexts, finishes)
+        with queued() as ticket:
+            if self._async:
+                async with self._slots:
+                    ticket.start()
+                    results = await _guarded_async(predict_batch_async(self.model, items, contexts))
+                return await asyncio.to_thread(
+                    lambda: [finish(found, self.spec, how) for found, how in zip(results, finishes)])
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._workers, ticket.wrap(self._predict_sync), items, contexts,
+                                              finishes)
 
+    @timed("predict")
     async def _predict(self, items: list[Any], contexts: list[Context],
                        finishes: list[Finish]) -> list[list[Prediction]]:
         if self._batcher is not None and len(items) == 1:

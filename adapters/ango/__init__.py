@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import importlib.util
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,6 +32,7 @@ from bridge.cli import add_manifest_argument, manifest_from
 from bridge.errors import BridgeError, DeadlineExceeded
 from bridge.manifest import Manifest, ManifestError
 from bridge.model import ModelSpec
+from bridge.observability import note_error
 from bridge.platforms import Adapter, Route
 from bridge.predictions import Prediction
 from bridge.service import Result, Service
@@ -107,11 +109,14 @@ class AngoAdapter(Adapter):
             deadline = service.limits.deadline
             try:
                 async with asyncio.timeout(deadline):
-                    return await asyncio.get_running_loop().run_in_executor(runs, plugin.on_plugin, message)
+                    # in a copy of this request's context, so that its log line counts the run's stages
+                    return await asyncio.get_running_loop().run_in_executor(runs, contextvars.copy_context().run,
+                                                                            plugin.on_plugin, message)
             except TimeoutError:
                 error: BridgeError = DeadlineExceeded(f"the run took longer than {deadline:g} s (limits.deadline)")
             except BridgeError as failed:
                 error = failed
+            note_error(error.message)
             return JSONResponse({"error": error.message, "session": message.get("session", "")},
                                 status_code=error.status)
 

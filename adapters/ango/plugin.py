@@ -30,10 +30,14 @@ from urllib3.util import Retry
 from adapters.ango.convert import CONVERSIONS, PLATFORM, class_ids, run_params, to_answer, to_job
 from adapters.ango.section import AngoSection
 from bridge.errors import BridgeError, InvalidInput, NotReady
+from bridge.observability import stage
 from bridge.platforms import note_losses
 from bridge.service import Result, Service
 
 log = logging.getLogger("bridge.ango")
+# The SDK gives its "SDK" logger a stderr handler of its own unless it has one: this one leaves its lines to the
+# root logger, so they take the server's log format and its redaction of secrets.
+logging.getLogger("SDK").addHandler(logging.NullHandler())
 
 INSTALL = "the Ango SDK is not installed: pip install 'annotation-bridge[ango]' (it is an optional extra)"
 
@@ -140,8 +144,9 @@ class PluginCallback:
         result = asyncio.run_coroutine_threadsafe(run_asset(self.service, url, params), self.loop).result()
         tolerance = self.service.manifest.geometry.simplify_tolerance
         note_losses(PLATFORM, CONVERSIONS, self.service.spec, result.predictions, tolerance)
-        answer, unmapped, attributes = to_answer(result.predictions, self.service.spec, self.section, ids,
-                                                 tolerance)
+        with stage("convert"):
+            answer, unmapped, attributes = to_answer(result.predictions, self.service.spec, self.section, ids,
+                                                     tolerance)
         if unmapped:
             logger.warning(f"dropped the predictions of {', '.join(map(repr, unmapped))}: no label category is "
                            "mapped to them in this run's class mapping")

@@ -1,6 +1,6 @@
 """Sample inputs shipped with the package, for the playground and `bridge check URL`: each runs offline.
 
-- `astronaut.jpg`: Eileen Collins, NASA (public domain), 256x256, from scikit-image's `data.astronaut()`.
+- `astronaut.jpg`: Eileen Collins, NASA (public domain), 384x384, from scikit-image's `data.astronaut()`.
 - `coins.png`: Greek coins from Pompeii, Brooklyn Museum (no known copyright restrictions), from
   scikit-image's `data.coins()`.
 - `contact.txt`: a sentence with an e-mail address, a phone number, a date and an amount.

@@ -240,7 +240,7 @@ function draw(predictions) {
   canvas.height = image.naturalHeight;
   const g = canvas.getContext("2d");
   g.drawImage(image, 0, 0);
-  const scale = Math.max(1, canvas.width / 600);
+  const scale = canvas.width / (canvas.getBoundingClientRect().width || canvas.width); // image px per screen px
   g.lineWidth = 2 * scale;
   g.font = `${12 * scale}px system-ui, sans-serif`;
   let shapes = 0;
