@@ -14,6 +14,7 @@ import pytest
 
 from bridge.app import create_app
 from bridge.manifest import load_manifest
+from tests.test_playground import CHROMIUM, browser  # noqa: F401  (a fixture)
 
 DEFAULT = Path(__file__).resolve().parents[1] / "manifests" / "default.yaml"
 
@@ -62,3 +63,27 @@ def test_docs_load_every_asset_from_the_server_itself(base):
         assert answer.status_code == 200 and len(answer.content) > 500, asset
     assert re.search(r"""url: ["']/openapi.json["']""", page.text)
     assert httpx.get(f"{base}/openapi.json").json()["openapi"].startswith("3.1")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here: `apt-get install chromium` (.ci/run does)")
+def test_docs_render_in_a_browser_that_reaches_nothing_but_the_server(browser, base):
+    """Swagger UI renders every route of FastAPI's OpenAPI 3.1 from the server's own files."""
+    page = browser.new_page()
+    elsewhere: list[str] = []
+    errors: list[str] = []
+
+    def only_the_server(route) -> None:
+        if route.request.url.startswith(base + "/"):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_server)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{base}/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=60_000)
+    paths = {element.get_attribute("data-path") for element in page.query_selector_all(".opblock-summary-path")}
+    assert {"/v7/infer", "/v7/classes", "/labelbox/infer", "/ango/plugin", "/healthz"} <= paths
+    assert elsewhere == [] and errors == []
+    page.close()
