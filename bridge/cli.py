@@ -245,6 +245,10 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     formats_parser = commands.add_parser("formats", help="print what each platform receives of each class kind")
     formats_parser.set_defaults(func=formats)
 
+    from bridge import prelabel  # `bridge prelabel`: the model over a dataset, into each platform's import files
+
+    prelabel.add_command(commands, adapters)
+
     for adapter in adapters.values():
         adapter.add_commands(commands)
     for command in commands.choices.values():  # `bridge serve --log-level debug` works as well

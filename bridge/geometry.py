@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import shapely
@@ -76,43 +78,209 @@ def from_rings(rings: list[np.ndarray]) -> Polygon:
 def mask_to_polygon(mask: np.ndarray, tolerance: float = 0.0) -> Polygon:
     """Every connected part of a mask as a polygon part along the pixels' outer edges, holes kept.
 
-    Exact by construction: the pixel edges between in and out pixels, merged into straight segments, are
-    `polygonize`d by shapely into faces; the faces made of in-pixels are united (they tile the plane, so the
-    cheap coverage union applies). Holes, islands in holes and parts touching at a corner all come out right.
-    `tolerance` (pixels) then simplifies the outline, keeping its topology. An empty mask gives no parts.
+    Parts are 4-connected (pixels touching only at a corner are separate parts, and a hole touching the
+    outside or another hole at one corner stays a hole), so every ring is simple and the result is a valid
+    polygon. Exact: `polygon_to_mask` gives the mask back. OpenCV's `findContours` traces the boundary
+    pixels (its one pass over the image is the only work that grows with the image, not the outline), and
+    each traced pixel's sides that face out become the outline (`_rings`). `tolerance` (pixels) then
+    simplifies the outline, keeping its topology. An empty mask gives no parts.
     """
-    inside = np.pad(np.asarray(mask, dtype=bool), 1)
-    across = inside[1:, 1:-1] != inside[:-1, 1:-1]  # (h+1, w): a horizontal edge from (x, y) to (x+1, y)
-    down = inside[1:-1, 1:] != inside[1:-1, :-1]  # (h, w+1): a vertical edge from (x, y) to (x, y+1)
-    if not across.any():
+    import cv2  # here, not at import: importing OpenCV rewrites LD_LIBRARY_PATH and costs start-up time
+
+    inside = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
+    contours, hierarchy = cv2.findContours(inside, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    if not contours:
         return Polygon(())
-    # Segments may meet only at their ends: a straight run breaks where an edge of the other direction touches.
-    y, x0, x1 = _runs(across, np.pad(down, ((1, 1), (0, 0))))
-    x, y0, y1 = _runs(down.T, np.pad(across.T, ((1, 1), (0, 0))))
-    starts = np.concatenate([np.stack([x0, y], 1), np.stack([x, y0], 1)]).astype(np.float64)
-    ends = np.concatenate([np.stack([x1, y], 1), np.stack([x, y1], 1)]).astype(np.float64)
-    faces = shapely.get_parts(shapely.polygonize(shapely.linestrings(np.stack([starts, ends], axis=1))))
-    probe = np.floor(shapely.get_coordinates(shapely.point_on_surface(faces))).astype(np.intp)
-    geometry = shapely.coverage_union_all(faces[inside[probe[:, 1] + 1, probe[:, 0] + 1]])
+    chains = _Chains.of(contours)
+    if len(_pinches(chains, inside)):
+        polygon = _four_connected(inside, chains)
+    else:
+        # no pixels touch only diagonally: OpenCV's 8-connected parts are the 4-connected ones. Its outer
+        # borders run counter-clockwise on screen; reversed, exteriors get a positive (shapely CCW) area.
+        rings = _rings(chains)
+        parent = hierarchy[0, :, 3]
+        parts = {k: [rings[k][::-1]] for k in np.flatnonzero(parent < 0)}
+        for k in np.flatnonzero(parent >= 0):
+            parts[parent[k]].append(rings[k][::-1])
+        polygon = Polygon(tuple(tuple(part) for part in parts.values()))
     if tolerance > 0:
-        geometry = shapely.make_valid(geometry.simplify(tolerance, preserve_topology=True))
-    return from_shapely(geometry)
+        polygon = from_shapely(shapely.make_valid(to_shapely(polygon).simplify(tolerance, preserve_topology=True)))
+    return polygon
 
 
-def _runs(edges: np.ndarray, crossing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, start, end) of each straight run of unit edges along the rows of `edges`.
+def _four_connected(inside: np.ndarray, traced: _Chains) -> Polygon:
+    """The polygon of a mask in which pixels touch diagonally, from the outline of its background.
 
-    `edges[r, i]` is the edge from point i to point i+1 of row r. `crossing` holds the edges of the other
-    direction (`crossing[r, i]`: from point i of row r to point i of row r+1), padded by one row on each side:
-    point i of row r is touched by one when `crossing[r, i]` (the edge ending there) or `crossing[r + 1, i]`
-    (the edge starting there) is set, and a run breaks at such points.
+    OpenCV joins diagonal neighbours into one part. Traced instead, the background (padded by one pixel
+    so that it surrounds everything) is 8-connected and the mask's parts are its 4-connected holes: the
+    holes' borders are the parts' exteriors, and the background islands inside a part are its holes. A
+    border that passes one corner twice is split there into simple rings (`_split`); each ring's signed area
+    then tells an exterior (positive) from a hole.
     """
-    rows, cols = np.nonzero(edges)  # row-major: runs are consecutive
-    touched = crossing[rows, cols] | crossing[rows + 1, cols]
-    continues = (rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1] + 1) & ~touched[1:]
-    first = np.flatnonzero(np.concatenate([[True], ~continues]))
-    last = np.concatenate([first[1:] - 1, [len(rows) - 1]])
-    return rows[first], cols[first], cols[last] + 1
+    import cv2
+
+    x0, y0, x1, y1 = int(traced.x.min()), int(traced.y.min()), int(traced.x.max()), int(traced.y.max())
+    background = cv2.compare(inside[y0:y1 + 1, x0:x1 + 1], 0, cv2.CMP_EQ)
+    background = cv2.copyMakeBorder(background, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=255)
+    contours, hierarchy = cv2.findContours(background, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
+    parent = hierarchy[0, :, 3]
+    depth = np.zeros(len(parent), dtype=np.intp)  # 0: the frame's outside, odd: a part's border, even: a hole's
+    up = parent.copy()
+    while (up >= 0).any():
+        depth += up >= 0
+        up = np.where(up >= 0, parent[up], -1)
+    inner = np.flatnonzero(depth)  # all but the frame's outer border
+    chains = _Chains.of([contours[k] for k in inner])
+    rings = _rings(chains, (x0 - 1, y0 - 1))
+    twice = _passed_twice(chains, _pinches(chains, background), background.shape)
+    parts: dict[int, tuple[list, list]] = {}
+    for k, ring, level, above, pinched in zip(inner.tolist(), rings, depth[inner].tolist(), parent[inner].tolist(),
+                                             twice.tolist()):
+        exteriors, holes = parts.setdefault(k if level % 2 else above, ([], []))
+        if not pinched:
+            (exteriors if level % 2 else holes).append(ring)
+            continue
+        for loop in _split(ring.tolist()):
+            (exteriors if _signed_area(loop) > 0 else holes).append(loop)
+    return Polygon(tuple((*exteriors, *holes) for exteriors, holes in parts.values()))
+
+
+def _split(ring: list[list[int]]) -> list[list[tuple[int, int]]]:
+    """The simple rings of a ring that passes some vertices twice (only corners where pixels touch diagonally)."""
+    loops, path, seen = [], [], {}
+    for vertex in map(tuple, ring):
+        if vertex in seen:
+            start = seen[vertex]
+            loops.append(path[start:])
+            for dropped in path[start + 1:]:
+                del seen[dropped]
+            del path[start + 1:]
+        else:
+            seen[vertex] = len(path)
+            path.append(vertex)
+    loops.append(path)
+    return loops
+
+
+def _signed_area(ring: list[tuple[int, int]]) -> float:
+    """Positive when the ring runs anticlockwise in x, y (clockwise on screen)."""
+    return sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:] + ring[:1])) / 2
+
+
+# The 8 neighbours of a pixel, clockwise on screen (y down): E, SE, S, SW, W, NW, N, NE.
+_DX = np.array([1, 1, 0, -1, -1, -1, 0, 1])
+_DY = np.array([0, 1, 1, 1, 0, -1, -1, -1])
+_DIRECTION = np.zeros(9, dtype=np.intp)  # (dy + 1) * 3 + dx + 1 -> direction (no step, of a 1-pixel contour: 0)
+_DIRECTION[(_DY + 1) * 3 + _DX + 1] = np.arange(8)
+# A side (E, S, W or N: direction 0, 2, 4, 6) walked with the pixel on the left starts at this corner of it.
+_START_X = np.array([1, 0, 0, 0, 0, 0, 1, 0])
+_START_Y = np.array([1, 0, 1, 0, 0, 0, 0, 0])
+_LONE = 64  # the key of a contour of one pixel
+
+
+def _side_table() -> tuple[np.ndarray, np.ndarray]:
+    """For each (direction in, direction out) of a traced pixel: how many of its sides face out, and which.
+
+    Keyed by `into * 8 + out` (`_LONE`: a contour of one pixel). OpenCV follows a border keeping the outside
+    on its right: at each pixel it looks for the next one by turning from the pixel it came from,
+    anticlockwise on screen, and every neighbour passed on the way is outside. The sides facing those
+    neighbours, in that order, are the outline's stretch along this pixel.
+    """
+    counts, sides = np.zeros(_LONE + 1, dtype=np.intp), np.zeros((_LONE + 1, 4), dtype=np.intp)
+    for key in range(_LONE + 1):
+        into, out = divmod(key, 8)
+        back, turned = ((into + 4) % 8, (into + 3 - out) % 8 + 1) if key < _LONE else (0, 9)
+        facing = [(back - t) % 8 for t in range(1, turned) if (back - t) % 2 == 0]
+        counts[key], sides[key, :len(facing)] = len(facing), facing
+    return counts, sides.ravel()
+
+
+_SIDE_COUNT, _SIDES = _side_table()
+
+
+class _Chains(NamedTuple):
+    """OpenCV's contours (CHAIN_APPROX_NONE) as flat 1-D arrays, one entry per traced pixel.
+
+    (1-D throughout: numpy gathers rows of an (N, 2) array tens of times slower than elements.)
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    ends: np.ndarray  # where each contour ends (exclusive)
+    following: np.ndarray  # the next pixel around its own contour
+    dx: np.ndarray  # the step to it
+    dy: np.ndarray
+    key: np.ndarray  # direction in * 8 + direction out, or _LONE
+
+    @classmethod
+    def of(cls, contours: Sequence[np.ndarray]) -> _Chains:
+        lengths = np.fromiter(map(len, contours), dtype=np.intp, count=len(contours))
+        ends = np.cumsum(lengths)
+        starts = ends - lengths
+        pixels = np.concatenate(contours).reshape(-1, 2)
+        x, y = pixels[:, 0].astype(np.intp), pixels[:, 1].astype(np.intp)
+        following = np.arange(1, len(x) + 1)
+        following[ends - 1] = starts
+        dx, dy = x.take(following) - x, y.take(following) - y
+        out = _DIRECTION.take(dy * 3 + dx + 4)
+        key = _shifted(out, starts, ends) * 8 + out
+        key[starts[lengths == 1]] = _LONE
+        return cls(x, y, ends, following, dx, dy, key)
+
+
+def _shifted(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Each value's predecessor around its own cycle (cycles laid end to end: [starts[k], ends[k]))."""
+    before = np.empty_like(values)
+    before[1:] = values[:-1]
+    before[starts] = values.take(ends - 1)
+    return before
+
+
+def _pinches(chains: _Chains, image: np.ndarray) -> np.ndarray:
+    """The diagonal steps between two pixels whose common neighbours are both outside (0 in `image`).
+
+    There OpenCV's 8-connected tracing joins what 4-connected parts keep apart.
+    """
+    diagonal = np.flatnonzero(chains.dx & chains.dy)
+    width, flat = image.shape[1], image.ravel()
+    at = chains.y.take(diagonal) * width + chains.x.take(diagonal)
+    beside = (flat.take(at + chains.dx.take(diagonal)) == 0) & (flat.take(at + chains.dy.take(diagonal) * width) == 0)
+    return diagonal[beside]
+
+
+def _passed_twice(chains: _Chains, pinches: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Per contour: does it pass the corner of a pinched step twice (so its ring is not simple)?"""
+    contour = np.searchsorted(chains.ends, pinches, side="right")
+    after = chains.following.take(pinches)
+    corners = (shape[0] + 1) * (shape[1] + 1)
+    corner = contour * corners + np.maximum(chains.y.take(pinches), chains.y.take(after)) * (shape[1] + 1) \
+        + np.maximum(chains.x.take(pinches), chains.x.take(after))
+    seen, passes = np.unique(corner, return_counts=True)
+    twice = np.zeros(len(chains.ends), dtype=bool)
+    twice[seen[passes > 1] // corners] = True
+    return twice
+
+
+def _rings(chains: _Chains, origin: tuple[int, int] = (0, 0)) -> list[np.ndarray]:
+    """The pixel-edge ring around each contour, in one vectorised pass.
+
+    Rings run with the traced pixels on their left, keep only the corners where they turn, and are moved by
+    `origin`.
+    """
+    key = chains.key
+    count = _SIDE_COUNT.take(key)
+    total = np.cumsum(count)
+    pixel = np.repeat(np.arange(len(key)), count)
+    side = _SIDES.take((key * 4 - total + count).take(pixel) + np.arange(len(pixel)))
+    ring_ends = total.take(chains.ends - 1)
+    ring_starts = np.empty_like(ring_ends)
+    ring_starts[0], ring_starts[1:] = 0, ring_ends[:-1]
+    turns = np.flatnonzero(side != _shifted(side, ring_starts, ring_ends))
+    kept, turn_side = pixel.take(turns), side.take(turns)
+    corners = np.empty((len(turns), 2))  # float, as Polygon keeps points
+    corners[:, 0] = chains.x.take(kept) + _START_X.take(turn_side) + origin[0]
+    corners[:, 1] = chains.y.take(kept) + _START_Y.take(turn_side) + origin[1]
+    return np.split(corners, np.searchsorted(turns, ring_ends[:-1]))
 
 
 def polygon_to_mask(polygon: Polygon, height: int, width: int) -> np.ndarray:

@@ -32,6 +32,7 @@ from bridge import auth, conversions
 from bridge.auth import Auth
 from bridge.conversions import Table
 from bridge.errors import BridgeError, NotReady
+from bridge.export import Exporter, ExportSetup
 from bridge.manifest import Manifest, ManifestError, PlatformSection
 from bridge.media import read_capped
 from bridge.model import ModelSpec
@@ -112,6 +113,10 @@ class Adapter:
         found = conversions.warnings(self.conversions, spec, manifest.geometry.simplify_tolerance)
         missing = self.auth(section).missing()
         return found + ([missing] if missing else [])
+
+    def exporter(self, section: PlatformSection, setup: ExportSetup) -> Exporter | None:
+        """The platform's import format for `bridge prelabel`, or None when it has no file import."""
+        return None
 
 
 def discover() -> dict[str, Adapter]:

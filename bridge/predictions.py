@@ -105,8 +105,10 @@ class Mask:
         """Compressed COCO RLE with `counts` as an ASCII string, ready for JSON."""
         rle = self._rle
         if rle is None or not isinstance(rle["counts"], str):
-            if rle is None or isinstance(rle["counts"], list):
-                rle = coco_mask.encode(np.asfortranarray(self.array, dtype=np.uint8))
+            if rle is None:
+                rle = coco_mask.frPyObjects(_runs(self.array), *self.array.shape)
+            elif isinstance(rle["counts"], list):
+                rle = coco_mask.frPyObjects(rle, *rle["size"])
             rle = {"size": [int(n) for n in rle["size"]], "counts": rle["counts"].decode("ascii")}
             object.__setattr__(self, "_rle", rle)
         return rle
@@ -117,6 +119,27 @@ class Mask:
         if self._array is not None:
             return self._array.shape
         return tuple(self._rle["size"])
+
+
+def _runs(array: np.ndarray) -> dict:
+    """Uncompressed COCO RLE of a bool mask (runs down the columns, 0s first), as `pycocotools.mask.encode` counts.
+
+    Work follows the mask's columns that have set pixels, not the image: one vectorised scan finds them, and
+    only that band is read again, turned column-major (what RLE runs along) by OpenCV's fast transpose.
+    """
+    import cv2  # here, not at import: importing OpenCV rewrites LD_LIBRARY_PATH and costs start-up time
+
+    height, width = array.shape
+    columns = np.flatnonzero(array.any(axis=0))
+    if columns.size == 0:
+        return {"size": [height, width], "counts": [height * width]}
+    c0, c1 = int(columns[0]), int(columns[-1]) + 1
+    band = array[:, c0:c1].view(np.uint8)
+    flat = (cv2.transpose(band) if band.strides[1] == 1 else np.ascontiguousarray(band.T)).ravel()
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1 + c0 * height
+    first, last = [c0 * height] * int(flat[0]), [c1 * height] * int(flat[-1])  # the band starts or ends with 1s
+    counts = np.diff(np.concatenate([[0], first, changes, last, [height * width]]).astype(np.int64))
+    return {"size": [height, width], "counts": (counts if counts[-1] else counts[:-1]).tolist()}
 
 
 @dataclass(frozen=True, slots=True)

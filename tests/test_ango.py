@@ -57,6 +57,10 @@ class FakeAngoApi:
         self.assets: dict[str, str] = {}
         """external id -> data URL"""
         self.tasks: dict[str, dict] = {}
+        self.batches: dict[str, set[str]] = {}
+        """external id -> the batches the asset is in"""
+        self.prelabeled: set[str] = set()
+        """external ids whose labels were imported (`isPreLabeled`)"""
         self.calls: list[Call] = []
         self.hang: dict[str, float] = {}
         """path prefix -> seconds to wait before answering (an API that hangs)"""
@@ -85,15 +89,26 @@ class FakeAngoApi:
                 status, answer = 200, {"status": "success", "data": {}}
                 failing = next((v for k, v in api.failures.items() if url.path.startswith(k) and v), None)
                 if self.command == "GET" and parts[1:2] == ["project"] and parts[3:] == ["assets"]:
-                    external = json.loads(query["filters"][0]).get("externalId")
-                    found = [{"externalId": external, "data": api.assets[external]}] if external in api.assets else []
+                    filters = json.loads(query["filters"][0])
+                    external = filters.get("externalId")
+                    if external is not None:
+                        found = [{"externalId": external, "data": api.assets[external]}] if external in api.assets else []
+                    else:  # a page of the assets that pass the filters
+                        found = [{"externalId": e, "data": url} for e, url in api.assets.items()
+                                 if (filters.get("isPreLabeled") is not False or e not in api.prelabeled)
+                                 and set(filters.get("batches", ())) <= api.batches.get(e, set())]
+                        page, limit = int(query["page"][0]), int(query["limit"][0])
+                        found = found[(page - 1) * limit:page * limit]
                     answer = {"status": "success", "data": {"assets": found}}
+                elif self.command == "POST" and url.path == "/v2/import/labels":
+                    api.prelabeled.update(label["externalId"] for label in body["jsonContent"])
                 elif self.command == "GET" and parts[1:2] == ["task"]:
                     if parts[2] in api.tasks:
                         answer = {"status": "success", "data": {"task": api.tasks[parts[2]]}}
                     else:
                         status, answer = 404, {"status": "fail", "message": "task not found"}
-                elif not (self.command == "POST" and url.path.startswith(("/v2/pluginLog", "/v2/annotate/"))):
+                elif not (self.command == "POST" and url.path.startswith(("/v2/pluginLog", "/v2/annotate/",
+                                                                           "/v2/import/labels"))):
                     status, answer = 404, {"status": "fail", "message": "no such route"}
                 if failing:
                     status, answer = failing.pop(0), {"status": "fail", "message": "try again"}

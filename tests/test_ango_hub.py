@@ -106,11 +106,11 @@ def hub() -> Iterator[Hub]:
 
 
 @contextmanager
-def bridge_ango(manifest_path: Any) -> Iterator[Callable[[str], bool]]:
-    """`bridge ango MANIFEST` in a subprocess; yields `said(text)`: whether its log has said `text` yet."""
+def bridge_ango(manifest_path: Any, *options: str) -> Iterator[Callable[[str], bool]]:
+    """`bridge ango MANIFEST [OPTIONS]` in a subprocess; yields `said(text)`: whether its log has said `text` yet."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
     environment.pop("CONNECTOR", None)
-    process = subprocess.Popen([sys.executable, "-m", "bridge.cli", "ango", str(manifest_path)], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "bridge.cli", "ango", str(manifest_path), *options], cwd=ROOT,
                                env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)

@@ -12,7 +12,11 @@ import tracemalloc
 import numpy as np
 import pytest
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, arrays
 from pycocotools import mask as coco_mask
+from skimage.measure import label
 
 from bridge.geometry import (
     bounding_box,
@@ -211,6 +215,66 @@ def test_rings_are_oriented_and_open():
     assert shapely.LinearRing(exterior).is_ccw != shapely.LinearRing(hole).is_ccw
 
 
+def raw_geometry(polygon: Polygon) -> shapely.Geometry:
+    """The rings exactly as given (no `make_valid`): what a platform receives."""
+    return shapely.MultiPolygon([shapely.Polygon(part[0], part[1:]) for part in polygon.parts])
+
+
+# bounded: a few hundred small masks, no deadline (CI machines are slow and shared)
+small_masks = arrays(bool, array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=20))
+
+
+@settings(max_examples=300, deadline=None)
+@given(small_masks)
+def test_any_mask_becomes_a_valid_polygon_that_gives_it_back(mask):
+    polygon = mask_to_polygon(mask)
+    np.testing.assert_array_equal(polygon_to_mask(polygon, *mask.shape), mask)
+    if not mask.any():
+        assert polygon.parts == ()
+        return
+    geometry = raw_geometry(polygon)
+    assert geometry.is_valid, shapely.is_valid_reason(geometry)
+    assert geometry.area == mask.sum()
+    # one part per 4-connected group of pixels; exteriors anticlockwise (in x, y), holes clockwise
+    assert len(polygon.parts) == label(mask, connectivity=1).max()
+    for exterior, *holes in polygon.parts:
+        assert shapely.LinearRing(exterior).is_ccw and not any(shapely.LinearRing(h).is_ccw for h in holes)
+    # every vertex is a corner where the outline turns, on the pixel grid
+    for ring in (ring for part in polygon.parts for ring in part):
+        before, after = ring - np.roll(ring, 1, axis=0), np.roll(ring, -1, axis=0) - ring
+        assert (np.count_nonzero(before, axis=1) == 1).all() and ((before * after).sum(axis=1) == 0).all()
+        assert np.array_equal(ring, np.round(ring))
+
+
+@settings(max_examples=100, deadline=None)
+@given(small_masks, st.integers(0, 40), st.integers(0, 40), st.integers(0, 40), st.integers(0, 40))
+def test_a_mask_in_a_larger_image_gives_the_same_polygon_moved(mask, top, left, bottom, right):
+    """The outline depends only on the pixels near it, wherever the mask sits in the image."""
+    large = np.pad(mask, ((top, bottom), (left, right)))
+    moved = translate(mask_to_polygon(mask), left, top)
+    got = mask_to_polygon(large)
+    assert len(got.parts) == len(moved.parts)
+    assert raw_geometry(got).equals(raw_geometry(moved)) if mask.any() else got.parts == ()
+
+
+def test_pixels_around_an_empty_pixel_touching_only_at_corners_are_four_parts():
+    """The 8-connected view would make one part with a hole touching it at four points (not a valid polygon)."""
+    diamond = np.zeros((3, 3), bool)
+    diamond[[0, 1, 1, 2], [1, 0, 2, 1]] = True
+    polygon = mask_to_polygon(diamond)
+    assert len(polygon.parts) == 4 and not polygon.has_holes
+    assert raw_geometry(polygon).is_valid
+    for name in ("checkerboard", "hole_touching_at_corner", "anti_diagonal", "island_in_hole"):
+        assert raw_geometry(mask_to_polygon(EDGE_CASES[name])).is_valid, name
+
+
+def test_mask_to_polygon_takes_any_array_layout_and_dtype():
+    mask = donut(30, 40)
+    expected = mask_to_polygon(mask)
+    for variant in (np.asfortranarray(mask), mask.astype(np.uint8) * 255, mask[:, ::-1][:, ::-1], mask.T.T):
+        assert raw_geometry(mask_to_polygon(variant)).equals(raw_geometry(expected))
+
+
 # --- simplification ---------------------------------------------------------------------------------------------
 
 
@@ -321,6 +385,17 @@ def test_rle_of_random_masks_and_bytes_counts():
         np.testing.assert_array_equal(from_bytes.array, mask)
         assert isinstance(from_bytes.rle["counts"], str)
         assert from_bytes.rle["counts"] == encoded["counts"].decode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(small_masks, st.integers(0, 6), st.integers(0, 6), st.booleans())
+def test_rle_is_exactly_what_pycocotools_encodes(mask, top, bottom, full_height):
+    """Any mask, anywhere in the image (blobs touching the top and bottom rows run on into the next column)."""
+    if full_height:
+        mask = mask | np.eye(*mask.shape, dtype=bool)[::-1]
+    array = np.pad(mask, ((top, bottom), (0, 3)))
+    expected = coco_mask.encode(np.asfortranarray(array, dtype=np.uint8))
+    assert Mask(array).rle == {"size": list(array.shape), "counts": expected["counts"].decode()}
 
 
 def test_mask_from_uncompressed_rle():

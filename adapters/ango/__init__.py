@@ -30,6 +30,7 @@ from bridge import auth
 from bridge.auth import Auth
 from bridge.cli import add_manifest_argument, manifest_from
 from bridge.errors import BridgeError, DeadlineExceeded
+from bridge.export import Exporter, ExportSetup
 from bridge.manifest import Manifest, ManifestError
 from bridge.model import ModelSpec
 from bridge.observability import note_error
@@ -131,7 +132,14 @@ class AngoAdapter(Adapter):
         parser = commands.add_parser("ango", help="run the model as an iMerit Ango model plugin, connected to "
                                                   "the Ango hub over Socket.IO")
         add_manifest_argument(parser)
+        parser.add_argument("--batch", action="store_true", help="run as a Batch Model plugin: each run "
+                            "pre-labels the project's unlabelled assets (adapters.ango.batch)")
         parser.set_defaults(func=run_hub)
+
+    def exporter(self, section: AngoSection, setup: ExportSetup) -> Exporter:
+        from adapters.ango.import_labels import ImportLabels
+
+        return ImportLabels(section, setup)
 
 
 def run_hub(args: argparse.Namespace) -> int:
@@ -146,7 +154,7 @@ def run_hub(args: argparse.Namespace) -> int:
         raise ManifestError(f"bridge ango: {INSTALL}")
     from adapters.ango import hub
 
-    return hub.serve(manifest, section)
+    return hub.serve(manifest, section, batch=args.batch)
 
 
 adapter = AngoAdapter()

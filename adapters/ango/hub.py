@@ -141,8 +141,9 @@ def hub_plugin_class(timeout: float) -> type:
     return HubPlugin
 
 
-def serve(manifest: Manifest, section: AngoSection) -> int:
-    """Run the service on an event loop in a background thread and the plugin on this one, until Ctrl-C."""
+def serve(manifest: Manifest, section: AngoSection, batch: bool = False) -> int:
+    """Run the service on an event loop in a background thread and the plugin on this one, until Ctrl-C;
+    `batch`: as a Batch Model plugin (`adapters.ango.batch`)."""
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # the SDK's heartbeat job: 2 lines a beat
     from adapters.ango import adapter
 
@@ -150,7 +151,13 @@ def serve(manifest: Manifest, section: AngoSection) -> int:
     threading.Thread(target=loop.run_forever, name="ango-service", daemon=True).start()
     starting = start_service(manifest, {"ango": (adapter, section)})
     service = asyncio.run_coroutine_threadsafe(starting, loop).result()
-    plugin = model_plugin(hub_plugin_class(manifest.limits.fetch_timeout), service, section, loop)
+    plugin_cls = hub_plugin_class(manifest.limits.fetch_timeout)
+    if batch:
+        from adapters.ango.batch import batch_plugin
+
+        plugin = batch_plugin(plugin_cls, service, section, loop)
+    else:
+        plugin = model_plugin(plugin_cls, service, section, loop)
     try:
         plugin.connect_forever(section)
     except KeyboardInterrupt:

@@ -47,6 +47,7 @@ from bridge.auth import Auth
 from bridge.cli import add_manifest_argument, manifest_from
 from bridge.conversions import dropped, exact, lossy
 from bridge.errors import InvalidInput
+from bridge.export import Exporter, ExportSetup
 from bridge.geometry import rasterize
 from bridge.manifest import Manifest, PlatformSection, Strict
 from bridge.model import ModelSpec
@@ -435,6 +436,11 @@ class LabelboxAdapter(Adapter):
 
     def check(self, spec: ModelSpec, section: LabelboxSection, manifest: Manifest) -> list[str]:
         return super().check(spec, section, manifest) + check(spec, section, manifest.params)
+
+    def exporter(self, section: LabelboxSection, setup: ExportSetup) -> Exporter:
+        from adapters.labelbox.ndjson import PredictionNdjson
+
+        return PredictionNdjson(section, setup)
 
 
 adapter = LabelboxAdapter()

@@ -27,6 +27,7 @@ from adapters.v7.read import read_results
 from bridge import auth
 from bridge.auth import Auth
 from bridge.conversions import Conversion, dropped, exact, lossy
+from bridge.export import Exporter, ExportSetup
 from bridge.geometry import mask_to_polygon, rotated_box_corners
 from bridge.manifest import Manifest, PlatformSection, Strict
 from bridge.model import ClassSpec, ModelSpec
@@ -354,6 +355,11 @@ class V7Adapter(Adapter):
 
         return [Route("GET", "/classes", classes, response=list[V7Class]),
                 Route("POST", "/infer", infer, V7InferRequest, V7InferResponse, params_at=("params",))]
+
+    def exporter(self, section: V7Section, setup: ExportSetup) -> Exporter:
+        from adapters.v7.darwin_json import DarwinJson
+
+        return DarwinJson(section, setup)
 
 
 adapter = V7Adapter()

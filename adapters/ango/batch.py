@@ -1,0 +1,131 @@
+"""`bridge ango --batch`: the model as an Ango Batch Model plugin, pre-labelling a project's assets in bulk.
+
+The SDK's `BatchModelPlugin` gives its callback the run message and no asset list (see the platform notes);
+one run here:
+
+1. pages the project's assets that carry no labels yet (`get_assets` with `{"isPreLabeled": false}` and the
+   run's `batches`, `PAGE` at a time) into a list, before importing anything, so imports cannot shift pages;
+2. runs them through the service `CHUNK` at a time (the service bounds the model's concurrency);
+3. imports each chunk's labels with `import_labels` (the answer conversion of a plugin run, `to_answer`,
+   keyed by `externalId`), and tells the run's logger `n/N` and the failures so far (Ango's plugin console);
+4. answers a one-line summary, the run's answer.
+
+A re-run resumes: imported assets are pre-labelled and no longer listed; an asset that failed (its reason is in
+the log) was not imported, so the next run tries it again. This module imports no part of the SDK that picks a
+connector: `batch_plugin_class` takes the plugin class of the connector in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from adapters.ango.convert import class_ids, run_params, to_answer
+from adapters.ango.plugin import AngoApiFailed, api_client, run_asset
+from adapters.ango.section import AngoSection
+from bridge.errors import BridgeError
+from bridge.service import Service
+
+log = logging.getLogger("bridge.ango")
+
+PAGE = 100
+"""Assets per `get_assets` call."""
+CHUNK = 50
+"""Assets run, then imported with one `import_labels` call, at a time."""
+
+
+class BatchCallback:
+    """The Batch Model plugin's callback: one run message in, the run's summary out (on the SDK's thread)."""
+
+    def __init__(self, service: Service, section: AngoSection, loop: asyncio.AbstractEventLoop) -> None:
+        self.service = service
+        self.section = section
+        self.loop = loop
+
+    def __call__(self, data: dict[str, Any]) -> str:
+        logger = data.get("logger") or log
+        project = data.get("projectId")
+        try:
+            params = run_params(data.get("configJSON"), self.service.manifest)
+            ids = class_ids(data.get("categorySchema"))
+            sdk = api_client(data.get("apiKey", ""), self.section.api_url, self.service.limits.fetch_timeout)
+            assets = self.pending(sdk, project, data.get("batches") or [])
+        except BridgeError as error:
+            logger.error(error.message)
+            raise
+        total, done, failed, unmapped = len(assets), 0, 0, set()
+        logger.info(f"pre-labelling {total} assets of project {project} without labels")
+        for start in range(0, total, CHUNK):
+            chunk = assets[start:start + CHUNK]
+            results = asyncio.run_coroutine_threadsafe(self.run_chunk(chunk, params), self.loop).result()
+            labels = []
+            for asset, result in zip(chunk, results):
+                if isinstance(result, BaseException):
+                    failed += 1
+                    reason = result.message if isinstance(result, BridgeError) else f"{type(result).__name__}: {result}"
+                    logger.warning(f"asset {asset['externalId']} failed: {reason}")
+                    continue
+                answer, dropped, _ = to_answer(result.predictions, self.service.spec, self.section, ids,
+                                            self.service.manifest.geometry.simplify_tolerance)
+                unmapped.update(dropped)
+                labels.append({"externalId": asset["externalId"], "objects": answer["objects"],
+                               "classifications": answer["classifications"]})
+            if labels:
+                try:
+                    sdk.import_labels(project, labels)
+                except Exception as error:
+                    message = f"importing labels failed after {done}/{total}: {error}; run again to resume"
+                    logger.error(message)
+                    raise AngoApiFailed(message) from None
+            done += len(labels)
+            logger.info(f"{done + failed}/{total} assets: {done} pre-labelled, {failed} failed")
+        if unmapped:
+            logger.warning(f"dropped the predictions of {', '.join(map(repr, sorted(unmapped)))}: no label "
+                           "category is mapped to them in this run's class mapping")
+        summary = f"pre-labelled {done} of {total} assets, {failed} failed"
+        logger.info(summary + ("; run again to retry the failures" if failed else ""))
+        return summary
+
+    def pending(self, sdk: Any, project: str | None, batches: list[str]) -> list[dict[str, Any]]:
+        """Every asset without labels (in the run's batches), paged in before anything is imported."""
+        filters: dict[str, Any] = {"isPreLabeled": False}
+        if batches:
+            filters["batches"] = batches
+        assets: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            try:
+                found = sdk.get_assets(project, page=page, limit=PAGE, filters=filters)["data"]["assets"]
+            except Exception as error:
+                raise AngoApiFailed(f"could not list the project's assets on {sdk.host}: {error}") from None
+            assets += found
+            if len(found) < PAGE:
+                return assets
+            page += 1
+
+    async def run_chunk(self, chunk: list[dict[str, Any]], params: dict[str, Any]) -> list[Any]:
+        """Each asset's result, or the exception that failed it."""
+        return await asyncio.gather(*(run_asset(self.service, asset["data"], params) for asset in chunk),
+                                    return_exceptions=True)
+
+
+def batch_plugin_class(base: type) -> type:
+    """A Batch Model plugin on `base`, a `ModelPlugin` class of the connector in use (its connection and run
+    logger: the hub's `HubPlugin`, or the SDK's own), answering runs as the SDK's `BatchModelPlugin` does."""
+    from imerit_ango.plugins import BasePlugin, BatchModelPlugin
+
+    class AngoBatchPlugin(base, BatchModelPlugin):
+        def on_plugin(self, data: dict[str, Any]) -> Any:
+            try:
+                return BasePlugin.on_plugin(self, data)  # BatchModelPlugin's own: the callback's answer
+            except Exception as error:
+                log.info("batch run %s ended with an error: %s", data.get("session", ""), error)
+                return None
+
+    return AngoBatchPlugin
+
+
+def batch_plugin(base: type, service: Service, section: AngoSection, loop: asyncio.AbstractEventLoop) -> Any:
+    return batch_plugin_class(base)(section.plugin_id, section.secret, BatchCallback(service, section, loop),
+                                    host=section.api_url)

@@ -1,0 +1,83 @@
+"""Ango's file import for `bridge prelabel`: the payload of `SDK.import_labels(project_id, labels)`.
+
+Each label is `{"externalId": <the item's identity>, "objects": [...], "classifications": [...]}`, built with
+the SDK's own `Answer` and the Ango adapter's answer conversion (`adapters.ango.to_answer`, the same as a
+plugin run's). With a `categorySchema`-style mapping file (`--mapping ango=FILE`: a JSON list of
+`{"schemaId", "modelClass"}`), every object and classification answers its `schemaId` and classes the file
+does not map are dropped; without one, they carry `title` (the class name after `rename`).
+
+`ango/labels-00001.json`, ... hold the labels in chunks of `CHUNK` (a JSON list each), assembled from one
+part per item at the end of every run; import them one call per file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from adapters.ango.convert import CONVERSIONS as ANSWER
+from adapters.ango.convert import class_ids, to_answer
+from adapters.ango.section import AngoSection
+from bridge.conversions import Table, dropped
+from bridge.errors import InvalidInput
+from bridge.export import ExportSetup, Item, file_name, parts_dir, write_atomic
+from bridge.manifest import ManifestError
+from bridge.outputs import warn_once
+from bridge.service import Result
+
+PLATFORM = "ango"
+CHUNK = 500
+"""Labels per file: one `import_labels` call each."""
+
+CONVERSIONS: Table = {
+    **ANSWER,
+    "prediction.confidence": dropped("Ango's label import has no confidence"),
+    "prediction.frame": dropped("bridge prelabel reads images, not videos"),
+}
+"""A plugin run's answer conversion (`adapters.ango.convert`); only what an import cannot carry differs."""
+
+
+class ImportLabels:
+    """Writes each item's label to a part, and the chunked `import_labels` payloads from every part."""
+
+    conversions = CONVERSIONS
+
+    def __init__(self, section: AngoSection, setup: ExportSetup) -> None:
+        self.section = section
+        self.spec = setup.spec
+        self.tolerance = setup.manifest.geometry.simplify_tolerance
+        self.ids = read_mapping(setup.mapping) if setup.mapping else None
+
+    def write(self, item: Item, result: Result, out_dir: Path) -> None:
+        from imerit_ango.models.annotate import Answer
+
+        answer, unmapped, _ = to_answer(result.predictions, self.spec, self.section, self.ids, self.tolerance)
+        for name in unmapped:
+            warn_once(PLATFORM, name, "no schemaId in the mapping file: its predictions are dropped")
+        label = {"externalId": item.identity, **Answer(answer["objects"], answer["classifications"]).toDict()}
+        label.pop("relations")
+        write_atomic(parts_dir(out_dir) / f"{file_name(item.identity)}.json", json.dumps(label).encode("utf-8"))
+
+    def finish(self, out_dir: Path) -> list[Path]:
+        parts = sorted(parts_dir(out_dir).glob("*.json"))
+        files = []
+        for number, start in enumerate(range(0, len(parts), CHUNK), start=1):
+            labels = [json.loads(part.read_bytes()) for part in parts[start:start + CHUNK]]
+            files.append(out_dir / f"labels-{number:05d}.json")
+            write_atomic(files[-1], json.dumps(labels).encode("utf-8"))
+        for stale in set(out_dir.glob("labels-*.json")) - set(files):
+            stale.unlink()
+        return files
+
+
+def read_mapping(path: Path) -> dict[str, str]:
+    """`modelClass` -> `schemaId` from a categorySchema-style JSON file."""
+    try:
+        ids = class_ids(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as error:
+        raise ManifestError(f"--mapping ango={path}: {error}") from None
+    except InvalidInput as error:
+        raise ManifestError(f"--mapping ango={path}: {error.message}") from None
+    if not ids:
+        raise ManifestError(f"--mapping ango={path}: the mapping is empty")
+    return ids
