@@ -64,6 +64,8 @@ def serve(args: argparse.Namespace) -> int:
         listening = socket.create_server((args.host, args.port))
     except OSError as error:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {os.strerror(error.errno)}") from None
+    # uvicorn says where it listens only when it binds the socket itself
+    logging.getLogger("bridge").info("listening on http://%s:%d (API docs at /docs)", args.host, args.port)
     if args.reload:
         return serve_reloading(args, manifest, playground, listening)
     app = create_app(manifest, playground=playground)

@@ -215,3 +215,4 @@ def test_serve_reload_picks_up_an_edited_model_and_manifest(tmp_path, started):
                         .replace("v7: {}", "v7: {rename: {dog: Dog}}"))
     assert wait_for(lambda: classes() == ["Dog"], "the edited manifest")
     assert not [line for line in output if "Traceback" in line or "change detected" in line]
+    assert any(f"listening on http://127.0.0.1:{port}" in line for line in output)
