@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,20 +20,26 @@ from fastapi.responses import JSONResponse, Response
 
 from bridge.fallback import answer_unknown_routes, serve_docs
 from bridge.manifest import Manifest
+from bridge.model import Model
 from bridge.observability import RequestLog, metrics
 from bridge.platforms import Adapter, discover, enabled_adapters, start_service
 
 log = logging.getLogger("bridge")
 
 
-def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, playground: bool = True) -> FastAPI:
+def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, playground: bool = True,
+               load_model: Callable[[], Model] | None = None) -> FastAPI:
     """An app serving `manifest`'s model on every platform its manifest has a section for, with the
-    playground at `/` unless `playground` is false."""
+    playground at `/` unless `playground` is false.
+
+    `load_model` builds the model the app serves: the manifest's own by default, a stand-in for a remote one
+    under Ray Serve (`bridge.ray_serve`).
+    """
     platforms = enabled_adapters(manifest, discover() if adapters is None else adapters)
 
     async def load(app: FastAPI) -> None:
         try:
-            app.state.service = await start_service(manifest, platforms)
+            app.state.service = await start_service(manifest, platforms, load_model)
         except Exception as error:
             app.state.load_error = f"the model failed to load: {error}"
             log.error("%s", app.state.load_error)

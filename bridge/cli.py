@@ -53,13 +53,17 @@ def manifest_from(args: argparse.Namespace) -> Manifest:
 
 
 def serve(args: argparse.Namespace) -> int:
+    if args.ray:
+        return serve_on_ray(args)
+    if args.address:
+        raise CommandError("--address names a Ray cluster and needs --ray")
     import uvicorn
 
     from bridge.app import create_app
 
     path = (args.manifest or default_manifest()).resolve()
     manifest = load_manifest(path)  # a broken manifest is reported before anything listens
-    playground = args.playground if args.playground is not None else is_loopback(args.host)
+    playground = wants_playground(args)
     try:  # bound before the model loads: a busy port is reported at once
         listening = socket.create_server((args.host, args.port))
     except OSError as error:
@@ -78,6 +82,22 @@ def serve(args: argparse.Namespace) -> int:
         print(f"bridge: {app.state.load_error}", file=sys.stderr)
         return 2
     return 0
+
+
+def serve_on_ray(args: argparse.Namespace) -> int:
+    """`bridge serve --ray`: the same app as Ray Serve deployments (`bridge.ray_serve`)."""
+    try:
+        from bridge import ray_serve
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] != "ray":
+            raise
+        raise CommandError(f"serve --ray needs Ray Serve ({error}): pip install 'annotation-bridge[ray]'") from None
+    return ray_serve.run(manifest_from(args), args.host, args.port, args.address, wants_playground(args))
+
+
+def wants_playground(args: argparse.Namespace) -> bool:
+    """--playground, else on for a loopback --host only."""
+    return args.playground if args.playground is not None else is_loopback(args.host)
 
 
 def is_loopback(host: str) -> bool:
@@ -224,6 +244,11 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                               "0.0.0.0 to be reachable from other machines)")
     serve_parser.add_argument("--port", type=port_number, default=8000, help="TCP port (default 8000)")
+    serve_parser.add_argument("--ray", action="store_true", help="deploy on Ray Serve (the `ray` extra): "
+                              "its HTTP proxy listens on --host and --port, model replicas per the manifest's "
+                              "`ray` section")
+    serve_parser.add_argument("--address", default=None, help="with --ray: the Ray cluster to join "
+                              "(e.g. 10.0.0.5:6379 or auto; default: start a local one)")
     serve_parser.add_argument("--playground", action=argparse.BooleanOptionalAction, default=None,
                               help="the playground page at / (default: on when --host is a loopback address, "
                                    "since it answers without credentials)")

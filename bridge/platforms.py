@@ -35,7 +35,7 @@ from bridge.errors import BridgeError, NotReady
 from bridge.export import Exporter, ExportSetup
 from bridge.manifest import Manifest, ManifestError, PlatformSection
 from bridge.media import read_capped
-from bridge.model import ModelSpec
+from bridge.model import Model, ModelSpec
 from bridge.observability import json_answer, model_loading, noting_errors, stage
 from bridge.outputs import warn_once
 from bridge.predictions import Prediction
@@ -147,11 +147,13 @@ def enabled_adapters(manifest: Manifest, adapters: dict[str, Adapter]) -> dict[s
     return chosen
 
 
-async def start_service(manifest: Manifest, platforms: dict[str, tuple[Adapter, Any]]) -> Service:
+async def start_service(manifest: Manifest, platforms: dict[str, tuple[Adapter, Any]],
+                        load_model: Callable[[], Model] | None = None) -> Service:
     """Build the model once, off the event loop, say what each platform loses of it, and start the service:
-    the one start-up path of `bridge serve` and `bridge ango`."""
+    the one start-up path of `bridge serve` and `bridge ango` (and of `bridge serve --ray`'s ingress, whose
+    `load_model` gives a stand-in for the remote model)."""
     with model_loading(manifest.name, manifest.version):
-        model = await _in_daemon_thread(manifest.build_model)
+        model = await _in_daemon_thread(load_model or manifest.build_model)
     for name, (adapter, section) in platforms.items():
         for warning in adapter.check(model.spec, section, manifest):
             log.warning("%s: %s", name, warning)
