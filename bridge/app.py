@@ -72,9 +72,11 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, p
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
-        """Readiness: the model is loaded."""
+        """Readiness: the model is loaded and URL fetches are being served."""
         state = request.app.state
         if state.service is not None:
+            if stalled := state.service.media.stalled():
+                return JSONResponse({"status": "degraded", "reason": stalled}, status_code=503)
             return JSONResponse({"status": "ready"})
         if state.load_error:
             return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)

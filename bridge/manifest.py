@@ -10,6 +10,7 @@ by its adapter's own model (`PlatformSection` subclasses), so the core names no 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -68,6 +69,11 @@ class Limits(Strict):
                                                      "`predict_batch` call (0: no cross-request batching).")
     allow_private_urls: bool = Field(
         MediaLimits.allow_private_urls, description="Allow media URLs on private/loopback networks.")
+    fetch_connections: int = Field(
+        MediaLimits.fetch_connections, gt=0, description="Connections the URL fetcher keeps open at most.")
+    max_decodes: int = Field(
+        MediaLimits.max_decodes, gt=0, description="Images, frames and downloads decoded at once (threads): "
+                                                    "bounds the memory of decoding.")
 
     def media(self) -> MediaLimits:
         return MediaLimits(
@@ -76,6 +82,8 @@ class Limits(Strict):
             max_video_frames=self.max_video_frames,
             fetch_timeout=self.fetch_timeout,
             allow_private_urls=self.allow_private_urls,
+            fetch_connections=self.fetch_connections,
+            max_decodes=self.max_decodes,
         )
 
 
@@ -256,7 +264,13 @@ class Manifest(Strict):
 
     def resolve_params(self, given: Mapping[str, Any] | None) -> Mapping[str, Any]:
         """Defaults from the params schema under the request's values, validated, read-only; 422 names the
-        parameter. A parameter the schema does not declare is refused unless it sets `additionalProperties`."""
+        parameter. A parameter the schema does not declare is refused unless it sets `additionalProperties`.
+
+        NaN and infinities (JSON's `NaN`, `Infinity`, or `1e400`) are refused first: NaN compares false with
+        everything, so it would pass any `minimum`/`maximum` of the schema.
+        """
+        if where := _non_finite(given):
+            raise InvalidInput(f"invalid parameter {where}: not a finite number")
         properties = self.params.get("properties", {})
         given = given or {}
         if self.params.get("additionalProperties", False) is False:
@@ -281,6 +295,21 @@ class Manifest(Strict):
         if section.get("min_confidence") is None:
             return self.min_confidence
         return MinConfidence.model_validate(section["min_confidence"]).over(self.min_confidence)
+
+
+def _non_finite(value: Any) -> str | None:
+    """The path ("a.b.0") of the first NaN or infinite number in a JSON value, or None (iterative: request
+    values may be nested deep)."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where or "params"
+        if isinstance(item, Mapping):
+            stack += [(f"{where}.{k}" if where else str(k), v) for k, v in item.items()]
+        elif isinstance(item, (list, tuple)):
+            stack += [(f"{where}.{i}" if where else str(i), v) for i, v in enumerate(item)]
+    return None
 
 
 def load_manifest(path: str | Path) -> Manifest:

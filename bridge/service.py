@@ -14,15 +14,15 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from itertools import islice
 from typing import Any
 
 import numpy as np
 
 from bridge import geometry
 from bridge.batching import Batcher
-from bridge.errors import BridgeError, DeadlineExceeded, InvalidInput, ModelFailed
+from bridge.errors import BridgeError, DeadlineExceeded, InvalidInput, ModelFailed, TooLarge
 from bridge.manifest import Manifest, ManifestError
 from bridge.media import MediaLoader, decode_base64, decode_image, decode_video
 from bridge.model import Context, Model, ModelSpec, is_async, predict_batch, predict_batch_async
@@ -144,15 +144,13 @@ class Service:
     async def _video_chunks_from_url(self, url: str) -> AsyncIterator[list[tuple[int, np.ndarray]]]:
         data = await self.media.fetch(url, "video.url")
         frames = decode_video(data, self.media.limits, self.manifest.video_frame_stride)
-        try:
-            while chunk := await asyncio.to_thread(list, islice(frames, self.limits.batch_size)):
+        async with aclosing(self.media.batches(frames, self.limits.batch_size)) as chunks:
+            async for chunk in chunks:
                 yield chunk
-        finally:
-            frames.close()
 
     async def _video_chunks_from_frames(self, video: VideoSource) -> AsyncIterator[list[tuple[int, np.ndarray]]]:
         if len(video.frames) > self.limits.max_video_frames:
-            raise InvalidInput(f"{len(video.frames)} frames sent; the limit is "
+            raise TooLarge(f"{len(video.frames)} frames sent; the limit is "
                                f"{self.limits.max_video_frames} (limits.max_video_frames)")
         step = self.limits.batch_size
         for start in range(0, len(video.frames), step):
@@ -166,7 +164,7 @@ class Service:
             return await self.media.image(source.url, f"{what}.url")
         if source.base64:
             data = decode_base64(source.base64, f"{what}.base64")
-            return await asyncio.to_thread(decode_image, data, self.media.limits, what)
+            return await self.media.decode(decode_image, data, self.media.limits, what)
         raise InvalidInput(f"{what} needs a url or base64")
 
     async def _predict_images(self, images: list[np.ndarray], params: Mapping[str, Any],

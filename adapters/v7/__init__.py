@@ -135,6 +135,7 @@ class V7Video(BaseModel):
 
 
 class V7Region(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN, Infinity and 1e400 are not a box
     x: float
     y: float
     w: float = Field(ge=0)
