@@ -2,8 +2,10 @@
 
 Loaded into pydantic models so that every mistake is reported with the file and the key, e.g.
 ``manifests/faces.yaml: limits.deadline: Input should be greater than 0``. Strings may hold ``${NAME}`` (or
-``${NAME:-default}``) to take secrets from the environment, never from the file. Each platform's section
-is validated by its adapter's own model (`PlatformSection` subclasses), so the core names no platform.
+``${NAME:-default}``) to take secrets from the environment, never from the file; ``$$`` is a literal ``$``.
+Anything else that looks like a reference (``$NAME``, ``${NAME SPACE}``, an unclosed ``${``) is an error
+naming the key: a typo must never become the literal value of a secret. Each platform's section is validated
+by its adapter's own model (`PlatformSection` subclasses), so the core names no platform.
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ from bridge.media import MediaLimits
 from bridge.model import ClassSpec, Model, ModelSpec, import_factory
 from bridge.remote import RemoteModel, RemoteRef
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_DOLLAR = re.compile(rf"\$(?:(?P<dollar>\$)|\{{(?P<body>[^}}]*)(?P<close>\}})?|(?P<bare>{_NAME}))")
+"""What a `$` may start: `$$`, `${...}` (closed or not), or a bare `$NAME`; any other `$` is a literal."""
+_REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::-(?P<default>[^$]*))?")
+"""The body of a valid `${...}`: a name, and a default that holds no further `$`."""
+ENV_REFERENCE_PATTERN = rf"\$\{{{_NAME}(:-[^$}}]*)?\}}"
+"""A JSON Schema `pattern` for a string holding a valid reference (the published schema accepts these)."""
 
 
 class ManifestError(Exception):
@@ -246,6 +254,12 @@ class Manifest(Strict):
             factory = import_factory(self.model.factory, self.base_dir)
         except (ValueError, ImportError) as error:
             raise ManifestError(f"{self.where()}: model.factory: {error}") from None
+        except SyntaxError as error:  # the user's model file: name it and the line
+            raise ManifestError(f"{self.where()}: model.factory: {error.filename}, line {error.lineno}: "
+                                f"SyntaxError: {error.msg}") from None
+        except Exception as error:  # the model module raised while importing: a missing dependency, a typo...
+            raise ManifestError(f"{self.where()}: model.factory: importing {self.model.factory} failed: "
+                                f"{type(error).__name__}: {error}") from error
         try:
             model = factory(**self.model.params)
         except Exception as error:  # a wrong keyword in model.params, missing weights...: name the manifest
@@ -351,15 +365,27 @@ def _substitute(value: Any, where: str, keys: list[str]) -> Any:
     if not isinstance(value, str):
         return value
 
+    def fail(reason: str) -> ManifestError:
+        return ManifestError(f"{where}: {'.'.join(keys)}: {reason}")
+
     def replace(match: re.Match) -> str:
-        name, default = match.group(1), match.group(2)
+        if match["dollar"]:
+            return "$"
+        if match["bare"]:
+            raise fail(f"${match['bare']} is not substituted: write ${{{match['bare']}}} (or $$ for a literal $)")
+        if not match["close"]:
+            raise fail(f"unclosed {match[0]!r}: write ${{NAME}} or ${{NAME:-default}}")
+        reference = _REFERENCE.fullmatch(match["body"])
+        if reference is None:
+            raise fail(f"{match[0]!r} is not a variable reference: write ${{NAME}} or ${{NAME:-default}}")
+        name, default = reference["name"], reference["default"]
         if name in os.environ:
             return os.environ[name]
         if default is not None:
             return default
-        raise ManifestError(f"{where}: {'.'.join(keys)}: environment variable {name} is not set")
+        raise fail(f"environment variable {name} is not set")
 
-    return _ENV.sub(replace, value)
+    return _DOLLAR.sub(replace, value)
 
 
 def _describe(error: ValidationError, where: str, prefix: str = "") -> str:
@@ -368,3 +394,43 @@ def _describe(error: ValidationError, where: str, prefix: str = "") -> str:
         key = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
         lines.append(f"{where}: {key or '(top)'}: {item['msg']}")
     return "\n".join(lines)
+
+
+# --- the published JSON Schema --------------------------------------------------------------------------------
+
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs")
+_SCHEMA_ONE = ("items", "additionalProperties", "not", "contains")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_ANNOTATIONS = ("title", "description", "default", "examples")
+
+
+def accept_env_references(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` where every constrained scalar (number, boolean, enum, ...) may also be a `${NAME}` string.
+
+    The loader substitutes every string before validating, so `deadline: ${DEADLINE}` is a good manifest;
+    the published schema must say so, or editors flag the project's own manifests.
+    """
+    reference = {"type": "string", "pattern": ENV_REFERENCE_PATTERN,
+                 "description": "Taken from the environment: ${NAME} or ${NAME:-default}."}
+    schema = _with_references(schema, {"$ref": "#/$defs/EnvReference"})
+    schema.setdefault("$defs", {})["EnvReference"] = reference
+    return schema
+
+
+def _with_references(node: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    node = dict(node)
+    for key in _SCHEMA_MAPS:
+        if key in node:
+            node[key] = {name: _with_references(sub, reference) for name, sub in node[key].items()}
+    for key in _SCHEMA_ONE:
+        if isinstance(node.get(key), dict):
+            node[key] = _with_references(node[key], reference)
+    for key in _SCHEMA_LISTS:
+        if key in node:
+            node[key] = [_with_references(sub, reference) for sub in node[key]]
+    scalar = node.get("type") in ("number", "integer", "boolean", "null") or "enum" in node or "const" in node
+    constrained_string = node.get("type") == "string" and {"pattern", "format", "maxLength"} & set(node)
+    if not (scalar or constrained_string) or node.get("type") == "null":
+        return node
+    annotations = {k: node.pop(k) for k in _ANNOTATIONS if k in node}
+    return {**annotations, "anyOf": [node, reference]}
