@@ -200,6 +200,7 @@ class Manifest(Strict):
                                           "a platform without a section is not served.")
 
     _path: Path | None = PrivateAttr(None)
+    _variables: dict[str, str] = PrivateAttr(default_factory=dict)
     _params_validator: jsonschema.protocols.Validator | None = PrivateAttr(None)
 
     @field_validator("params")
@@ -226,6 +227,10 @@ class Manifest(Strict):
     def path(self) -> Path | None:
         """The file this manifest was read from."""
         return self._path
+
+    def variable_of(self, key: str) -> str | None:
+        """The environment variable a key's value came from (`platforms.labelbox.secret` -> `LABELBOX_SECRET`)."""
+        return self._variables.get(key)
 
     @property
     def base_dir(self) -> Path:
@@ -348,20 +353,23 @@ def load_manifest(path: str | Path) -> Manifest:
         raise ManifestError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise ManifestError(f"{path}: a manifest is a mapping of keys, got {type(raw).__name__}")
-    raw = _substitute(raw, str(path), [])
+    variables: dict[str, str] = {}
+    raw = _substitute(raw, str(path), [], variables)
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as error:
         raise ManifestError(_describe(error, str(path))) from None
     manifest._path = path.resolve()
+    manifest._variables = variables
     return manifest
 
 
-def _substitute(value: Any, where: str, keys: list[str]) -> Any:
+def _substitute(value: Any, where: str, keys: list[str], variables: dict[str, str]) -> Any:
+    """`value` with its `${NAME}` references replaced; `variables` records which key read which variable."""
     if isinstance(value, dict):
-        return {k: _substitute(v, where, [*keys, str(k)]) for k, v in value.items()}
+        return {k: _substitute(v, where, [*keys, str(k)], variables) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, where, [*keys, str(i)]) for i, v in enumerate(value)]
+        return [_substitute(v, where, [*keys, str(i)], variables) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -379,6 +387,7 @@ def _substitute(value: Any, where: str, keys: list[str]) -> Any:
         if reference is None:
             raise fail(f"{match[0]!r} is not a variable reference: write ${{NAME}} or ${{NAME:-default}}")
         name, default = reference["name"], reference["default"]
+        variables[".".join(keys)] = name
         if name in os.environ:
             return os.environ[name]
         if default is not None:

@@ -111,7 +111,8 @@ class Adapter:
     def check(self, spec: ModelSpec, section: PlatformSection, manifest: Manifest) -> list[str]:
         """Warnings about this model on this platform: from the conversion table, and a missing secret."""
         found = conversions.warnings(self.conversions, spec, manifest.geometry.simplify_tolerance)
-        missing = self.auth(section).missing()
+        scheme = self.auth(section)
+        missing = scheme.missing(manifest.variable_of(scheme.key))
         return found + ([missing] if missing else [])
 
     def exporter(self, section: PlatformSection, setup: ExportSetup) -> Exporter | None:

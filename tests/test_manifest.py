@@ -207,7 +207,7 @@ def test_missing_environment_variable_names_the_key(tmp_path, monkeypatch):
 
 def test_substitution_leaves_other_values_alone():
     raw = {"a": 1, "b": [True, None, 2.5], "c": {"d": "${BRIDGE_TEST_X:-x}"}}
-    assert _substitute(raw, "f", []) == {"a": 1, "b": [True, None, 2.5], "c": {"d": "x"}}
+    assert _substitute(raw, "f", [], {}) == {"a": 1, "b": [True, None, 2.5], "c": {"d": "x"}}
 
 
 # --- inference params ---------------------------------------------------------------------------------------------
