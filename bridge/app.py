@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
+from bridge.fallback import answer_unknown_routes, serve_docs
 from bridge.manifest import Manifest
 from bridge.model import Model
 from bridge.observability import RequestLog, metrics
@@ -59,7 +60,8 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, p
                 app.state.service = None
 
     app = FastAPI(title=manifest.name, version=manifest.version, description=manifest.description,
-                  lifespan=lifespan, default_response_class=JSONResponse)
+                  lifespan=lifespan, default_response_class=JSONResponse,
+                  docs_url=None, redoc_url=None)  # docs: serve_docs, below
     app.state.service = None
     app.state.load_error = None
     app.state.stop = None
@@ -90,10 +92,14 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, p
     app.add_api_route("/metrics", metrics, methods=["GET"], tags=["health"], response_class=Response,
                       summary="Prometheus metrics")
 
+    error_forms = []
     for adapter, section in platforms.values():
         router = adapter.router(section)
         if router is not None:
             app.include_router(router)
+            error_forms.append((router.prefix, adapter.render_error))
+    answer_unknown_routes(app, error_forms)
+    serve_docs(app)
     if playground:
         from bridge.playground import mount
 

@@ -52,12 +52,14 @@ class Auth:
         elif not _same(request.headers.get(self.header, ""), self.secret):
             raise Unauthorized(f"missing or wrong secret in the {self.header} header")
 
-    def missing(self) -> str | None:
-        """A warning when the scheme needs a secret the manifest does not set."""
-        if self.scheme != "none" and not self.secret:
-            return f"{self.key} is not set: the endpoint refuses every request (set it from the environment, " \
-                   f"e.g. `${{SECRET_NAME}}`)"
-        return None
+    def missing(self, variable: str | None = None) -> str | None:
+        """A warning when the scheme needs a secret the manifest does not set; `variable` is the environment
+        variable the manifest reads it from, if it does."""
+        if self.scheme == "none" or self.secret:
+            return None
+        how = f"export {variable}=..." if variable else f"write `{self.key.rsplit('.', 1)[-1]}: ${{NAME}}` and " \
+                                                            "export NAME"
+        return f"{self.key} is not set: the endpoint refuses every request ({how})"
 
     def openapi(self) -> SecurityBase | None:
         """The FastAPI security declaration of this scheme (documentation only: `check` does the checking)."""

@@ -2,8 +2,10 @@
 
 Loaded into pydantic models so that every mistake is reported with the file and the key, e.g.
 ``manifests/faces.yaml: limits.deadline: Input should be greater than 0``. Strings may hold ``${NAME}`` (or
-``${NAME:-default}``) to take secrets from the environment, never from the file. Each platform's section
-is validated by its adapter's own model (`PlatformSection` subclasses), so the core names no platform.
+``${NAME:-default}``) to take secrets from the environment, never from the file; ``$$`` is a literal ``$``.
+Anything else that looks like a reference (``$NAME``, ``${NAME SPACE}``, an unclosed ``${``) is an error
+naming the key: a typo must never become the literal value of a secret. Each platform's section is validated
+by its adapter's own model (`PlatformSection` subclasses), so the core names no platform.
 """
 
 from __future__ import annotations
@@ -23,8 +25,15 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from bridge.errors import InvalidInput
 from bridge.media import MediaLimits
 from bridge.model import ClassSpec, Model, ModelSpec, import_factory
+from bridge.remote import RemoteModel, RemoteRef
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_DOLLAR = re.compile(rf"\$(?:(?P<dollar>\$)|\{{(?P<body>[^}}]*)(?P<close>\}})?|(?P<bare>{_NAME}))")
+"""What a `$` may start: `$$`, `${...}` (closed or not), or a bare `$NAME`; any other `$` is a literal."""
+_REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::-(?P<default>[^$]*))?")
+"""The body of a valid `${...}`: a name, and a default that holds no further `$`."""
+ENV_REFERENCE_PATTERN = rf"\$\{{{_NAME}(:-[^$}}]*)?\}}"
+"""A JSON Schema `pattern` for a string holding a valid reference (the published schema accepts these)."""
 
 
 class ManifestError(Exception):
@@ -36,9 +45,20 @@ class Strict(BaseModel):
 
 
 class ModelRef(Strict):
-    factory: str = Field(description="'package.module:Factory' or 'path/to/file.py:Factory' (relative to "
-                                     "the manifest). Called once at start-up with `params`.")
+    factory: str | None = Field(None, description="'package.module:Factory' or 'path/to/file.py:Factory' "
+                                                  "(relative to the manifest). Called once at start-up with `params`.")
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory.")
+    remote: RemoteRef | None = Field(None, description="Instead of a factory: an existing endpoint of one platform "
+                                                       "(V7, Labelbox, Ango), served to the others.")
+
+    @model_validator(mode="after")
+    def _factory_or_remote(self) -> ModelRef:
+        if (self.factory is None) == (self.remote is None):
+            raise ValueError("model.factory is required (your code), or model.remote instead (an existing "
+                             "endpoint): one of the two")
+        if self.remote is not None and self.params:
+            raise ValueError("`params` are the factory's keyword arguments: a remote model has none")
+        return self
 
 
 class Limits(Strict):
@@ -188,6 +208,7 @@ class Manifest(Strict):
                                           "a platform without a section is not served.")
 
     _path: Path | None = PrivateAttr(None)
+    _variables: dict[str, str] = PrivateAttr(default_factory=dict)
     _params_validator: jsonschema.protocols.Validator | None = PrivateAttr(None)
     _default_params: Mapping[str, Any] | None = PrivateAttr(None)
 
@@ -216,6 +237,10 @@ class Manifest(Strict):
         """The file this manifest was read from."""
         return self._path
 
+    def variable_of(self, key: str) -> str | None:
+        """The environment variable a key's value came from (`platforms.labelbox.secret` -> `LABELBOX_SECRET`)."""
+        return self._variables.get(key)
+
     @property
     def base_dir(self) -> Path:
         return self.path.parent if self.path else Path.cwd()
@@ -235,11 +260,20 @@ class Manifest(Strict):
     # --- the model ---
 
     def build_model(self) -> Model:
-        """Import the factory, call it with its params, and make sure the result has a usable spec."""
+        """Import the factory, call it with its params, and make sure the result has a usable spec; or connect
+        to the remote endpoint (`bridge.remote`)."""
+        if self.model.remote is not None:
+            return self._remote_model(self.model.remote)
         try:
             factory = import_factory(self.model.factory, self.base_dir)
         except (ValueError, ImportError) as error:
             raise ManifestError(f"{self.where()}: model.factory: {error}") from None
+        except SyntaxError as error:  # the user's model file: name it and the line
+            raise ManifestError(f"{self.where()}: model.factory: {error.filename}, line {error.lineno}: "
+                                f"SyntaxError: {error.msg}") from None
+        except Exception as error:  # the model module raised while importing: a missing dependency, a typo...
+            raise ManifestError(f"{self.where()}: model.factory: importing {self.model.factory} failed: "
+                                f"{type(error).__name__}: {error}") from error
         try:
             model = factory(**self.model.params)
         except Exception as error:  # a wrong keyword in model.params, missing weights...: name the manifest
@@ -254,6 +288,16 @@ class Manifest(Strict):
             raise ManifestError(f"{self.where()}: {self.model.factory} must give an object with a "
                                 "`spec: ModelSpec` and a `predict(item, context)` method")
         return model
+
+    def _remote_model(self, remote: RemoteRef) -> Model:
+        from bridge.platforms import discover  # the adapters import this module
+
+        if remote.model_yaml is not None:
+            remote = remote.model_copy(update={"model_yaml": self.base_dir / remote.model_yaml})
+        try:
+            return RemoteModel.connect(remote, discover(), self.classes, self.input, self.limits.deadline)
+        except ValueError as error:
+            raise ManifestError(f"{self.where()}: {error}") from None
 
     # --- inference parameters ---
 
@@ -324,32 +368,48 @@ def load_manifest(path: str | Path) -> Manifest:
         raise ManifestError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise ManifestError(f"{path}: a manifest is a mapping of keys, got {type(raw).__name__}")
-    raw = _substitute(raw, str(path), [])
+    variables: dict[str, str] = {}
+    raw = _substitute(raw, str(path), [], variables)
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as error:
         raise ManifestError(_describe(error, str(path))) from None
     manifest._path = path.resolve()
+    manifest._variables = variables
     return manifest
 
 
-def _substitute(value: Any, where: str, keys: list[str]) -> Any:
+def _substitute(value: Any, where: str, keys: list[str], variables: dict[str, str]) -> Any:
+    """`value` with its `${NAME}` references replaced; `variables` records which key read which variable."""
     if isinstance(value, dict):
-        return {k: _substitute(v, where, [*keys, str(k)]) for k, v in value.items()}
+        return {k: _substitute(v, where, [*keys, str(k)], variables) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, where, [*keys, str(i)]) for i, v in enumerate(value)]
+        return [_substitute(v, where, [*keys, str(i)], variables) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
+    def fail(reason: str) -> ManifestError:
+        return ManifestError(f"{where}: {'.'.join(keys)}: {reason}")
+
     def replace(match: re.Match) -> str:
-        name, default = match.group(1), match.group(2)
+        if match["dollar"]:
+            return "$"
+        if match["bare"]:
+            raise fail(f"${match['bare']} is not substituted: write ${{{match['bare']}}} (or $$ for a literal $)")
+        if not match["close"]:
+            raise fail(f"unclosed {match[0]!r}: write ${{NAME}} or ${{NAME:-default}}")
+        reference = _REFERENCE.fullmatch(match["body"])
+        if reference is None:
+            raise fail(f"{match[0]!r} is not a variable reference: write ${{NAME}} or ${{NAME:-default}}")
+        name, default = reference["name"], reference["default"]
+        variables[".".join(keys)] = name
         if name in os.environ:
             return os.environ[name]
         if default is not None:
             return default
-        raise ManifestError(f"{where}: {'.'.join(keys)}: environment variable {name} is not set")
+        raise fail(f"environment variable {name} is not set")
 
-    return _ENV.sub(replace, value)
+    return _DOLLAR.sub(replace, value)
 
 
 def _describe(error: ValidationError, where: str, prefix: str = "") -> str:
@@ -358,3 +418,43 @@ def _describe(error: ValidationError, where: str, prefix: str = "") -> str:
         key = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
         lines.append(f"{where}: {key or '(top)'}: {item['msg']}")
     return "\n".join(lines)
+
+
+# --- the published JSON Schema --------------------------------------------------------------------------------
+
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs")
+_SCHEMA_ONE = ("items", "additionalProperties", "not", "contains")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_ANNOTATIONS = ("title", "description", "default", "examples")
+
+
+def accept_env_references(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` where every constrained scalar (number, boolean, enum, ...) may also be a `${NAME}` string.
+
+    The loader substitutes every string before validating, so `deadline: ${DEADLINE}` is a good manifest;
+    the published schema must say so, or editors flag the project's own manifests.
+    """
+    reference = {"type": "string", "pattern": ENV_REFERENCE_PATTERN,
+                 "description": "Taken from the environment: ${NAME} or ${NAME:-default}."}
+    schema = _with_references(schema, {"$ref": "#/$defs/EnvReference"})
+    schema.setdefault("$defs", {})["EnvReference"] = reference
+    return schema
+
+
+def _with_references(node: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    node = dict(node)
+    for key in _SCHEMA_MAPS:
+        if key in node:
+            node[key] = {name: _with_references(sub, reference) for name, sub in node[key].items()}
+    for key in _SCHEMA_ONE:
+        if isinstance(node.get(key), dict):
+            node[key] = _with_references(node[key], reference)
+    for key in _SCHEMA_LISTS:
+        if key in node:
+            node[key] = [_with_references(sub, reference) for sub in node[key]]
+    scalar = node.get("type") in ("number", "integer", "boolean", "null") or "enum" in node or "const" in node
+    constrained_string = node.get("type") == "string" and {"pattern", "format", "maxLength"} & set(node)
+    if not (scalar or constrained_string) or node.get("type") == "null":
+        return node
+    annotations = {k: node.pop(k) for k in _ANNOTATIONS if k in node}
+    return {**annotations, "anyOf": [node, reference]}

@@ -112,12 +112,33 @@ class Adapter:
     def check(self, spec: ModelSpec, section: PlatformSection, manifest: Manifest) -> list[str]:
         """Warnings about this model on this platform: from the conversion table, and a missing secret."""
         found = conversions.warnings(self.conversions, spec, manifest.geometry.simplify_tolerance)
-        missing = self.auth(section).missing()
+        scheme = self.auth(section)
+        missing = scheme.missing(manifest.variable_of(scheme.key))
         return found + ([missing] if missing else [])
 
     def exporter(self, section: PlatformSection, setup: ExportSetup) -> Exporter | None:
         """The platform's import format for `bridge prelabel`, or None when it has no file import."""
         return None
+
+    # --- as a client of this platform's endpoints: `bridge check URL` (bridge.endpoint_check), remote models
+    # (bridge.remote) ---
+
+    def check_endpoint(self, probe: Any) -> list[Any]:
+        """The `Problem`s of the endpoint at `probe.url` with this platform's contract, found by calling it."""
+        raise NotImplementedError(f"{self.name} has no endpoint check")
+
+    def secret_headers(self, secret: str) -> dict[str, str]:
+        """The headers that carry this platform's secret to an endpoint (`--secret`, a remote's `secret`)."""
+        return {"Authorization": f"Bearer {secret}"}
+
+    def remote_spec(self, remote: Any, client: Any) -> ModelSpec:
+        """The classes of a remote endpoint of this platform, read once at start-up with `client` (httpx)."""
+        raise NotImplementedError(f"{self.name} cannot serve a remote model")
+
+    def remote_request(self, item: Any, context: Any, spec: ModelSpec, remote: Any) -> tuple[str, Any]:
+        """(path after the remote's URL, JSON body) asking a remote endpoint of this platform about `item` (an
+        RGB image array or a text)."""
+        raise NotImplementedError(f"{self.name} cannot serve a remote model")
 
 
 def discover() -> dict[str, Adapter]:

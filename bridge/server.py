@@ -167,23 +167,23 @@ def uvicorn_config(app: Any, manifest: Manifest, host: str, port: int, log_level
 
 
 def run(manifest: Manifest, host: str, port: int, *, log_level: str = "info", playground: bool = True,
-        reuse_port: bool = False, status: WorkerStatus | None = None) -> str | None:
-    """Serve `manifest`'s model on host:port until SIGINT/SIGTERM, then end within the grace period.
-
-    The port is bound before the model loads, so a busy port is reported at once (`CommandError`). Returns
-    why the model failed to load (which stops the server), or None.
-    """
+        reuse_port: bool = False, status: WorkerStatus | None = None, sock: socket.socket | None = None
+        ) -> str | None:
+    """Serve `manifest`'s model on host:port (or on `sock`, already bound) until SIGINT/SIGTERM, then end
+    within the grace period. Returns why the model failed to load (which stops the server), or None.
+    A port this binds is bound before the model loads, so a busy port is reported at once (`CommandError`)."""
     from bridge.app import create_app
-    from bridge.cli import CommandError
+    from bridge.cli import CommandError, stopper
 
     app = create_app(manifest, playground=playground)
-    try:
-        sock = listening_socket(host, port, reuse_port)
-    except OSError as error:
-        raise CommandError(f"cannot listen on {host}:{port}: {os.strerror(error.errno)}") from None
+    if sock is None:
+        try:
+            sock = listening_socket(host, port, reuse_port)
+        except OSError as error:
+            raise CommandError(f"cannot listen on {host}:{port}: {os.strerror(error.errno)}") from None
     config = uvicorn_config(app, manifest, host, port, log_level)
     server = BridgeServer(config, status, deferred=sock) if reuse_port else BridgeServer(config, status)
-    app.state.stop = lambda: setattr(server, "should_exit", True)  # a model that fails to load ends the server
+    app.state.stop = stopper(server)  # a model that fails to load ends the server
     server.run(sockets=None if reuse_port else [sock])
     if app.state.load_error:
         return app.state.load_error

@@ -96,6 +96,8 @@ class Service:
 
     async def aclose(self) -> None:
         await self.media.aclose()
+        if hasattr(self.model, "aclose"):  # a model holding connections (bridge.remote)
+            await self.model.aclose()
         self._workers.shutdown(wait=False, cancel_futures=True)
 
     @observe_job

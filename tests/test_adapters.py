@@ -63,3 +63,10 @@ def test_a_manifest_without_platforms_says_nothing_is_served(tmp_path, capsys):
     manifest.write_text(f"name: bare\nmodel: {{factory: {ROOT}/examples/blur.py:BlurDetector}}\n")
     assert main(["check", str(manifest)]) == 0
     assert "no platform is served: add a section under `platforms` (v7, labelbox, ango)" in capsys.readouterr().out
+
+
+def test_a_missing_secret_names_the_variable_to_export(capsys, monkeypatch):
+    monkeypatch.delenv("LABELBOX_SECRET", raising=False)
+    assert main(["check", str(ROOT / "manifests" / "default.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "platforms.labelbox.secret is not set: the endpoint refuses every request (export LABELBOX_SECRET=...)" in out

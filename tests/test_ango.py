@@ -419,8 +419,8 @@ def test_the_adapter_is_installed_and_lists_what_ango_loses():
                                                     "class 'vector'"]
     assert "dropped" in warnings[-1]
     assert adapter.check(ModelSpec(classes=CLASSES[:1]), AngoSection(), manifest) == [
-        "platforms.ango.secret is not set: the endpoint refuses every request (set it from the environment, "
-        "e.g. `${SECRET_NAME}`)"]
+        "platforms.ango.secret is not set: the endpoint refuses every request (write `secret: ${NAME}` and export "
+        "NAME)"]
 
 
 # --- conversions ------------------------------------------------------------------------------------------------

@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+import shapely
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from adapters.ango.convert import to_answer as ango_answer
 from adapters.ango.read import read_answer as read_ango
-from bridge.geometry import rasterize
+from bridge.geometry import rasterize, to_polygon, to_shapely
 from bridge.manifest import Manifest
 from bridge.model import ModelSpec
 from bridge.outputs import Finish, finish
@@ -78,11 +79,15 @@ def boxes(draw: Any, least: float = 1.0) -> Box:
 
 @st.composite
 def masks(draw: Any) -> Mask:
-    """Rectangles filled even-odd: parts, holes, islands in holes, parts touching at corners."""
+    """Rectangles and a disc filled even-odd: parts, holes, islands in holes, parts touching at corners, curves."""
     array = np.zeros((HEIGHT, WIDTH), dtype=bool)
     for _ in range(draw(st.integers(1, 4))):
         x0, y0 = draw(st.integers(0, WIDTH - 2)), draw(st.integers(0, HEIGHT - 2))
         array[y0:draw(st.integers(y0 + 1, HEIGHT)), x0:draw(st.integers(x0 + 1, WIDTH))] ^= True
+    if draw(st.booleans()):
+        yy, xx = np.mgrid[:HEIGHT, :WIDTH]
+        centre = draw(st.integers(0, WIDTH)), draw(st.integers(0, HEIGHT))
+        array ^= np.hypot(xx - centre[0], yy - centre[1]) < draw(st.integers(2, 20))
     return Mask(array)
 
 
@@ -251,7 +256,8 @@ def test_a_prediction_comes_back_as_the_conversion_table_says(platform: str, kin
                     ok = getattr(g, name) == absent
                 else:
                     ok = WITHIN[platform, aspect](s, g)
-                assert ok, f"{platform} {aspect} is {kept.fidelity}: sent {getattr(s, name)!r}, read {getattr(g, name)!r}"
+                assert ok, f"{platform} {aspect} is {kept.fidelity}: sent {getattr(s, name)!r}, " \
+                           f"read {getattr(g, name)!r}"
 
     check()
 
@@ -273,3 +279,47 @@ def test_every_class_kind_and_aspect_is_covered() -> None:
     for platform, adapter in ADAPTERS.items():
         lossy = {row for row, c in adapter.conversions.items() if c.at(0).fidelity == "lossy"}
         assert lossy == {row for p, row in WITHIN if p == platform}, f"{platform}: each lossy row says its 'within'"
+
+
+@pytest.mark.parametrize("platform", sorted(ADAPTERS))
+def test_one_answer_holding_every_kind_reads_back_each_prediction_under_its_own_class(platform: str) -> None:
+    table = ADAPTERS[platform].conversions
+
+    @EXAMPLES
+    @given(st.tuples(*(predictions(kind) for kind in SHAPES)))
+    def check(drawn: tuple[Prediction, ...]) -> None:
+        sent = [p for prediction in drawn for p in served(prediction)]
+        got = round_trip(platform, sent)
+        kept = [s for s in sent if table[SPEC.get(s.label).kind].fidelity != "dropped"]
+        assert sorted(g.label for g in got) == sorted(s.label for s in kept)
+
+    check()
+
+
+SIMPLIFIED = MANIFEST.model_copy(update={"geometry": MANIFEST.geometry.model_copy(update={"simplify_tolerance": 0.5})})
+
+
+@pytest.mark.parametrize("platform", sorted(p for p in ADAPTERS if ADAPTERS[p].conversions["polygon"].traced))
+@pytest.mark.parametrize("kind", ["polygon", "mask"])
+def test_a_simplified_outline_comes_back_within_the_tolerance(platform: str, kind: str) -> None:
+    """Traced rows at `simplify_tolerance: 0.5` (the default) are lossy by the tolerance: the outline read back
+    lies within 0.5 px of the one sent (Hausdorff distance of the boundaries); a mask read back as pixels moves
+    by at most one pixel more (a pixel flips when the simplified outline crosses its centre)."""
+    adapter = ADAPTERS[platform]
+    tolerance = SIMPLIFIED.geometry.simplify_tolerance
+    assert adapter.conversions[kind].at(tolerance).fidelity == "lossy"
+
+    @EXAMPLES
+    @given(masks())
+    def check(mask: Mask) -> None:
+        sent = finish([Prediction(KIND[kind].name, mask)], SPEC, Finish(seen=(HEIGHT, WIDTH), canvas=(HEIGHT, WIDTH),
+                                                                          tolerance=tolerance))
+        assume(sent)  # rectangles that cancel out leave nothing to send
+        section = adapter.section()
+        answer = adapter.write_answer(Result(sent, (HEIGHT, WIDTH), TEXT), SPEC, section, SIMPLIFIED)
+        (got,) = adapter.read_answer(json.loads(json.dumps(answer)), SPEC, section, (HEIGHT, WIDTH), TEXT)
+        outline = shapely.boundary(to_shapely(to_polygon(mask)))
+        moved = shapely.hausdorff_distance(outline, shapely.boundary(to_shapely(to_polygon(got.shape))))
+        assert moved <= tolerance + (1 if kind == "mask" else 0) + 1e-9, f"moved {moved:.3f} px"
+
+    check()

@@ -22,6 +22,8 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.ango import contract
+from adapters.ango import remote as remote_model
 from adapters.ango.convert import CONVERSIONS, PLATFORM, to_answer
 from adapters.ango.plugin import INSTALL, model_plugin, plugin_class, sdk_plugins
 from adapters.ango.read import read_answer
@@ -89,6 +91,18 @@ class AngoAdapter(Adapter):
         """An answer whose objects carry `title`s, or `schemaId`s equal to the class names (what `bridge check`
         and remote models send as `categorySchema`)."""
         return read_answer(answer, spec, section, None, size, text)
+
+    def remote_spec(self, remote: Any, client: Any) -> ModelSpec:
+        return remote_model.remote_spec(remote, client)
+
+    def remote_request(self, item: Any, context: Any, spec: ModelSpec, remote: Any) -> tuple[str, Any]:
+        return remote_model.remote_request(item, context, spec, remote)
+
+    def check_endpoint(self, probe: Any) -> list[Any]:
+        return contract.check(probe)
+
+    def secret_headers(self, secret: str) -> dict[str, str]:
+        return {"Secret": secret}
 
     def routes(self, section: AngoSection) -> list[Route]:
         plugins: dict[int, Any] = {}  # the SDK's plugin, made once the model is loaded (one per service)

@@ -107,8 +107,11 @@ def class_ids(category_schema: Any) -> dict[str, str] | None:
 
 
 def to_job(params: Mapping[str, Any], url: str | None = None, text: str | None = None) -> Job:
-    """The neutral job of one run: the asset's image by URL, or the text a text model read from it."""
-    image = ImageSource(url=url) if text is None else None
+    """The neutral job of one run: the asset's image by URL (a base64 `data:` URL carries the image itself, as a
+    remote bridge sends it), or the text a text model read from it."""
+    image = None
+    if text is None:
+        image = ImageSource(base64=url) if url.startswith("data:") else ImageSource(url=url)
     return Job(platform=PLATFORM, image=image, text=text, params=params)
 
 

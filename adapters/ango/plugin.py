@@ -30,6 +30,7 @@ from urllib3.util import Retry
 from adapters.ango.convert import CONVERSIONS, PLATFORM, class_ids, run_params, to_answer, to_job
 from adapters.ango.section import AngoSection
 from bridge.errors import BridgeError, InvalidInput, NotReady
+from bridge.media import decode_base64
 from bridge.observability import stage
 from bridge.platforms import note_losses
 from bridge.service import Result, Service
@@ -110,10 +111,14 @@ def asset_url(message: Mapping[str, Any], sdk: Any) -> str:
 
 
 async def run_asset(service: Service, url: str, params: Mapping[str, Any]) -> Result:
-    """Run the model on the asset at `url`: an image, or for a text model the URL's body as UTF-8 text."""
+    """Run the model on the asset at `url`: an image, or for a text model the URL's body as UTF-8 text. A base64
+    `data:` URL (what a remote bridge sends) carries the asset itself: nothing is fetched."""
     if service.spec.input != "text":
         return await service.run(to_job(params, url=url))
-    data = await service.media.fetch(url, "the asset's text")
+    if url.startswith("data:"):
+        data = decode_base64(url, "dataURL")
+    else:
+        data = await service.media.fetch(url, "the asset's text")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

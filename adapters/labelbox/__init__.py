@@ -41,6 +41,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.labelbox import contract
+from adapters.labelbox import remote as remote_model
 from adapters.labelbox.read import read_answer
 from bridge import auth
 from bridge.auth import Auth
@@ -411,6 +413,15 @@ class LabelboxAdapter(Adapter):
     def read_answer(self, answer: Any, spec: ModelSpec, section: LabelboxSection,
                     size: tuple[int, int] | None = None, text: str | None = None) -> list[Prediction]:
         return read_answer(answer, spec, section, size, text)
+
+    def remote_spec(self, remote: Any, client: Any) -> ModelSpec:
+        return remote_model.remote_spec(remote, client)
+
+    def remote_request(self, item: Any, context: Any, spec: ModelSpec, remote: Any) -> tuple[str, Any]:
+        return remote_model.remote_request(item, context, spec, remote)
+
+    def check_endpoint(self, probe: Any) -> list[Any]:
+        return contract.check(probe)
 
     def routes(self, section: LabelboxSection) -> list[Route]:
         async def infer(body: LabelboxRequest, service: Service) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from fastapi import Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.v7 import contract
+from adapters.v7 import remote as remote_model
 from adapters.v7.read import read_results
 from bridge import auth
 from bridge.auth import Auth
@@ -340,6 +342,18 @@ class V7Adapter(Adapter):
     def read_answer(self, answer: Any, spec: ModelSpec, section: V7Section, size: tuple[int, int] | None = None,
                     text: str | None = None) -> list[Prediction]:
         return read_results(answer, spec, section, size)
+
+    def remote_spec(self, remote: Any, client: Any) -> ModelSpec:
+        return remote_model.remote_spec(remote, client)
+
+    def remote_request(self, item: Any, context: Any, spec: ModelSpec, remote: Any) -> tuple[str, Any]:
+        return remote_model.remote_request(item, context, spec, remote)
+
+    def check_endpoint(self, probe: Any) -> list[Any]:
+        return contract.check(probe)
+
+    def secret_headers(self, secret: str) -> dict[str, str]:
+        return {V7Auth.model_fields["header"].default: secret}
 
     def routes(self, section: V7Section) -> list[Route]:
         async def classes(service: Service) -> list[dict[str, str]]:

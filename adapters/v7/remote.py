@@ -1,0 +1,47 @@
+"""A V7 BYOM endpoint as a remote model (`bridge.remote`): its classes from `/classes`, one `/infer` per item.
+
+`/classes` types map back to class kinds (`polygon` and V7's mask types read as polygon classes); skeleton
+classes are left out, since `/classes` does not name their nodes (logged). Radio and checklist classes do not
+survive the trip: V7 lists their options as plain tags, so they come back as tag classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bridge.model import ClassSpec, Context, ModelSpec
+from bridge.remote import image_base64
+
+log = logging.getLogger("bridge")
+
+KIND_OF_TYPE = {"bounding_box": "box", "polygon": "polygon", "mask": "polygon", "raster_layer": "polygon",
+                "keypoint": "point", "line": "line", "ellipse": "ellipse", "cuboid": "cuboid",
+                "directional_vector": "vector", "tag": "tag"}
+
+
+def remote_spec(remote: Any, client: Any) -> ModelSpec:
+    response = client.get(remote.url.rstrip("/") + "/classes")
+    if response.status_code != 200:
+        raise ValueError(f"model.remote: GET {remote.url}/classes answered {response.status_code}: "
+                         f"{response.text[:200]}")
+    classes = []
+    try:
+        for entry in response.json():
+            kind = KIND_OF_TYPE.get(entry.get("type"))
+            if kind is None:
+                log.warning("remote V7 class %r (%s) is left out: no neutral kind reads it back",
+                            entry.get("name"), entry.get("type"))
+            else:
+                classes.append(ClassSpec(name=entry["name"], kind=kind))
+    except (ValueError, TypeError, AttributeError, KeyError) as error:
+        raise ValueError(f"model.remote: {remote.url}/classes is not a list of {{name, type}}: "
+                         f"{type(error).__name__}: {error} (`bridge check {remote.url} --platform v7` says more)") \
+            from None
+    if not classes:
+        raise ValueError(f"model.remote: {remote.url}/classes lists no class the bridge can read")
+    return ModelSpec(classes=classes)
+
+
+def remote_request(item: Any, context: Context, spec: ModelSpec, remote: Any) -> tuple[str, Any]:
+    return "/infer", {"image": {"base64": image_base64(item)}, "params": dict(context.params)}
