@@ -70,3 +70,17 @@ def test_a_missing_secret_names_the_variable_to_export(capsys, monkeypatch):
     assert main(["check", str(ROOT / "manifests" / "default.yaml")]) == 0
     out = capsys.readouterr().out
     assert "platforms.labelbox.secret is not set: the endpoint refuses every request (export LABELBOX_SECRET=...)" in out
+
+
+def test_the_core_runs_without_the_ango_sdk():
+    """`pip install annotation-bridge` without the `ango` extra: no SDK, nor its HTTP stack."""
+    code = f"""
+import sys
+for name in ("imerit_ango", "requests", "socketio", "engineio", "apscheduler"):
+    sys.modules[name] = None  # import fails, as where they are not installed
+from bridge.cli import main
+sys.exit(main(["check", {str(ROOT / "manifests" / "default.yaml")!r}]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "ango: 1 warning(s)" in done.stdout

@@ -24,9 +24,6 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from requests.adapters import HTTPAdapter
-from urllib3.util import Retry
-
 from adapters.ango.convert import CONVERSIONS, PLATFORM, class_ids, run_params, to_answer, to_job
 from adapters.ango.section import AngoSection
 from bridge.errors import BridgeError, InvalidInput, NotReady
@@ -69,17 +66,20 @@ def sdk_plugins(connector: str) -> ModuleType:
     return plugins
 
 
-RETRIES = Retry(total=3, read=0, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504), allowed_methods=None,
-                raise_on_status=False)
+RETRIES = 3
 """Ango's API is retried on connection errors and 5xx answers, 3 times, waiting 0.5, 1 and 2 s between tries;
 not after a read time-out (Ango may have done what was asked)."""
 
 
-def api_client(api_key: str, host: str, timeout: float, retries: Retry | int = RETRIES) -> Any:
-    """The SDK's REST client: each call bounded by `timeout` seconds (the SDK sets none) and retried as
-    `retries` says; its own error lines silenced (the run's log tells the failure once)."""
+def api_client(api_key: str, host: str, timeout: float, retries: int = RETRIES) -> Any:
+    """The SDK's REST client: each call bounded by `timeout` seconds (the SDK sets none) and retried `retries`
+    times as `RETRIES` says; its own error lines silenced (the run's log tells the failure once)."""
     from imerit_ango.sdk import SDK
+    from requests.adapters import HTTPAdapter  # the SDK's own HTTP stack, there when the SDK is
+    from urllib3.util import Retry
 
+    retries = Retry(total=retries, read=0, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504),
+                    allowed_methods=None, raise_on_status=False)
     sdk = SDK(api_key=api_key, host=host)
     sdk.logger.setLevel(logging.CRITICAL)
     sdk.session.mount("http://", HTTPAdapter(max_retries=retries))
