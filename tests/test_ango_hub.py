@@ -208,6 +208,19 @@ def test_plugin_outlives_a_hub_restart(hub, hub_manifest, image_url):
         assert hub.run(message(dataURL=image_url, session="after"))["session"] == "after"
 
 
+def test_a_workflow_run_beyond_the_concurrency_is_refused_and_told(hub, hub_manifest, ango_api, image_url):
+    with bridge_ango(hub_manifest()) as said:  # limits.concurrency: 1
+        hub.heartbeat()
+        hub.send(message(dataURL=image_url, workflow=True, taskId="task-1", session="first",
+                         configJSON='{"sleep": 3}'))
+        hub.send(message(dataURL=image_url, workflow=True, taskId="task-2", session="second"))
+        assert hub.responses.get(timeout=30) == {"error": True, "session": "second"}
+        refused = [log["msg"] for log in hub.logs if log["session"] == "second" and log["level"] == "ERROR"]
+        assert refused == ["refused: 1 workflow run(s) are running already (limits.concurrency); run it again "
+                           "when one is done"]
+        wait_until(lambda: ango_api.calls_to("/v2/annotate/task-1"), timeout=30)  # the first one finishes
+
+
 def test_an_answer_ready_while_the_hub_is_away_is_delivered_when_it_is_back(hub, hub_manifest, image_url):
     with bridge_ango(hub_manifest()) as said:
         hub.heartbeat()

@@ -20,6 +20,7 @@ import asyncio
 import functools
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
@@ -211,18 +212,37 @@ def plugin_class(plugins: ModuleType, connector: str, timeout: float) -> type:
             api_client(data.get("apiKey", ""), self.host, timeout)._annotate_task(
                 data.get("taskId"), payload, self._overwrite(data), send_to_next_stage=True, is_plugin=True)
 
+        def __init__(self, *args: Any, **keys: Any) -> None:
+            super().__init__(*args, **keys)
+            self._run = threading.local()
+            self._slots = Slots(self.concurrency, self._run)
+
         def _handle_workflow(self, data: dict[str, Any]) -> None:
-            """The SDK's, with a line in the run's log when a Socket.IO run is refused for want of a slot."""
-            if connector == "WS" and not self._slots.acquire(blocking=False):
-                data["logger"].error(f"refused: {self.concurrency} workflow run(s) are running already "
-                                     "(limits.concurrency); run it again when they are done")
-                self.emit("response", {"error": True, "session": data.get("session", "")})
-                return None
-            if connector == "WS":
-                self._slots.release()  # the SDK takes it again
-            return super()._handle_workflow(data)
+            """The SDK's; `Slots` tells a run refused for want of a slot in that run's own log."""
+            self._run.logger = data["logger"]
+            try:
+                return super()._handle_workflow(data)
+            finally:
+                self._run.logger = None
 
     return BridgePlugin
+
+
+class Slots(threading.BoundedSemaphore):
+    """The SDK's workflow slots (`limits.concurrency`). Over Socket.IO the SDK refuses a run when none is free
+    and says nothing; this says so in the run's log (`run.logger`, set by the plugin for the calling thread)."""
+
+    def __init__(self, value: int, run: threading.local) -> None:
+        super().__init__(value)
+        self.value, self.run = value, run
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        taken = super().acquire(blocking, timeout)
+        logger = getattr(self.run, "logger", None)
+        if not taken and not blocking and logger is not None:
+            logger.error(f"refused: {self.value} workflow run(s) are running already (limits.concurrency); "
+                         "run it again when one is done")
+        return taken
 
 
 def model_plugin(plugin_cls: type, service: Service, section: AngoSection,
