@@ -93,3 +93,12 @@ def test_openapi_declares_auth_errors_and_the_models_parameters(serve_app, monke
     assert params["min_neighbors"]["default"] == 5
     labelbox = schema["components"]["schemas"]["LabelboxRequest"]["properties"]
     assert {"prompt", "min_confidence", "min_neighbors"} <= set(labelbox)
+
+
+def test_openapi_declares_the_exactly_one_of_rules(serve_app):
+    base = serve_app(create_app(load_manifest(ROOT / "manifests" / "default.yaml")))
+    schemas = httpx.get(f"{base}/openapi.json").json()["components"]["schemas"]
+    assert schemas["V7InferRequest"]["oneOf"] == [{"required": ["image"]}, {"required": ["video"]}]
+    assert schemas["V7Video"]["oneOf"] == [{"required": ["url"]}, {"required": ["frame_urls"]}]
+    assert schemas["V7Image"]["anyOf"] == [{"required": ["base64"]}, {"required": ["url"]}]
+    assert schemas["LabelboxPart"]["oneOf"] == [{"required": ["text"]}, {"required": ["image"]}]

@@ -129,7 +129,8 @@ class LabelboxSection(PlatformSection):
 
 
 class LabelboxPart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [{"required": ["text"]},
+                                                                           {"required": ["image"]}]})
     text: str | None = None
     image: str | None = Field(None, description="Base64-encoded image (a `data:...;base64,` prefix is allowed).")
 

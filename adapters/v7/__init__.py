@@ -113,7 +113,8 @@ class V7Section(PlatformSection):
 
 
 class V7Image(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"anyOf": [{"required": ["base64"]},
+                                                                          {"required": ["url"]}]})
     url: str | None = None
     base64: str | None = None
 
@@ -125,7 +126,8 @@ class V7Image(BaseModel):
 
 
 class V7Video(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"oneOf": [{"required": ["url"]},
+                                                                          {"required": ["frame_urls"]}]})
     url: str | None = None
     frame_urls: list[V7Image] | None = None
 
@@ -154,7 +156,9 @@ class V7Params(BaseModel):
 class V7InferRequest(BaseModel):
     """V7's inference request; the `{"details": {...}}` envelope and `external_model` are tolerated."""
 
-    model_config = ConfigDict(extra="allow")
+    # V7's published rule; the `details` envelope and `params.image` are accepted beside it
+    model_config = ConfigDict(extra="allow", json_schema_extra={"oneOf": [{"required": ["image"]},
+                                                                          {"required": ["video"]}]})
     image: V7Image | None = None
     video: V7Video | None = None
     params: V7Params = Field(default_factory=V7Params)
