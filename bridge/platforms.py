@@ -243,13 +243,13 @@ def note_losses(platform: str, table: Table, spec: ModelSpec, predictions: list[
         warn_once(platform, "", line)
 
 
-async def answer(adapter: Adapter, service: Service, job: Job, write: Callable[[Result], T]) -> T:
-    """Run `job`, then the adapter's writer off the event loop, noting what the writer's form loses."""
+async def answer(adapter: Adapter, service: Service, section: PlatformSection, job: Job) -> Any:
+    """Run `job`, then the adapter's `write_answer` off the event loop, noting what its form loses."""
     result = await service.run(job)
     note_losses(adapter.name, adapter.conversions, service.spec, result.predictions,
                 service.manifest.geometry.simplify_tolerance)
     with stage("convert"):
-        return await asyncio.to_thread(write, result)
+        return await asyncio.to_thread(adapter.write_answer, result, service.spec, section, service.manifest)
 
 
 # --- routes that answer every failure in the platform's own error form ---------------------------------------

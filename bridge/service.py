@@ -204,9 +204,12 @@ class Service:
 
     def _predict_sync(self, items: list[Any], contexts: list[Context],
                       finishes: list[Finish]) -> list[list[Prediction]]:
-        """On a worker thread: the model, then everything after it (`bridge.outputs.finish`)."""
-        return [finish(found, self.spec, how)
-                for found, how in zip(_guarded(predict_batch, self.model, items, contexts), finishes)]
+        """On a worker thread: the model, then everything after it."""
+        return self._finish(_guarded(predict_batch, self.model, items, contexts), finishes)
+
+    def _finish(self, results: list[list[Any]], finishes: list[Finish]) -> list[list[Prediction]]:
+        """Each item's results checked, clamped, placed and thresholded (`bridge.outputs.finish`)."""
+        return [finish(found, self.spec, how) for found, how in zip(results, finishes)]
 
     async def _call_model(self, items: list[Any], contexts: list[Context],
                           finishes: list[Finish]) -> list[list[Prediction]]:
@@ -215,8 +218,7 @@ class Service:
                 async with self._slots:
                     ticket.start()
                     results = await _guarded_async(predict_batch_async(self.model, items, contexts))
-                return await asyncio.to_thread(
-                    lambda: [finish(found, self.spec, how) for found, how in zip(results, finishes)])
+                return await asyncio.to_thread(self._finish, results, finishes)
             return await self.admission.call(self._workers, ticket.wrap(self._predict_sync), items, contexts,
                                              finishes)
 

@@ -7,7 +7,6 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import get_args
 
 import av
 import httpx
@@ -19,7 +18,6 @@ from adapters.v7 import V7Section, to_results
 from bridge import Context
 from bridge.app import create_app
 from bridge.geometry import polygon_to_mask
-from bridge.model import ClassKind
 from bridge.predictions import Polygon
 from tests.conftest import b64, encode_image, free_port
 from tests.shapes_model import AllShapes, donut_mask

@@ -427,11 +427,7 @@ class LabelboxAdapter(Adapter):
     def routes(self, section: LabelboxSection) -> list[Route]:
         async def infer(body: LabelboxRequest, service: Service) -> dict[str, Any]:
             """Run the model on the last user message's image or text; the answer is keyed by feature name."""
-
-            def write(result: Result) -> dict[str, Any]:
-                return self.write_answer(result, service.spec, section, service.manifest)
-
-            return await answer(self, service, to_job(body, service.spec.input, section), write)
+            return await answer(self, service, section, to_job(body, service.spec.input, section))
 
         return [Route("POST", "/infer", infer, LabelboxRequest, LabelboxAnswer, params_at=())]
 

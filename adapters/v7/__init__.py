@@ -366,11 +366,7 @@ class V7Adapter(Adapter):
 
         async def infer(body: V7InferRequest, service: Service) -> dict[str, Any]:
             """Run the model on an image or a video; results in full-image coordinates."""
-
-            def write(result: Result) -> dict[str, Any]:
-                return self.write_answer(result, service.spec, section, service.manifest)
-
-            return await answer(self, service, to_job(body), write)
+            return await answer(self, service, section, to_job(body))
 
         return [Route("GET", "/classes", classes, response=list[V7Class]),
                 Route("POST", "/infer", infer, V7InferRequest, V7InferResponse, params_at=("params",))]
