@@ -6,7 +6,7 @@ A model imports what it needs from here::
 """
 
 from bridge.errors import BridgeError, InvalidInput
-from bridge.model import ClassSpec, Context, Model, ModelSpec
+from bridge.model import ClassSpec, Context, Model, ModelSpec, Prompts
 from bridge.predictions import (
     Box,
     Classification,
@@ -27,6 +27,6 @@ from bridge.predictions import (
 
 __all__ = [
     "Box", "BridgeError", "ClassSpec", "Classification", "Context", "Cuboid", "Ellipse", "InvalidInput", "Line",
-    "Mask", "Model", "ModelSpec", "Node", "Point", "Polygon", "Prediction", "RotatedBox", "Skeleton", "Span",
+    "Mask", "Model", "ModelSpec", "Node", "Point", "Polygon", "Prediction", "Prompts", "RotatedBox", "Skeleton", "Span",
     "Tag", "Vector",
 ]

@@ -93,16 +93,16 @@ class ClassSpec(BaseModel):
 
 
 class ModelSpec(BaseModel):
-    """What a model offers: its input and classes, and whether it wants the whole image with a region."""
+    """What a model offers: its input and classes, and whether it takes prompts (click to segment)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     classes: tuple[ClassSpec, ...] = Field(min_length=1)
     input: Literal["image", "text"] = "image"
-    whole_image: bool = Field(
+    prompts: bool = Field(
         False,
-        description="With a region of interest, give the model the whole image and `context.region` "
-        "instead of the crop.",
+        description="The model takes prompts (a box, positive and negative clicks) in `context.prompts` and "
+        "always gets the whole image; without it, a box prompt crops the image and clicks are not used.",
     )
 
     @model_validator(mode="after")
@@ -117,6 +117,20 @@ class ModelSpec(BaseModel):
 
 
 @dataclass(frozen=True)
+class Prompts:
+    """What a user pointed at, for click-to-segment models: a box and clicks, in full-image pixels."""
+
+    box: Box | None = None
+    positive: tuple[tuple[float, float], ...] = ()
+    """Clicks on the object: (x, y) each."""
+    negative: tuple[tuple[float, float], ...] = ()
+    """Clicks on what is not the object."""
+
+    def __bool__(self) -> bool:
+        return self.box is not None or bool(self.positive) or bool(self.negative)
+
+
+@dataclass(frozen=True)
 class Context:
     """What a model knows of the request besides its input."""
 
@@ -124,7 +138,10 @@ class Context:
     """The request's parameters over the manifest's defaults (complete: every default applied), validated
     against its params schema; read-only."""
     region: Box | None = None
-    """The region of interest (V7's auto-annotate box), in the coordinates of the item the model sees."""
+    """Where the item the model sees lies in the full image, when the bridge cropped it to a box prompt (a
+    model that does not take prompts); None when the model sees the whole image."""
+    prompts: Prompts = field(default_factory=lambda: Prompts())
+    """The job's prompts, for a model whose spec sets `prompts` (empty otherwise)."""
     platform: str = ""
     """Which platform asked: "v7", "labelbox", "ango", ..."""
 

@@ -26,7 +26,7 @@ from bridge.batching import Batcher
 from bridge.errors import BridgeError, DeadlineExceeded, InvalidInput, ModelFailed, TooLarge
 from bridge.manifest import Manifest, ManifestError
 from bridge.media import MediaLoader, decode_base64, decode_image, decode_video
-from bridge.model import Context, Model, ModelSpec, is_async, predict_batch, predict_batch_async
+from bridge.model import Context, Model, ModelSpec, Prompts, is_async, predict_batch, predict_batch_async
 from bridge.observability import observe_batch, observe_job, queued, timed
 from bridge.outputs import Finish, finish
 from bridge.predictions import Box, Prediction
@@ -59,7 +59,9 @@ class Job:
     video: VideoSource | None = None
     text: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    region: Box | None = None
+    prompts: Prompts = field(default_factory=Prompts)
+    """What the user pointed at (V7's auto-annotate box, ...): a model that takes prompts gets them with the
+    whole image; any other model gets the image cropped to the box."""
 
 
 @dataclass(frozen=True)
@@ -174,21 +176,23 @@ class Service:
 
     async def _predict_images(self, images: list[np.ndarray], params: Mapping[str, Any],
                               job: Job) -> list[list[Prediction]]:
-        """Predict on whole images, or on the region of interest; results come back in full-image terms."""
-        region, thresholds = job.region, self.thresholds(job.platform)
+        """Predict on whole images with the prompts, or on the crop to the box prompt for a model that takes
+        none; results come back in full-image terms."""
+        region, thresholds = job.prompts.box, self.thresholds(job.platform)
         tolerance = self.manifest.geometry.simplify_tolerance
-        if region is None or self.spec.whole_image:
-            context = Context(params=params, region=region, platform=job.platform)
+        if self.spec.prompts or region is None:
+            prompts = job.prompts if self.spec.prompts else Prompts()
+            context = Context(params=params, prompts=prompts, platform=job.platform)
             finishes = [Finish(seen=image.shape[:2], canvas=image.shape[:2], min_confidence=thresholds,
                                tolerance=tolerance) for image in images]
             return await self._predict(images, [context] * len(images), finishes)
         crops, cuts = zip(*(geometry.crop(image, region) for image in images))
         if any(cut.w == 0 or cut.h == 0 for cut in cuts):
             raise InvalidInput(f"the region {region} lies outside the image")
-        context = Context(params=params, platform=job.platform)
+        contexts = [Context(params=params, region=cut, platform=job.platform) for cut in cuts]
         finishes = [Finish(seen=crop.shape[:2], canvas=image.shape[:2], offset=cut, min_confidence=thresholds,
                            tolerance=tolerance) for crop, image, cut in zip(crops, images, cuts)]
-        return await self._predict(list(crops), [context] * len(images), finishes)
+        return await self._predict(list(crops), contexts, finishes)
 
     def thresholds(self, platform: str) -> Mapping[str, float]:
         """Each class's `min_confidence` on `platform`: the manifest's, under the platform section's own."""

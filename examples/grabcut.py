@@ -1,7 +1,7 @@
 """Auto-annotate segmenter: OpenCV GrabCut inside the box the user drew (V7's `params.bbox`).
 
-GrabCut needs to see background around the box, so this model asks for the whole image and the region
-(`whole_image=True`) and works on the box plus a margin. The object comes back as one mask; holes where the
+GrabCut needs to see background around the box, so this model takes prompts (`prompts=True`): it gets the
+whole image and the box in `context.prompts`, and works on the box plus a margin. The object comes back as one mask; holes where the
 background shows through (a ring, a handle) stay holes in the polygon V7 receives.
 """
 
@@ -14,17 +14,17 @@ from bridge import ClassSpec, Context, InvalidInput, Mask, ModelSpec, Prediction
 
 
 class GrabCutSegmenter:
-    spec = ModelSpec(classes=[ClassSpec(name="object", kind="polygon")], whole_image=True)
+    spec = ModelSpec(classes=[ClassSpec(name="object", kind="polygon")], prompts=True)
 
     def __init__(self, margin: float = 0.2, min_area: int = 16) -> None:
         self.margin = margin
         self.min_area = min_area
 
     def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
-        if context.region is None:
-            raise InvalidInput("this segmenter needs a region: draw a box with V7's auto-annotate tool")
+        r = context.prompts.box
+        if r is None:
+            raise InvalidInput("this segmenter needs a box: draw one with V7's auto-annotate tool")
         height, width = image.shape[:2]
-        r = context.region
         x0, y0 = max(int(r.x), 0), max(int(r.y), 0)
         x1, y1 = min(int(np.ceil(r.x + r.w)), width), min(int(np.ceil(r.y + r.h)), height)
         if x1 - x0 < 2 or y1 - y0 < 2:

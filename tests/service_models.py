@@ -82,8 +82,8 @@ class Finder:
         ClassSpec(name="line", kind="line"),
     ]
 
-    def __init__(self, whole_image: bool = False) -> None:
-        self.spec = ModelSpec(classes=self.CLASSES, whole_image=whole_image)
+    def __init__(self, prompts: bool = False) -> None:
+        self.spec = ModelSpec(classes=self.CLASSES, prompts=prompts)
         self.seen: list[tuple[int, ...]] = []
         self.contexts: list[Context] = []
 

@@ -186,8 +186,8 @@ def test_v7_requests_parse_to_a_job_or_our_error(body):
         assert 400 <= error.status < 500
         return
     assert (job.image is None) != (job.video is None)
-    if job.region is not None:
-        assert all(math.isfinite(value) for value in (job.region.x, job.region.y, job.region.w, job.region.h))
+    if (box := job.prompts.box) is not None:
+        assert all(math.isfinite(value) for value in (box.x, box.y, box.w, box.h))
     check_params(job.params)
 
 

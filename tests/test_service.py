@@ -27,7 +27,7 @@ from bridge.batching import Batcher
 from bridge.errors import BadRequest, BridgeError, DeadlineExceeded, InvalidInput, ModelFailed, TooLarge
 from bridge.geometry import polygon_to_mask
 from bridge.manifest import Manifest
-from bridge.model import Context
+from bridge.model import Context, Prompts
 from bridge.predictions import Box, Classification, Line, Mask, Point, Polygon, Prediction
 from bridge.service import ImageSource, Job, Result, Service, VideoSource
 from tests.conftest import _ThreadedUvicorn, b64, encode_image, free_port
@@ -69,8 +69,9 @@ def run(manifest: Manifest, *jobs: Job) -> tuple[Any, list[Result | BaseExceptio
     return asyncio.run(go())
 
 
-def image_job(image: np.ndarray | None = None, **keys: Any) -> Job:
+def image_job(image: np.ndarray | None = None, box: Box | None = None, **keys: Any) -> Job:
     keys.setdefault("platform", "test")
+    keys.setdefault("prompts", Prompts(box=box))
     return Job(image=ImageSource(base64=png_b64(scene() if image is None else image)), **keys)
 
 
@@ -247,9 +248,9 @@ def test_a_request_that_gives_up_leaves_its_batch():
 def test_region_crop_results_come_back_in_full_image_coordinates(make_manifest):
     manifest = make_manifest(model={"factory": "tests.service_models:Finder"})
     region = Box(80, 30, 50, 40)  # holds the rectangle, not the lone pixel at (5, 5)
-    model, (result,) = run(manifest, image_job(region=region))
+    model, (result,) = run(manifest, image_job(box=region))
     assert model.seen == [(40, 50, 3)]  # the model saw the crop
-    assert model.contexts[0].region is None
+    assert model.contexts[0].region == region and not model.contexts[0].prompts
     expected = np.zeros((H, W), bool)
     expected[RECT] = True
     found = {p.label: p.shape for p in result.predictions}
@@ -264,8 +265,8 @@ def test_region_crop_results_come_back_in_full_image_coordinates(make_manifest):
 
 def test_region_is_snapped_outward_and_clipped_to_the_image(make_manifest):
     manifest = make_manifest(model={"factory": "tests.service_models:Finder"})
-    fractional = image_job(region=Box(80.5, 30.2, 49, 39.3))
-    partly_outside = image_job(region=Box(100, -20, 100, 70))
+    fractional = image_job(box=Box(80.5, 30.2, 49, 39.3))
+    partly_outside = image_job(box=Box(100, -20, 100, 70))
     model, (snapped, clipped) = run(manifest, fractional, partly_outside)
     assert sorted(model.seen) == [(40, 50, 3), (50, 50, 3)]
     assert {p.label: p.shape for p in snapped.predictions}["box"] == Box(90, 40, 25, 20)
@@ -275,7 +276,7 @@ def test_region_is_snapped_outward_and_clipped_to_the_image(make_manifest):
 @pytest.mark.parametrize("region", [Box(200, 10, 20, 20), Box(-50, -50, 10, 10), Box(10, 10, 0, 5)])
 def test_region_outside_the_image_is_invalid_input(make_manifest, region):
     manifest = make_manifest(model={"factory": "tests.service_models:Finder"})
-    model, (result,) = run(manifest, image_job(region=region))
+    model, (result,) = run(manifest, image_job(box=region))
     assert isinstance(result, InvalidInput) and "outside the image" in result.message
     assert model.seen == []
 
@@ -295,12 +296,13 @@ def test_region_over_http_via_v7_bbox(serve_app, make_manifest):
         assert "additional_paths" not in results[name]["polygon"]
 
 
-def test_whole_image_model_gets_the_full_image_and_the_region(make_manifest):
-    manifest = make_manifest(model={"factory": "tests.service_models:Finder", "params": {"whole_image": True}})
+def test_prompted_model_gets_the_full_image_and_the_prompts(make_manifest):
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder", "params": {"prompts": True}})
     region = Box(80.5, 30, 50, 40)
-    model, (result,) = run(manifest, image_job(region=region))
+    model, (result,) = run(manifest, image_job(box=region))
     assert model.seen == [(H, W, 3)]
-    assert model.contexts[0].region == region  # as sent, in full-image coordinates
+    assert model.contexts[0].prompts == Prompts(box=region)  # as sent, in full-image coordinates
+    assert model.contexts[0].region is None
     found = {p.label: p.shape for p in result.predictions}
     assert found["box"] == Box(5, 5, 110, 55)  # nothing moved: the lone pixel and the rectangle
     assert found["point"] == Point(5.5, 5.5)

@@ -32,7 +32,7 @@ from bridge.conversions import Conversion, dropped, exact, lossy
 from bridge.export import Exporter, ExportSetup
 from bridge.geometry import mask_to_polygon, rotated_box_corners
 from bridge.manifest import Manifest, PlatformSection, Strict
-from bridge.model import ClassSpec, ModelSpec
+from bridge.model import ClassSpec, ModelSpec, Prompts
 from bridge.platforms import Adapter, Route, answer
 from bridge.predictions import (
     Box,
@@ -202,7 +202,7 @@ class V7InferResponse(BaseModel):
 def to_job(request: V7InferRequest) -> Job:
     """The neutral job of a V7 request: the media, the model's params, and the auto-annotate box."""
     bbox = request.params.bbox
-    region = Box(bbox.x, bbox.y, bbox.w, bbox.h) if bbox else None
+    prompts = Prompts(box=Box(bbox.x, bbox.y, bbox.w, bbox.h)) if bbox else Prompts()
     model_params = {k: v for k, v in (request.params.model_extra or {}).items() if k not in V7_PARAMS}
     image = video = None
     if request.image is not None:
@@ -210,7 +210,7 @@ def to_job(request: V7InferRequest) -> Job:
     else:
         frames = tuple(ImageSource(url=f.url, base64=f.base64) for f in request.video.frame_urls or ())
         video = VideoSource(url=request.video.url, frames=frames)
-    return Job(platform=PLATFORM, image=image, video=video, params=model_params, region=region)
+    return Job(platform=PLATFORM, image=image, video=video, params=model_params, prompts=prompts)
 
 
 def v7_classes(spec: ModelSpec, section: V7Section) -> list[dict[str, str]]:
