@@ -44,7 +44,7 @@ def flask_app():
 
     app = Flask(__name__)
     model = FaceDetector()
-    params = {"min_confidence": 0.0, "min_neighbors": 5}
+    params = {"threshold": 0.0, "min_neighbors": 5}
 
     def resolve_image(image_spec: dict[str, str]) -> Image.Image:
         if "url" in image_spec:
@@ -101,8 +101,8 @@ def bare_app() -> FastAPI:
 
 
 def bridge_app():
-    from bridge.app import create_app
-    from bridge.manifest import load_manifest
+    from bridge.core.manifest import load_manifest
+    from bridge.serving.app import create_app
 
     return create_app(load_manifest(os.environ.get("BRIDGE_MANIFEST", ROOT / "manifests/default.yaml")))
 
@@ -111,7 +111,7 @@ def model_alone(image_bytes: bytes, seconds: float, counter) -> None:
     """In a process of its own: decode the image once, predict in a loop; add the count to `counter`."""
     image = np.asarray(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
     model = FaceDetector()
-    context = Context(params={"min_confidence": 0.0, "min_neighbors": 5})
+    context = Context(params={"threshold": 0.0, "min_neighbors": 5})
     model.predict(image, context)
     done, end = 0, time.perf_counter() + seconds
     while time.perf_counter() < end:

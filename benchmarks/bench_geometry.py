@@ -44,9 +44,9 @@ from adapters.ango.section import AngoSection  # noqa: E402
 from adapters.labelbox import LabelboxSection  # noqa: E402
 from adapters.labelbox import to_answer as labelbox_answer  # noqa: E402
 from adapters.v7 import V7Section, to_results  # noqa: E402
-from bridge.geometry import mask_to_polygon, polygon_to_mask  # noqa: E402
-from bridge.model import ClassSpec, ModelSpec  # noqa: E402
-from bridge.predictions import Mask, Prediction  # noqa: E402
+from bridge.core.geometry import mask_to_polygon, polygon_to_mask  # noqa: E402
+from bridge.core.model import ClassSpec, ModelSpec  # noqa: E402
+from bridge.core.predictions import Mask, Prediction  # noqa: E402
 
 HEIGHT, WIDTH = 1080, 1920
 

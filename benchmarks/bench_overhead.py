@@ -42,12 +42,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bridge.media import MediaLimits, decode_image  # noqa: E402
-from bridge.model import Context  # noqa: E402
-from bridge.platforms import discover  # noqa: E402
+from bridge.core.media import MediaLimits, decode_image  # noqa: E402
+from bridge.core.model import Context  # noqa: E402
+from bridge.platforms.registry import discover
 from examples.faces import FaceDetector  # noqa: E402
 
-PARAMS = {"min_confidence": 0.0, "min_neighbors": 5}  # what the manifest's params schema resolves to
+PARAMS = {"threshold": 0.0, "min_neighbors": 5}  # what the manifest's params schema resolves to
 
 
 def free_port() -> int:
@@ -96,7 +96,7 @@ def write_manifest(folder: Path) -> Path:
 def start_bridge(manifest: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bridge.cli", "--log-level", "warning", "serve", str(manifest), "--port", str(port)],
+        [sys.executable, "-m", "bridge", "--log-level", "warning", "serve", str(manifest), "--port", str(port)],
         cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     base = f"http://127.0.0.1:{port}"

@@ -32,13 +32,15 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bridge.cli import PROJECT_MANIFEST  # noqa: E402
-from bridge.manifest import load_manifest  # noqa: E402
-from bridge.media import MediaLimits, decode_image  # noqa: E402
-from bridge.model import Context  # noqa: E402
-from bridge.platforms import discover  # noqa: E402
-from bridge.prelabel import Prelabel, build_exporters, read_items  # noqa: E402
-from bridge.service import Service  # noqa: E402
+from bridge.commands.prelabel import Prelabel, build_exporters, read_items  # noqa: E402
+from bridge.core.manifest import (
+    PROJECT_MANIFEST,
+    load_manifest,  # noqa: E402
+)
+from bridge.core.media import MediaLimits, decode_image  # noqa: E402
+from bridge.core.model import Context  # noqa: E402
+from bridge.core.service import Service  # noqa: E402
+from bridge.platforms.registry import discover
 
 PLATFORMS = "v7,labelbox,ango"
 

@@ -5,9 +5,9 @@ A model imports what it needs from here::
     from bridge import ClassSpec, Context, ModelSpec, Prediction, Box
 """
 
-from bridge.errors import BridgeError, InvalidInput
-from bridge.model import ClassSpec, Context, Model, ModelSpec, Prompts
-from bridge.predictions import (
+from bridge.core.errors import BridgeError, InvalidInput
+from bridge.core.model import ClassSpec, Context, Model, ModelSpec, Prompts
+from bridge.core.predictions import (
     Box,
     Classification,
     Cuboid,

@@ -45,7 +45,8 @@ class FaceDetector:
         boxes, counts = faces.detectMultiScale2(
             gray, scaleFactor=self.scale_factor, minNeighbors=min_neighbors, minSize=(self.min_size,) * 2
         )
-        threshold = float(context.params.get("min_confidence", 0.0))
+        # the request's threshold, or the manifest's for faces (the core drops those anyway: no eyes to look for)
+        threshold = max(float(context.params.get("threshold", 0.0)), context.min_confidence.get("face", 0.0))
         found = []
         for (x, y, w, h), n in zip(boxes, counts):
             confidence = float(n) / (float(n) + min_neighbors)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from bridge import ClassSpec, Classification, Context, ModelSpec, Prediction
+from bridge import Classification, ClassSpec, Context, ModelSpec, Prediction
 
 LANGUAGES: dict[str, frozenset[str]] = {
     "english": frozenset("the and of to in is that it for was on are with as be this by at from have not or "

@@ -24,7 +24,7 @@ import uvicorn
 import yaml
 from PIL import Image
 
-from bridge.manifest import Manifest, load_manifest
+from bridge.core.manifest import Manifest, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

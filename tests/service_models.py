@@ -13,8 +13,8 @@ import numpy as np
 
 from bridge import (
     Box,
-    ClassSpec,
     Classification,
+    ClassSpec,
     Context,
     InvalidInput,
     Line,
@@ -26,7 +26,7 @@ from bridge import (
     Span,
     Tag,
 )
-from bridge.geometry import mask_to_polygon
+from bridge.core.geometry import mask_to_polygon
 
 
 class Gate:

@@ -12,8 +12,8 @@ import numpy as np
 
 from bridge import (
     Box,
-    ClassSpec,
     Classification,
+    ClassSpec,
     Context,
     Cuboid,
     Ellipse,

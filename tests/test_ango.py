@@ -23,13 +23,13 @@ import pytest
 
 from adapters.ango import AngoSection, adapter
 from adapters.ango.convert import class_ids, to_answer
-from bridge.app import create_app
-from bridge.geometry import polygon_to_mask
-from bridge.manifest import Manifest
-from bridge.model import ClassSpec, ModelSpec
-from bridge.outputs import Finish, finish
-from bridge.platforms import discover
-from bridge.predictions import Mask, Polygon, Prediction, RotatedBox
+from bridge.core.geometry import polygon_to_mask
+from bridge.core.manifest import Manifest
+from bridge.core.model import ClassSpec, ModelSpec
+from bridge.core.outputs import Finish, finish
+from bridge.core.predictions import Mask, Polygon, Prediction, RotatedBox
+from bridge.platforms.registry import discover
+from bridge.serving.app import create_app
 from tests.conftest import encode_image, free_port
 from tests.shapes_model import CLASSES, donut_mask
 
@@ -415,10 +415,11 @@ def test_the_adapter_is_installed_and_lists_what_ango_loses():
     assert discover()["ango"] is adapter
     manifest = Manifest(name="m", model={"factory": "m:M"}, geometry={"simplify_tolerance": 0})
     warnings = adapter.check(ModelSpec(classes=CLASSES), AngoSection(secret="x"), manifest)
-    assert [w.split(" (")[0] for w in warnings] == ["class 'ellipse'", "class 'person'", "class 'cuboid'",
-                                                    "class 'vector'"]
-    assert "dropped" in warnings[-1]
+    assert [w.split(" (")[0].split(":")[0] for w in warnings] == [
+        "class 'ellipse'", "class 'person'", "class 'cuboid'", "class 'vector'", "confidence"]
+    assert "dropped" in warnings[-2]
     assert adapter.check(ModelSpec(classes=CLASSES[:1]), AngoSection(), manifest) == [
+        "confidence: dropped: Ango's answer carries no confidence",
         "platforms.ango.secret is not set: the endpoint refuses every request (write `secret: ${NAME}` and export "
         "NAME)"]
 
@@ -434,7 +435,7 @@ def test_shapes_follow_the_class_kind():
     predictions = [Prediction("outline", Mask(square)),
                    Prediction("area", Polygon.from_ring([(1, 1), (4, 1), (4, 4)])),
                    Prediction("turned", RotatedBox(10, 10, 4, 2, 190), id="obj-1")]
-    # the core gives each shape its class's kind (`bridge.outputs`); the adapter translates by shape
+    # the core gives each shape its class's kind (`bridge.core.outputs`); the adapter translates by shape
     predictions = finish(predictions, spec, Finish(seen=(20, 20), canvas=(20, 20)))
     answer, unmapped, attributes = to_answer(predictions, spec, AngoSection(), None)
     assert unmapped == attributes == []

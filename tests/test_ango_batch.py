@@ -12,10 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from adapters.ango import adapter
+from adapters.ango import batch as ango_batch
 from adapters.ango.plugin import plugin_class, sdk_plugins
 from adapters.ango.section import AngoSection
-from adapters.ango import batch as ango_batch
-from bridge.service import Service
+from bridge.core.loading import build_model
+from bridge.core.service import Service
+from bridge.platforms.registry import discover
 from tests.conftest import encode_image
 from tests.test_ango import API_KEY, SECRET, ango_api, message  # noqa: F401 (ango_api: a fixture)
 from tests.test_ango_hub import bridge_ango, hub, hub_manifest  # noqa: F401 (fixtures)
@@ -49,10 +52,9 @@ def batch_plugin(make_manifest, ango_api, monkeypatch) -> Iterator[Any]:
     thread.start()
 
     async def start() -> tuple[Service, Any]:  # on the loop, as `bridge serve`'s lifespan makes its plugin
-        service = Service(manifest, manifest.build_model())
+        service = Service(manifest, build_model(manifest, discover()))
         base = plugin_class(sdk_plugins("REST"), "REST", manifest.limits.fetch_timeout)
-        return service, ango_batch.batch_plugin(base, service,
-                                                manifest.section("ango", AngoSection), loop)
+        return service, ango_batch.batch_plugin(base, adapter, service, manifest.section("ango", AngoSection), loop)
 
     service, plugin = asyncio.run_coroutine_threadsafe(start(), loop).result()
     yield plugin

@@ -110,7 +110,7 @@ def bridge_ango(manifest_path: Any, *options: str) -> Iterator[Callable[[str], b
     """`bridge ango MANIFEST [OPTIONS]` in a subprocess; yields `said(text)`: whether its log has said `text` yet."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
     environment.pop("CONNECTOR", None)
-    process = subprocess.Popen([sys.executable, "-m", "bridge.cli", "ango", str(manifest_path), *options], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "bridge", "ango", str(manifest_path), *options], cwd=ROOT,
                                env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
@@ -236,7 +236,7 @@ def test_bridge_ango_needs_the_plugin_id_and_secret(make_manifest):
     path = make_manifest(model={"factory": "tests/shapes_model.py:AllShapes"},
                          platforms={"ango": {"plugin_id": "${ANGO_PLUGIN_ID:-}", "secret": "x"}}).path
     environment = {k: v for k, v in os.environ.items() if k != "ANGO_PLUGIN_ID"}
-    done = subprocess.run([sys.executable, "-m", "bridge.cli", "ango", str(path)], cwd=ROOT, env=environment,
+    done = subprocess.run([sys.executable, "-m", "bridge", "ango", str(path)], cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"{path}: platforms.ango.plugin_id is empty" in done.stderr and "ANGO_PLUGIN_ID" in done.stderr

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.app import create_app
-from bridge.manifest import load_manifest
+from bridge.core.manifest import load_manifest
+from bridge.serving.app import create_app
 from tests.conftest import free_port
 
 DEFAULT = Path(__file__).resolve().parents[1] / "manifests" / "default.yaml"
@@ -39,7 +39,7 @@ def run(plugin: str, **message) -> httpx.Response:
 
 def test_a_local_run_with_a_loopback_data_url(plugin, media_server, astronaut_jpeg):
     url = media_server.add("photo.jpg", astronaut_jpeg, "image/jpeg")
-    answer = run(plugin, dataURL=url, configJSON='{"min_confidence": 0.5}')
+    answer = run(plugin, dataURL=url, configJSON='{"threshold": 0.5}')
     assert answer.status_code == 200 and answer.json()["session"] == "try-1", answer.text
     objects = answer.json()["response"]["objects"]
     assert [o["title"] for o in objects if "bounding-box" in o] == ["Face"]

@@ -11,7 +11,7 @@ import numpy as np
 
 from adapters.ango import adapter as ango_adapter
 from adapters.v7 import adapter as v7_adapter
-from bridge.app import create_app
+from bridge.serving.app import create_app
 from tests.conftest import b64, encode_image
 from tests.test_ango import PARAMS, SECRET, ango_api, message, post  # noqa: F401 (ango_api: a fixture)
 

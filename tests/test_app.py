@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bridge.app import create_app
-from bridge.manifest import load_manifest
+from bridge.core.manifest import load_manifest
+from bridge.serving.app import create_app
 from tests import service_models
 from tests.conftest import ROOT, b64, encode_image, free_port
 
@@ -89,10 +89,10 @@ def test_openapi_declares_auth_errors_and_the_models_parameters(serve_app, monke
     assert schema["components"]["schemas"][error["schema"]["$ref"].rsplit("/", 1)[-1]]["properties"].keys() == {
         "error"}
     params = schema["components"]["schemas"]["V7Params"]["properties"]
-    assert {"bbox", "min_confidence", "min_neighbors"} <= set(params)
+    assert {"bbox", "threshold", "min_neighbors"} <= set(params)
     assert params["min_neighbors"]["default"] == 5
     labelbox = schema["components"]["schemas"]["LabelboxRequest"]["properties"]
-    assert {"prompt", "min_confidence", "min_neighbors"} <= set(labelbox)
+    assert {"prompt", "threshold", "min_neighbors"} <= set(labelbox)
 
 
 def test_openapi_declares_the_exactly_one_of_rules(serve_app):

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from bridge.cli import main
+from bridge.commands.main import main
 from tests.conftest import b64, free_port
 
 BRIDGE = Path(sys.executable).with_name("bridge")

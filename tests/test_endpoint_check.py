@@ -7,9 +7,9 @@ import base64
 import copy
 import io
 import json
+import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-import threading
 from typing import Any
 
 import numpy as np
@@ -17,11 +17,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from bridge.app import create_app
-from bridge.cli import main
 from bridge import samples
-from bridge.endpoint_check import SAMPLE_IMAGE, SAMPLE_TEXT
-from bridge.predictions import Mask
+from bridge.commands.check_url import SAMPLE_IMAGE, SAMPLE_TEXT
+from bridge.commands.main import main
+from bridge.core.predictions import Mask
+from bridge.serving.app import create_app
 
 TEXT = samples.read(SAMPLE_TEXT).decode("utf-8")
 EMAIL = TEXT.index("tom@example.com")

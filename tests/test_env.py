@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 import yaml
 
-from bridge.cli import full_manifest_schema
-from bridge.manifest import ManifestError, load_manifest
-from bridge.platforms import discover
+from bridge.commands.reference import full_manifest_schema
+from bridge.core.manifest import ManifestError, load_manifest
+from bridge.platforms.registry import discover
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "manifests").glob("*.yaml"))

@@ -9,9 +9,9 @@ import yaml
 from pycocotools import mask as coco_mask
 from scipy import ndimage
 
-from bridge.app import create_app
-from bridge.cli import main
-from bridge.manifest import load_manifest
+from bridge.commands.main import main
+from bridge.core.manifest import load_manifest
+from bridge.serving.app import create_app
 from tests.conftest import ROOT, b64, encode_image
 from tests.test_labelbox import documented, only_documented
 
@@ -78,7 +78,7 @@ def test_face_detector_gives_the_astronauts_face_as_a_box(serve_manifest, astron
     # Eileen Collins' face in skimage's astronaut() spans about x 170-280, y 60-170.
     assert 150 < left < 200 and 40 < top < 90 and 70 < width < 140 and 70 < height < 140
     assert 0 < answer["Face"]["scores"][0] <= 1
-    assert ask_image(serve_manifest("default.yaml"), astronaut, min_confidence=0.99) == {}
+    assert ask_image(serve_manifest("default.yaml"), astronaut, threshold=0.99) == {}
 
 
 # --- texts ----------------------------------------------------------------------------------------------------
@@ -157,4 +157,4 @@ def test_model_yaml_of_each_manifest(monkeypatch, capsys, name, media_type, tool
     assert ontology["media_type"] == media_type
     assert {t["name"]: t["tool"] for t in ontology["tools"]} == tools
     assert {c["name"]: c["type"] for c in ontology["classifications"]} == classifications
-    assert ("class 'eye' (point) is dropped: Foundry documents no answer form for it" in err) == (name == "default.yaml")
+    assert ("class 'eye' (point): dropped: Foundry documents no answer form for it" in err) == (name == "default.yaml")

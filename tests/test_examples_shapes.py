@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 
-from bridge.app import create_app
-from bridge.manifest import load_manifest
+from bridge.core.manifest import load_manifest
+from bridge.serving.app import create_app
 from examples.shapes import SHAPES, draw
 from tests.conftest import ROOT, b64, encode_image
 

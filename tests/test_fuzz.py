@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from bridge.app import create_app
+from bridge.serving.app import create_app
 from tests.conftest import b64, encode_image
 from tests.test_ango import ango_api  # noqa: F401 (a fixture: Ango's REST API on loopback, for run logs)
 

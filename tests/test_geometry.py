@@ -18,7 +18,7 @@ from hypothesis.extra.numpy import array_shapes, arrays
 from pycocotools import mask as coco_mask
 from skimage.measure import label
 
-from bridge.geometry import (
+from bridge.core.geometry import (
     bounding_box,
     clip,
     crop,
@@ -31,7 +31,7 @@ from bridge.geometry import (
     to_shapely,
     translate,
 )
-from bridge.predictions import (
+from bridge.core.predictions import (
     Box,
     Classification,
     Cuboid,

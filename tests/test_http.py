@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.app import create_app
-from bridge.manifest import load_manifest
+from bridge.core.manifest import load_manifest
+from bridge.serving.app import create_app
 from tests.test_playground import CHROMIUM, browser  # noqa: F401  (a fixture)
 
 DEFAULT = Path(__file__).resolve().parents[1] / "manifests" / "default.yaml"

@@ -15,19 +15,14 @@ import yaml
 from pycocotools import mask as coco_mask
 from pydantic import TypeAdapter
 
-from adapters.labelbox import (
-    DOCUMENTED_FEATURE_KINDS,
-    LabelboxAnswer,
-    LabelboxSection,
-    adapter,
-    to_answer,
-)
+from adapters.labelbox import LabelboxAnswer, LabelboxSection, adapter, to_answer
+from adapters.labelbox.model_yaml import DOCUMENTED_FEATURE_KINDS
 from bridge import Context
-from bridge.app import create_app
-from bridge.cli import main
-from bridge.geometry import rasterize
-from bridge.manifest import Manifest
-from bridge.predictions import Ellipse, RotatedBox
+from bridge.commands.main import main
+from bridge.core.geometry import rasterize
+from bridge.core.manifest import Manifest
+from bridge.core.predictions import Ellipse, RotatedBox
+from bridge.serving.app import create_app
 from tests.conftest import ROOT, b64, encode_image
 from tests.shapes_model import AllShapes, TextShapes, donut_mask
 
@@ -198,8 +193,8 @@ def test_to_answer_is_a_pure_function_usable_without_a_server(image_128):
 
 
 def test_radio_and_text_keep_the_most_confident_answer_and_checklists_unite():
-    from bridge.model import ClassSpec, ModelSpec
-    from bridge.predictions import Classification, Prediction, Tag
+    from bridge.core.model import ClassSpec, ModelSpec
+    from bridge.core.predictions import Classification, Prediction, Tag
 
     spec = ModelSpec(classes=[ClassSpec(name="q", kind="radio", options=("a", "b")),
                               ClassSpec(name="c", kind="checklist", options=("x", "y", "z")),
@@ -422,10 +417,11 @@ def test_check_warns_about_what_labelbox_cannot_receive():
     manifest = Manifest(name="m", model={"factory": "m:M"})
     warnings = adapter.check(AllShapes.spec, LabelboxSection(rename={"box": "weather"}), manifest)
     assert [w for w in warnings if "dropped" in w] == [
-        f"class {name!r} ({kind}) is dropped: Foundry documents no answer form for it"
+        f"class {name!r} ({kind}): dropped: Foundry documents no answer form for it"
         for name, kind in (("point", "point"), ("line", "line"), ("person", "skeleton"), ("cuboid", "cuboid"),
                            ("vector", "vector"))]
-    assert sum("leaves as raster-segmentation" in w for w in warnings) == 3  # rotated box, polygon, ellipse
+    assert sum("sent as raster-segmentation" in w for w in warnings) == 3  # rotated box, polygon, ellipse
     assert any("share the Labelbox feature 'weather'" in w for w in warnings)
     assert any("platforms.labelbox.secret is not set" in w for w in warnings)
-    assert adapter.check(TextShapes.spec, LabelboxSection(secret="x"), manifest) == []
+    assert adapter.check(TextShapes.spec, LabelboxSection(secret="x"), manifest) == [
+        "confidence: sent as scores: only boxes carry scores; other answers carry none"]

@@ -18,12 +18,21 @@ import pytest
 import yaml
 from pydantic import Field
 
-from bridge.app import create_app, enabled_adapters
-from bridge.cli import full_manifest_schema, main
-from bridge.errors import InvalidInput
-from bridge.manifest import ManifestError, PlatformSection, _substitute, load_manifest
-from bridge.model import ModelSpec
-from bridge.platforms import Adapter, discover
+from bridge.commands.main import main
+from bridge.commands.reference import full_manifest_schema
+from bridge.core.errors import InvalidInput
+from bridge.core.loading import build_model
+from bridge.core.manifest import (
+    ManifestError,
+    PlatformSection,
+    _substitute,
+    load_manifest,
+)
+from bridge.core.model import ModelSpec
+from bridge.core.params import Params
+from bridge.platforms.protocol import Adapter
+from bridge.platforms.registry import Platforms, discover
+from bridge.serving.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "manifests" / "default.yaml"
@@ -226,18 +235,18 @@ PARAMS = {
 
 def test_resolve_params_defaults_and_overrides(tmp_path):
     manifest = load_manifest(manifest_file(tmp_path, params=PARAMS))
-    assert manifest.resolve_params(None) == {"threshold": 0.5, "mode": "fast"}
-    assert manifest.resolve_params({}) == {"threshold": 0.5, "mode": "fast"}
-    assert manifest.resolve_params({"threshold": 0.9, "size": 3}) == {"threshold": 0.9, "mode": "fast", "size": 3}
+    assert Params(manifest.params).resolve(None) == {"threshold": 0.5, "mode": "fast"}
+    assert Params(manifest.params).resolve({}) == {"threshold": 0.5, "mode": "fast"}
+    assert Params(manifest.params).resolve({"threshold": 0.9, "size": 3}) == {"threshold": 0.9, "mode": "fast", "size": 3}
     # a misspelt parameter is refused, naming the known ones, unless the schema opens the object
     with pytest.raises(InvalidInput, match="unknown parameter extra; this model's parameters: mode, nested, size, "
                                            "threshold"):
-        manifest.resolve_params({"extra": "kept"})
+        Params(manifest.params).resolve({"extra": "kept"})
     opened = load_manifest(manifest_file(tmp_path, params={**PARAMS, "additionalProperties": True}))
-    assert opened.resolve_params({"extra": "kept"})["extra"] == "kept"
+    assert Params(opened.params).resolve({"extra": "kept"})["extra"] == "kept"
     # defaults are not shared between requests
-    manifest.resolve_params({"mode": "accurate"})
-    assert manifest.resolve_params({})["mode"] == "fast"
+    Params(manifest.params).resolve({"mode": "accurate"})
+    assert Params(manifest.params).resolve({})["mode"] == "fast"
 
 
 @pytest.mark.parametrize("given, name, words", [
@@ -250,7 +259,7 @@ def test_resolve_params_defaults_and_overrides(tmp_path):
 def test_invalid_params_are_422_naming_the_parameter(tmp_path, given, name, words):
     manifest = load_manifest(manifest_file(tmp_path, params=PARAMS))
     with pytest.raises(InvalidInput) as error:
-        manifest.resolve_params(given)
+        Params(manifest.params).resolve(given)
     assert error.value.status == 422
     assert error.value.message.startswith(f"invalid parameter {name}:")
     assert words in error.value.message
@@ -261,10 +270,10 @@ def test_required_and_closed_params(tmp_path):
               "properties": {"prompt": {"type": "string"}}}
     manifest = load_manifest(manifest_file(tmp_path, params=schema))
     with pytest.raises(InvalidInput, match="'prompt' is a required property"):
-        manifest.resolve_params({})
+        Params(manifest.params).resolve({})
     with pytest.raises(InvalidInput, match="unknown parameter other; this model's parameters: prompt"):
-        manifest.resolve_params({"prompt": "a", "other": 1})
-    assert manifest.resolve_params({"prompt": "a"}) == {"prompt": "a"}
+        Params(manifest.params).resolve({"prompt": "a", "other": 1})
+    assert Params(manifest.params).resolve({"prompt": "a"}) == {"prompt": "a"}
 
 
 # --- building the model ---------------------------------------------------------------------------------------------
@@ -273,12 +282,12 @@ def test_required_and_closed_params(tmp_path):
 def test_build_model_from_a_file_relative_to_the_manifest(tmp_path, models):
     path = manifest_file(tmp_path, model={"factory": "models/detector.py:Detector",
                                                 "params": {"size": 7}})
-    model = load_manifest(path).build_model()
+    model = build_model(load_manifest(path), discover())
     assert model.size == 7 and model.spec.classes[0].name == "thing"
     # a manifest in a sub-folder reaches the model with ../
     sub = manifest_file(tmp_path / "manifests", model={"factory": "../models/detector.py:make_detector",
                                                        "params": {"size": 2}})
-    assert load_manifest(sub).build_model().size == 2
+    assert build_model(load_manifest(sub), discover()).size == 2
 
 
 def test_build_model_from_a_package(tmp_path, monkeypatch):
@@ -287,13 +296,13 @@ def test_build_model_from_a_package(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     manifest = load_manifest(manifest_file(tmp_path, model={"factory": "bridge_test_pkg.detectors:Detector",
                                                             "params": {"label": "thing", "size": 4}}))
-    model = manifest.build_model()
+    model = build_model(manifest, discover())
     assert type(model).__module__ == "bridge_test_pkg.detectors" and model.size == 4
     # the project's own example, by package path
     faces = load_manifest(manifest_file(tmp_path, name="faces.yaml",
                                         model={"factory": "examples.faces:FaceDetector"}))
     monkeypatch.syspath_prepend(str(ROOT))
-    assert [c.name for c in faces.build_model().spec.classes] == ["face", "eye"]
+    assert [c.name for c in build_model(faces, discover()).spec.classes] == ["face", "eye"]
 
 
 def test_a_model_without_spec_takes_the_manifest_classes(tmp_path, models):
@@ -301,7 +310,7 @@ def test_a_model_without_spec_takes_the_manifest_classes(tmp_path, models):
         tmp_path, model={"factory": "models/detector.py:NoSpec", "params": {"answer": "no"}}, input="text",
         classes=[{"name": "mood", "kind": "radio", "options": ["happy", "sad"]}, {"name": "who", "kind": "entity"}],
     ))
-    model = manifest.build_model()
+    model = build_model(manifest, discover())
     assert isinstance(model.spec, ModelSpec) and model.answer == "no"
     assert model.spec.input == "text"
     assert [(c.name, c.kind, c.options) for c in model.spec.classes] == [("mood", "radio", ("happy", "sad")),
@@ -311,7 +320,7 @@ def test_a_model_without_spec_takes_the_manifest_classes(tmp_path, models):
 def test_a_model_without_spec_and_without_classes(tmp_path, models):
     path = manifest_file(tmp_path, model={"factory": "models/detector.py:NoSpec"})
     with pytest.raises(ManifestError, match="declares no `spec`, so the manifest needs `classes`") as error:
-        load_manifest(path).build_model()
+        build_model(load_manifest(path), discover())
     assert str(path.resolve()) in str(error.value)
 
 
@@ -327,7 +336,7 @@ def test_a_model_without_spec_and_without_classes(tmp_path, models):
 def test_factory_errors_name_the_file_and_the_key(tmp_path, models, factory, words):
     path = manifest_file(tmp_path, model={"factory": factory})
     with pytest.raises(ManifestError) as error:
-        load_manifest(path).build_model()
+        build_model(load_manifest(path), discover())
     message = str(error.value)
     assert str(path.resolve()) in message and words in message
     assert "model.factory" in message or factory in message
@@ -340,7 +349,7 @@ def test_factory_errors_name_the_file_and_the_key(tmp_path, models, factory, wor
 def test_a_factory_that_raises_is_a_manifest_error(tmp_path, models, factory, params, words):
     path = manifest_file(tmp_path, model={"factory": factory, "params": params})
     with pytest.raises(ManifestError) as error:
-        load_manifest(path).build_model()
+        build_model(load_manifest(path), discover())
     message = str(error.value)
     assert str(path.resolve()) in message and "model" in message and words in message
 
@@ -362,7 +371,7 @@ class Toy(Adapter):
 def test_unknown_platform_section_is_an_error(tmp_path, models):
     manifest = load_manifest(manifest_file(tmp_path, platforms={"toy": {}, "nonesuch": {"enabled": True}}))
     with pytest.raises(ManifestError) as error:
-        enabled_adapters(manifest, {"toy": Toy()})
+        served(manifest, {"toy": Toy()})
     message = str(error.value)
     assert "platforms: no adapter named nonesuch" in message and "installed: toy" in message
     assert str(manifest.path) in message
@@ -375,7 +384,7 @@ def test_unknown_platform_section_is_an_error(tmp_path, models):
 def test_platform_sections_are_validated_by_their_adapter(tmp_path, models):
     manifest = load_manifest(manifest_file(tmp_path, platforms={"toy": {"rate": 0, "colour": 1}}))
     with pytest.raises(ManifestError) as error:
-        enabled_adapters(manifest, {"toy": Toy()})
+        served(manifest, {"toy": Toy()})
     message = str(error.value)
     assert f"{manifest.path}: platforms.toy.rate: Input should be greater than 0" in message
     assert f"{manifest.path}: platforms.toy.colour: Extra inputs are not permitted" in message
@@ -383,14 +392,14 @@ def test_platform_sections_are_validated_by_their_adapter(tmp_path, models):
 
 def test_enabled_and_disabled_platforms(tmp_path, models):
     on = load_manifest(manifest_file(tmp_path, platforms={"toy": {"keys": ["a"], "rename": {"thing": "Thing"}}}))
-    ((adapter, section),) = enabled_adapters(on, {"toy": Toy()}).values()
+    ((adapter, section),) = served(on, {"toy": Toy()}).values()
     assert isinstance(section, ToySection) and section.keys == ["a"] and section.platform_name("thing") == "Thing"
     absent = load_manifest(manifest_file(tmp_path, name="absent.yaml"))
-    assert enabled_adapters(absent, {"toy": Toy()}) == {}  # no section: not served
+    assert served(absent, {"toy": Toy()}) == {}  # no section: not served
     empty = load_manifest(manifest_file(tmp_path, name="empty.yaml", platforms={"toy": None}))
-    assert list(enabled_adapters(empty, {"toy": Toy()})) == ["toy"]  # an empty section: defaults, served
+    assert list(served(empty, {"toy": Toy()})) == ["toy"]  # an empty section: defaults, served
     off = load_manifest(manifest_file(tmp_path, name="off.yaml", platforms={"toy": {"enabled": False}}))
-    assert enabled_adapters(off, {"toy": Toy()}) == {}
+    assert served(off, {"toy": Toy()}) == {}
 
 
 # --- the CLI ------------------------------------------------------------------------------------------------------
@@ -426,7 +435,7 @@ def test_manifest_schema_includes_any_adapter_section():
 
 def test_manifest_schema_console_script():
     script = Path(sys.executable).with_name("bridge")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "bridge.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "bridge"]
     done = subprocess.run([*command, "manifest-schema"], capture_output=True, text=True, timeout=60, check=True)
     assert "V7Section" in json.loads(done.stdout)["$defs"]
 
@@ -460,3 +469,6 @@ def test_check_reports_a_model_that_fails_to_build(tmp_path, models, capsys):
     err = capsys.readouterr().err
     assert str(path.resolve()) in err and "colour" in err
 
+
+def served(manifest, adapters):
+    return Platforms.of(manifest, adapters).served

@@ -17,8 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bridge.errors import BadRequest, DeadlineExceeded, InvalidInput, TooLarge
-from bridge.media import MediaLimits, MediaLoader, decode_base64, decode_image, decode_video
+from bridge.core.errors import BadRequest, DeadlineExceeded, InvalidInput, TooLarge
+from bridge.core.media import (
+    MediaLimits,
+    MediaLoader,
+    decode_base64,
+    decode_image,
+    decode_video,
+)
 from tests.conftest import MediaServer, encode_image
 
 LIMITS = MediaLimits()

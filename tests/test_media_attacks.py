@@ -29,9 +29,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from bridge.app import create_app
-from bridge.errors import BadRequest, DeadlineExceeded, InvalidInput, TooLarge
-from bridge.media import MediaLimits, MediaLoader, decode_image, decode_video
+from bridge.core.errors import BadRequest, DeadlineExceeded, InvalidInput, TooLarge
+from bridge.core.media import MediaLimits, MediaLoader, decode_image, decode_video
+from bridge.serving.app import create_app
 from tests.conftest import ROOT, b64, encode_image
 from tests.test_media import make_video
 
@@ -258,7 +258,7 @@ def test_decodes_at_once_are_bounded_by_max_decodes():
 DECODE_MEMORY = """
 import io, sys
 from PIL import Image
-from bridge.media import MediaLimits, decode_image
+from bridge.core.media import MediaLimits, decode_image
 
 def peak():  # this process's own high-water mark (ru_maxrss would count the parent's, from before exec)
     status = open("/proc/self/status").read()

@@ -29,8 +29,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.app import create_app
-from bridge.observability import STAGES, TextFormatter, redact, request_id
+from bridge.core.logs import TextFormatter, redact
+from bridge.core.metrics import STAGES
+from bridge.serving.app import create_app
+from bridge.serving.observability import request_id
 from tests.conftest import ROOT, b64, encode_image, free_port
 
 Samples = dict[tuple[str, frozenset], float]
@@ -251,7 +253,7 @@ class Served:
         self.base = f"http://127.0.0.1:{free_port()}"
         self.out, self.err = folder / f"{manifest.stem}.out", folder / f"{manifest.stem}.err"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bridge.cli", "--log-format", "json", "--log-level", "debug", "serve",
+            [sys.executable, "-m", "bridge", "--log-format", "json", "--log-level", "debug", "serve",
              str(manifest), "--port", self.base.rsplit(":", 1)[1]],
             stdout=self.out.open("wb"), stderr=self.err.open("wb"), env=env, cwd=ROOT)
         deadline = time.monotonic() + 60
@@ -384,7 +386,7 @@ def test_worker_processes_sharing_a_multiproc_dir_answer_the_sum(servers, astron
 def test_a_missing_multiproc_dir_is_made_not_a_crash(tmp_path):
     folder = tmp_path / "not" / "yet"
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
-    done = subprocess.run([sys.executable, "-m", "bridge.cli", "manifest-schema"], env=env, cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "bridge", "manifest-schema"], env=env, cwd=ROOT,
                           capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     assert folder.is_dir()

@@ -1,4 +1,4 @@
-"""The seam after `predict` (`bridge.outputs`): checks that name the class, clamps, placement, thresholds.
+"""The seam after `predict` (`bridge.core.outputs`): checks that name the class, clamps, placement, thresholds.
 
 All of it runs on a worker thread, in the same call as the model: a `/healthz` sent while a job's outlines
 are being clipped is answered before that job.
@@ -12,9 +12,11 @@ import logging
 import numpy as np
 import pytest
 
-from bridge.errors import ModelFailed
-from bridge.manifest import ManifestError
-from bridge.service import Job, Service
+from bridge.core.errors import ModelFailed
+from bridge.core.loading import build_model
+from bridge.core.manifest import ManifestError
+from bridge.core.service import Job, Service
+from bridge.platforms.registry import discover
 from tests.test_service import image_job, run
 
 
@@ -23,7 +25,7 @@ def test_post_processing_runs_off_the_event_loop(make_manifest):
     manifest = make_manifest(model={"factory": "tests.service_models:NoisyOutlines"})
 
     async def go() -> tuple[int, int]:
-        service = Service(manifest, manifest.build_model())
+        service = Service(manifest, build_model(manifest, discover()))
         turns = 0
 
         async def other_work() -> None:

@@ -13,7 +13,9 @@ import httpx
 import numpy as np
 import pytest
 
-from bridge.app import create_app
+from bridge.core.loading import build_model
+from bridge.platforms.registry import discover
+from bridge.serving.app import create_app
 from tests.conftest import ROOT, encode_image
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -60,7 +62,7 @@ def test_upload_switch_platform_and_see_what_each_keeps(browser, serve_app, make
     image.write_bytes(encode_image(np.full((128, 160, 3), 90, np.uint8)))
     page, errors = open_page(browser, base)
     assert page.locator("#model-name").inner_text() == "test-model 0.1.0"
-    assert page.locator(".chip").count() == len(manifest.build_model().spec.classes)
+    assert page.locator(".chip").count() == len(build_model(manifest, discover()).spec.classes)
     ARTIFACTS.mkdir(exist_ok=True)
 
     seen = {}
@@ -77,10 +79,12 @@ def test_upload_switch_platform_and_see_what_each_keeps(browser, serve_app, make
     # V7 keeps points, lines, skeletons and cuboids; Foundry has no form for them, and says so
     assert {"point", "line", "skeleton", "cuboid"} <= kinds["v7"]
     assert not {"point", "line", "skeleton", "cuboid"} & kinds["labelbox"]
-    assert "class 'point': point dropped: Foundry documents no answer form for it" in seen["labelbox"]["losses"]
+    assert "class 'point' (point): dropped: Foundry documents no answer form for it" in seen["labelbox"]["losses"]
     assert seen["v7"]["shapes"] > seen["labelbox"]["shapes"] > 0
     # Ango has no ellipse nor vector: the list under the picture says what became of them
-    assert any("ellipse sent as polygon" in line for line in seen["ango"]["losses"])
+    assert any("(ellipse): sent as polygon" in line for line in seen["ango"]["losses"])
+    # ... and that it keeps no confidence: what Ango receives, its plugin runs included
+    assert "confidence: dropped: Ango's answer carries no confidence" in seen["ango"]["losses"]
     assert not [p for p in seen["ango"]["drawn"] if p["label"] == "vector"]
     # the answer shown is the platform's own
     assert seen["v7"]["answer"]["status"] == "succeeded" and "objects" in seen["ango"]["answer"]
@@ -88,7 +92,7 @@ def test_upload_switch_platform_and_see_what_each_keeps(browser, serve_app, make
 
 
 def test_a_parameter_changes_the_answer(browser, serve_app):
-    from bridge.manifest import load_manifest
+    from bridge.core.manifest import load_manifest
 
     base = serve_app(create_app(load_manifest(ROOT / "manifests" / "default.yaml")))
     page, errors = open_page(browser, base, width=390)  # a phone-width window
@@ -97,8 +101,8 @@ def test_a_parameter_changes_the_answer(browser, serve_app):
     found = after_run(page, before)
     assert [p["label"] for p in found["drawn"]].count("face") == 1 and found["shapes"] >= 1
     before = runs(page)
-    page.locator('input[name="min_confidence"]').fill("0.99")
-    page.locator('input[name="min_confidence"]').dispatch_event("change")
+    page.locator('input[name="threshold"]').fill("0.99")
+    page.locator('input[name="threshold"]').dispatch_event("change")
     assert after_run(page, before)["drawn"] == []
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")  # no sideways scroll
     page.screenshot(path=str(ARTIFACTS / "playground-phone.png"), full_page=True)
@@ -106,7 +110,7 @@ def test_a_parameter_changes_the_answer(browser, serve_app):
 
 
 def test_a_text_model_highlights_its_spans(browser, serve_app):
-    from bridge.manifest import load_manifest
+    from bridge.core.manifest import load_manifest
 
     base = serve_app(create_app(load_manifest(ROOT / "manifests" / "text_entities.yaml")))
     page, errors = open_page(browser, base)

@@ -24,12 +24,13 @@ from imerit_ango.sdk import SDK
 from labelbox.data.serialization.ndjson.label import NDLabel
 from PIL import Image
 
-from bridge.cli import main
-from bridge.conversions import missing_rows
-from bridge.export import ExportSetup
-from bridge.journal import Entry, Journal
-from bridge.platforms import discover
-from bridge.prelabel import Progress
+from bridge.commands.journal import Entry, Journal
+from bridge.commands.main import main
+from bridge.commands.prelabel import Progress
+from bridge.core.conversions import missing_rows
+from bridge.core.loading import build_model
+from bridge.platforms.export import ExportSetup
+from bridge.platforms.registry import discover
 from tests.conftest import ROOT, encode_image
 from tests.shapes_model import donut_mask
 from tests.test_ango import FakeAngoApi
@@ -103,7 +104,7 @@ def test_overlapping_masks_the_more_confident_keeps_the_pixel(tmp_path, capsys):
     from adapters.v7 import V7Section
     from adapters.v7.darwin_json import darwin_file
     from bridge import ClassSpec, Mask, ModelSpec, Prediction
-    from bridge.service import Result
+    from bridge.core.service import Result
 
     spec = ModelSpec(classes=[ClassSpec(name="blob", kind="mask")])
     low, high, hidden = (np.zeros((4, 6), bool) for _ in range(3))
@@ -201,13 +202,13 @@ def test_text_model_entities_on_labelbox_and_ango(tmp_path, capsys):
 
 def test_every_exporter_declares_every_conversion(tmp_path):
     manifest = write_manifest(tmp_path)
-    from bridge.manifest import load_manifest
+    from bridge.core.manifest import load_manifest
 
     loaded = load_manifest(manifest)
     adapters = discover()
     for name in PLATFORMS:
         adapter = adapters[name]
-        exporter = adapter.exporter(loaded.section(name, adapter.section), ExportSetup(loaded, loaded.build_model().spec))
+        exporter = adapter.exporter(loaded.section(name, adapter.section), ExportSetup(loaded, build_model(loaded, discover()).spec))
         assert missing_rows(exporter.conversions) == [], name
 
 
@@ -283,7 +284,7 @@ def test_runs_interrupted_and_killed_midway_resume_with_no_item_lost_or_repeated
     manifest = write_manifest(tmp_path, limits={"concurrency": 2})
     out = tmp_path / "out"
     journal = out / "journal.jsonl"
-    command = [sys.executable, "-m", "bridge.cli", "prelabel", str(manifest), str(folder), "--to",
+    command = [sys.executable, "-m", "bridge", "prelabel", str(manifest), str(folder), "--to",
                "v7,labelbox,ango", "--out", str(out)]
 
     def stop_after(journaled: int, how: signal.Signals) -> subprocess.Popen:

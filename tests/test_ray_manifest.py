@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.cli import main
-from bridge.manifest import ManifestError, load_manifest
+from bridge.commands.main import main
+from bridge.core.manifest import ManifestError, load_manifest
+from bridge.serving.ray_settings import RayScaling
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,14 +31,19 @@ def write(tmp_path: Path, ray: dict) -> Path:
     ({"num_gpus": -1}, "ray.num_gpus: Input should be greater than or equal to 0"),
     ({"workers": 2}, "ray.workers: Extra inputs are not permitted"),
 ])
-def test_a_wrong_ray_section_names_the_key(tmp_path: Path, ray: dict, message: str) -> None:
+def test_a_wrong_ray_section_names_the_key(tmp_path: Path, ray: dict, message: str,
+                                           capsys: pytest.CaptureFixture) -> None:
+    """Checked where it is used (`--ray`) and by `bridge check`."""
+    path = write(tmp_path, ray)
     with pytest.raises(ManifestError) as error:
-        load_manifest(write(tmp_path, ray))
-    assert f"{tmp_path / 'model.yaml'}: " in str(error.value) and message in str(error.value)
+        RayScaling.of(load_manifest(path))
+    assert f"{path}: " in str(error.value) and message in str(error.value)
+    assert main(["check", str(path)]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_autoscaling_starts_at_min_replicas_unless_told(tmp_path: Path) -> None:
-    scaling = load_manifest(write(tmp_path, {"min_replicas": 0, "max_replicas": 3})).ray
+    scaling = RayScaling.of(load_manifest(write(tmp_path, {"min_replicas": 0, "max_replicas": 3})))
     assert (scaling.min_replicas_or_default, scaling.max_replicas, "replicas" in scaling.model_fields_set) == \
         (0, 3, False)
 

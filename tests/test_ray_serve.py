@@ -24,10 +24,10 @@ ray = pytest.importorskip("ray", reason="Ray Serve is the `ray` extra (pip insta
                                         ".ci/run runs these tests in .venv-ray)")
 serve = pytest.importorskip("ray.serve")
 
-from bridge.app import create_app  # noqa: E402
-from bridge.cli import main  # noqa: E402
-from bridge.manifest import Manifest, load_manifest  # noqa: E402
-from bridge.ray_serve import app_builder, build_app, model_options  # noqa: E402
+from bridge.commands.main import main  # noqa: E402
+from bridge.core.manifest import Manifest, load_manifest  # noqa: E402
+from bridge.serving.app import create_app  # noqa: E402
+from bridge.serving.ray_serve import app_builder, build_app, model_options  # noqa: E402
 from tests.conftest import ROOT, b64, encode_image, free_port  # noqa: E402
 
 DEFAULT = ROOT / "manifests" / "default.yaml"
@@ -53,7 +53,7 @@ def bridge_on_ray(cluster: str) -> Iterator[str]:
     # the cluster ray.init started asks for its token (~/.ray/auth_token): a client must be told to send it
     env = {**os.environ, "LABELBOX_SECRET": SECRET, "ANGO_PLUGIN_SECRET": SECRET,
            "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
-    command = [sys.executable, "-m", "bridge.cli", "serve", str(DEFAULT), "--ray", "--address", cluster,
+    command = [sys.executable, "-m", "bridge", "serve", str(DEFAULT), "--ray", "--address", cluster,
                "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(command, env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
@@ -105,7 +105,7 @@ def test_v7_answers_as_bridge_serve(bridge_on_ray: str, reference: str, astronau
 
 def test_labelbox_answers_as_bridge_serve(bridge_on_ray: str, reference: str, astronaut_jpeg: bytes) -> None:
     body = {"prompt": [{"role": "user", "parts": [{"text": "find faces"}, {"image": b64(astronaut_jpeg)}]}],
-            "min_confidence": 0.5}
+            "threshold": 0.5}
     local, remote = both(reference, bridge_on_ray, "/labelbox/infer", json=body,
                          headers={"Authorization": f"Bearer {SECRET}"})
     assert remote.status_code == local.status_code == 200
@@ -234,7 +234,7 @@ def test_the_rayservice_config_is_one_serve_accepts() -> None:
     service = yaml.safe_load(RAYSERVICE.read_text(encoding="utf-8"))
     config = ServeDeploySchema.model_validate(yaml.safe_load(service["spec"]["serveConfigV2"]))
     (application,) = config.applications
-    assert application.import_path == "bridge.ray_serve:app_builder"
+    assert application.import_path == "bridge.serving.ray_serve:app_builder"
     spec = service["spec"]["rayClusterConfig"]
     images = [container["image"] for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
               for container in group["template"]["spec"]["containers"]]

@@ -10,8 +10,10 @@ import httpx
 import pytest
 import yaml
 
-from bridge.app import create_app
-from bridge.manifest import Manifest, ManifestError, load_manifest
+from bridge.core.loading import build_model
+from bridge.core.manifest import Manifest, ManifestError, load_manifest
+from bridge.platforms.registry import discover
+from bridge.serving.app import create_app
 from tests.conftest import ROOT, b64, free_port
 from tests.test_endpoint_check import Broken
 
@@ -70,7 +72,7 @@ def test_a_v7_endpoint_served_as_labelbox_and_ango_answers_as_the_model_itself(
 
 def test_the_remote_v7_endpoint_is_served_as_v7_too_and_passes_bridge_check(first, serve_app, tmp_path,
                                                                               astronaut_jpeg, capsys):
-    from bridge.cli import main
+    from bridge.commands.main import main
 
     second = serve_app(create_app(second_manifest(tmp_path, f"{first}/v7")))
     body = {"image": {"base64": b64(astronaut_jpeg)}}
@@ -121,13 +123,13 @@ def test_a_remote_manifest_says_what_is_wrong(tmp_path, monkeypatch):
     manifest = write(tmp_path, "down.yaml", {"name": "x", "model": {"remote": {
         "url": f"http://127.0.0.1:{free_port()}/v7", "platform": "v7"}}})
     with pytest.raises(ManifestError, match="could not be read: ConnectError"):
-        manifest.build_model()
+        build_model(manifest, discover())
     with pytest.raises(ManifestError, match="no adapter named 'cvat'"):
-        write(tmp_path, "cvat.yaml", {"name": "x", "model": {"remote": {"url": "http://x", "platform": "cvat"}}}
-              ).build_model()
+        build_model(write(tmp_path, "cvat.yaml", {"name": "x", "model": {"remote": {"url": "http://x", "platform": "cvat"}}}
+              ), discover())
     with pytest.raises(ManifestError, match="model_yaml: a Labelbox endpoint does not list its features"):
-        write(tmp_path, "lb.yaml", {"name": "x", "model": {"remote": {"url": "http://x", "platform": "labelbox"}}}
-              ).build_model()
+        build_model(write(tmp_path, "lb.yaml", {"name": "x", "model": {"remote": {"url": "http://x", "platform": "labelbox"}}}
+              ), discover())
     monkeypatch.setenv("REMOTE_PASSWORD", "pw")
     manifest = write(tmp_path, "secret.yaml", {"name": "x", "model": {"remote": {
         "url": "http://x", "platform": "v7", "auth": {"basic": "me:${REMOTE_PASSWORD}"}}}})
@@ -135,7 +137,7 @@ def test_a_remote_manifest_says_what_is_wrong(tmp_path, monkeypatch):
 
 
 def test_a_labelbox_endpoint_and_an_ango_connector_serve_as_remotes_too(first, serve_app, tmp_path, astronaut_jpeg):
-    from bridge.cli import main
+    from bridge.commands.main import main
 
     model_yaml = tmp_path / "model.yaml"
     assert main(["labelbox-manifest", str(tmp_path / "first.yaml"), "--endpoint", f"{first}/labelbox/infer",
@@ -175,7 +177,7 @@ def test_a_remote_slower_than_the_deadline_is_a_504(serve_app, tmp_path, astrona
 
 
 def test_a_labelbox_text_endpoint_is_served_to_ango_with_the_same_spans(serve_app, tmp_path, media_server):
-    from bridge.cli import main
+    from bridge.commands.main import main
 
     first_manifest = write(tmp_path, "tagger.yaml", {
         "name": "tagger", "model": {"factory": str(ROOT / "examples" / "text_entities.py") + ":EntityTagger"},

@@ -1,7 +1,7 @@
 """Neutral -> platform -> neutral, for every adapter and every class kind: the proof that each conversion
 table is true.
 
-A prediction drawn by hypothesis is finished by the core as served (`bridge.outputs.finish`: placed, clipped,
+A prediction drawn by hypothesis is finished by the core as served (`bridge.core.outputs.finish`: placed, clipped,
 typed; `geometry.simplify_tolerance: 0`), written by the adapter (`write_answer`), sent through JSON, and read
 back (`read_answer`). Then, per the adapter's table row for the class kind and for each aspect:
 
@@ -29,12 +29,11 @@ from hypothesis import strategies as st
 
 from adapters.ango.convert import to_answer as ango_answer
 from adapters.ango.read import read_answer as read_ango
-from bridge.geometry import rasterize, to_polygon, to_shapely
-from bridge.manifest import Manifest
-from bridge.model import ModelSpec
-from bridge.outputs import Finish, finish
-from bridge.platforms import discover
-from bridge.predictions import (
+from bridge.core.geometry import rasterize, to_polygon, to_shapely
+from bridge.core.manifest import Manifest
+from bridge.core.model import ModelSpec
+from bridge.core.outputs import Finish, finish
+from bridge.core.predictions import (
     Box,
     Classification,
     Cuboid,
@@ -51,7 +50,8 @@ from bridge.predictions import (
     Tag,
     Vector,
 )
-from bridge.service import Result
+from bridge.core.service import Result
+from bridge.platforms.registry import discover
 from tests.shapes_model import CLASSES
 
 HEIGHT, WIDTH = 64, 96

@@ -22,10 +22,13 @@ import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+)
 
-from bridge.app import create_app
-from bridge.manifest import Manifest
+from bridge.core.manifest import Manifest
+from bridge.serving.app import create_app
 from tests.conftest import ROOT, MediaServer, _ThreadedUvicorn, encode_image, free_port
 from tests.test_ango import FakeAngoApi
 from tests.test_media_attacks import wait_ready

@@ -22,14 +22,31 @@ import numpy as np
 import pytest
 import uvicorn
 
-from bridge.app import create_app
-from bridge.batching import Batcher
-from bridge.errors import BadRequest, BridgeError, DeadlineExceeded, InvalidInput, ModelFailed, TooLarge
-from bridge.geometry import polygon_to_mask
-from bridge.manifest import Manifest
-from bridge.model import Context, Prompts
-from bridge.predictions import Box, Classification, Line, Mask, Point, Polygon, Prediction
-from bridge.service import ImageSource, Job, Result, Service, VideoSource
+from bridge.core.batching import Batcher
+from bridge.core.errors import (
+    BadRequest,
+    BridgeError,
+    DeadlineExceeded,
+    InvalidInput,
+    ModelFailed,
+    TooLarge,
+)
+from bridge.core.geometry import polygon_to_mask
+from bridge.core.loading import build_model
+from bridge.core.manifest import Manifest
+from bridge.core.model import Context, Prompts
+from bridge.core.predictions import (
+    Box,
+    Classification,
+    Line,
+    Mask,
+    Point,
+    Polygon,
+    Prediction,
+)
+from bridge.core.service import Job, Result, Service, Source, VideoSource
+from bridge.platforms.registry import discover
+from bridge.serving.app import create_app
 from tests.conftest import _ThreadedUvicorn, b64, encode_image, free_port
 
 H, W = 100, 150
@@ -60,7 +77,7 @@ def run(manifest: Manifest, *jobs: Job) -> tuple[Any, list[Result | BaseExceptio
     """Build the manifest's model, run the jobs at once on one Service, close it; (model, results)."""
 
     async def go():
-        service = Service(manifest, manifest.build_model())
+        service = Service(manifest, build_model(manifest, discover()))
         try:
             return service.model, await asyncio.gather(*(service.run(j) for j in jobs), return_exceptions=True)
         finally:
@@ -72,7 +89,7 @@ def run(manifest: Manifest, *jobs: Job) -> tuple[Any, list[Result | BaseExceptio
 def image_job(image: np.ndarray | None = None, box: Box | None = None, **keys: Any) -> Job:
     keys.setdefault("platform", "test")
     keys.setdefault("prompts", Prompts(box=box))
-    return Job(image=ImageSource(base64=png_b64(scene() if image is None else image)), **keys)
+    return Job(image=Source(base64=png_b64(scene() if image is None else image)), **keys)
 
 
 def infer(base: str, image: np.ndarray | None = None, **params: Any) -> httpx.Response:
@@ -372,12 +389,12 @@ def test_broken_media_in_a_job(make_manifest, media_server):
     manifest = make_manifest(model={"factory": "tests.service_models:Finder"})
     url = media_server.add("page.html", b"<html></html>", "text/html")
     jobs = [
-        Job(platform="test", image=ImageSource(base64="!!!")),
-        Job(platform="test", image=ImageSource(base64=b64(b"not an image"))),
-        Job(platform="test", image=ImageSource(url=url)),
-        Job(platform="test", image=ImageSource(url=f"{media_server.base}/status/404")),
-        Job(platform="test", image=ImageSource(url="file:///etc/passwd")),
-        Job(platform="test", image=ImageSource(base64=png_b64(np.zeros((20, 20, 3), np.uint8)))),
+        Job(platform="test", image=Source(base64="!!!")),
+        Job(platform="test", image=Source(base64=b64(b"not an image"))),
+        Job(platform="test", image=Source(url=url)),
+        Job(platform="test", image=Source(url=f"{media_server.base}/status/404")),
+        Job(platform="test", image=Source(url="file:///etc/passwd")),
+        Job(platform="test", image=Source(base64=png_b64(np.zeros((20, 20, 3), np.uint8)))),
     ]
     model, results = run(manifest, *jobs)
     assert [type(r) for r in results] == [BadRequest, InvalidInput, InvalidInput, InvalidInput, BadRequest, Result]
@@ -403,7 +420,7 @@ def frame(value: int) -> np.ndarray:
 
 def test_video_frames_are_batched_and_indexed(make_manifest):
     manifest = make_manifest(model={"factory": "tests.service_models:Batcher"}, limits={"batch_size": 5})
-    frames = tuple(ImageSource(base64=png_b64(frame(10 * i))) for i in range(12))
+    frames = tuple(Source(base64=png_b64(frame(10 * i))) for i in range(12))
     model, (result,) = run(manifest, Job(platform="test", video=VideoSource(frames=frames)))
     assert model.batches == [5, 5, 2] and model.single == 0
     assert [p.frame for p in result.predictions] == list(range(12))
@@ -413,7 +430,7 @@ def test_video_frames_are_batched_and_indexed(make_manifest):
 
 def test_too_many_frame_urls_is_too_large(make_manifest):  # 413, as the README says
     manifest = make_manifest(model={"factory": "tests.service_models:Batcher"}, limits={"max_video_frames": 3})
-    frames = tuple(ImageSource(base64=png_b64(frame(i))) for i in range(4))
+    frames = tuple(Source(base64=png_b64(frame(i))) for i in range(4))
     model, (result,) = run(manifest, Job(platform="test", video=VideoSource(frames=frames)))
     assert isinstance(result, TooLarge) and "limits.max_video_frames" in result.message
     assert model.batches == []

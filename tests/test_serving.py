@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bridge.app import create_app
+from bridge.serving.app import create_app
 from tests.conftest import ROOT, b64, encode_image, free_port
 
 IMAGE = b64(encode_image(np.zeros((8, 8, 3), np.uint8)))
@@ -53,7 +53,7 @@ class Served:
         self._log = open(log, "wb")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bridge.cli", "serve", str(manifest), "--port", str(self.port), *args],
+            [sys.executable, "-m", "bridge", "serve", str(manifest), "--port", str(self.port), *args],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         wait_until(self.ready, 60, "server ready")
 

@@ -16,9 +16,9 @@ import pytest
 
 from adapters.v7 import V7Section, to_results
 from bridge import Context
-from bridge.app import create_app
-from bridge.geometry import polygon_to_mask
-from bridge.predictions import Polygon
+from bridge.core.geometry import polygon_to_mask
+from bridge.core.predictions import Polygon
+from bridge.serving.app import create_app
 from tests.conftest import b64, encode_image, free_port
 from tests.shapes_model import AllShapes, donut_mask
 
@@ -166,7 +166,7 @@ def test_auth_accepts_the_right_credentials_only(serve_app, make_manifest, monke
 
 
 def test_auth_secret_missing_from_the_environment_is_a_manifest_error(make_manifest, monkeypatch):
-    from bridge.manifest import ManifestError
+    from bridge.core.manifest import ManifestError
 
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     with pytest.raises(ManifestError, match=r"platforms\.v7\.auth\.secret: environment variable NOT_SET_ANYWHERE"):

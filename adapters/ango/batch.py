@@ -6,8 +6,9 @@ one run here:
 1. pages the project's assets that carry no labels yet (`get_assets` with `{"isPreLabeled": false}` and the
    run's `batches`, `PAGE` at a time) into a list, before importing anything, so imports cannot shift pages;
 2. runs them through the service `CHUNK` at a time (the service bounds the model's concurrency);
-3. imports each chunk's labels with `import_labels` (the answer conversion of a plugin run, `to_answer`,
-   keyed by `externalId`), and tells the run's logger `n/N` and the failures so far (Ango's plugin console);
+3. imports each chunk's labels with `import_labels` (each asset's answer is a plugin run's: the one answer
+   path with the Ango writer and the run's class mapping, keyed by `externalId`), and tells the run's logger
+   `n/N` and the failures so far (Ango's plugin console);
 4. answers a one-line summary, the run's answer.
 
 A re-run resumes: imported assets are pre-labelled and no longer listed; an asset that failed (its reason is in
@@ -21,11 +22,14 @@ import asyncio
 import logging
 from typing import Any
 
-from adapters.ango.convert import class_ids, run_params, to_answer
-from adapters.ango.plugin import AngoApiFailed, api_client, run_asset
+from adapters.ango.convert import run_params, to_job
+from adapters.ango.plugin import AngoApiFailed, api_client, run_of
 from adapters.ango.section import AngoSection
-from bridge.errors import BridgeError
-from bridge.service import Service
+from bridge.core.errors import BridgeError, InvalidInput
+from bridge.core.params import InvalidParams
+from bridge.core.pipeline import Writer, answer
+from bridge.core.service import Service
+from bridge.platforms.protocol import Adapter
 
 log = logging.getLogger("bridge.ango")
 
@@ -38,7 +42,9 @@ CHUNK = 50
 class BatchCallback:
     """The Batch Model plugin's callback: one run message in, the run's summary out (on the SDK's thread)."""
 
-    def __init__(self, service: Service, section: AngoSection, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, adapter: Adapter, service: Service, section: AngoSection,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.adapter = adapter
         self.service = service
         self.section = section
         self.loop = loop
@@ -47,30 +53,32 @@ class BatchCallback:
         logger = data.get("logger") or log
         project = data.get("projectId")
         try:
-            params = run_params(data.get("configJSON"), self.service.manifest)
-            ids = class_ids(data.get("categorySchema"))
+            params = run_params(data.get("configJSON"))
+            try:
+                self.service.params.resolve(params)  # a bad parameter fails the run before any asset is listed
+            except InvalidParams as error:
+                raise InvalidInput(f"configJSON: {error.message}") from None
+            run = run_of(data)
             sdk = api_client(data.get("apiKey", ""), self.section.api_url, self.service.limits.fetch_timeout)
             assets = self.pending(sdk, project, data.get("batches") or [])
         except BridgeError as error:
             logger.error(error.message)
             raise
-        total, done, failed, unmapped = len(assets), 0, 0, set()
+        total, done, failed = len(assets), 0, 0
+        writer = self.adapter.writer(self.section, self.service.spec, self.service.manifest, run)
         logger.info(f"pre-labelling {total} assets of project {project} without labels")
         for start in range(0, total, CHUNK):
             chunk = assets[start:start + CHUNK]
-            results = asyncio.run_coroutine_threadsafe(self.run_chunk(chunk, params), self.loop).result()
+            answers = asyncio.run_coroutine_threadsafe(self.run_chunk(chunk, params, writer), self.loop).result()
             labels = []
-            for asset, result in zip(chunk, results):
-                if isinstance(result, BaseException):
+            for asset, found in zip(chunk, answers):
+                if isinstance(found, BaseException):
                     failed += 1
-                    reason = result.message if isinstance(result, BridgeError) else f"{type(result).__name__}: {result}"
+                    reason = found.message if isinstance(found, BridgeError) else f"{type(found).__name__}: {found}"
                     logger.warning(f"asset {asset['externalId']} failed: {reason}")
                     continue
-                answer, dropped, _ = to_answer(result.predictions, self.service.spec, self.section, ids,
-                                            self.service.manifest.geometry.simplify_tolerance)
-                unmapped.update(dropped)
-                labels.append({"externalId": asset["externalId"], "objects": answer["objects"],
-                               "classifications": answer["classifications"]})
+                labels.append({"externalId": asset["externalId"], "objects": found["objects"],
+                               "classifications": found["classifications"]})
             if labels:
                 try:
                     sdk.import_labels(project, labels)
@@ -80,9 +88,6 @@ class BatchCallback:
                     raise AngoApiFailed(message) from None
             done += len(labels)
             logger.info(f"{done + failed}/{total} assets: {done} pre-labelled, {failed} failed")
-        if unmapped:
-            logger.warning(f"dropped the predictions of {', '.join(map(repr, sorted(unmapped)))}: no label "
-                           "category is mapped to them in this run's class mapping")
         summary = f"pre-labelled {done} of {total} assets, {failed} failed"
         logger.info(summary + ("; run again to retry the failures" if failed else ""))
         return summary
@@ -104,10 +109,11 @@ class BatchCallback:
                 return assets
             page += 1
 
-    async def run_chunk(self, chunk: list[dict[str, Any]], params: dict[str, Any]) -> list[Any]:
-        """Each asset's result, or the exception that failed it."""
-        return await asyncio.gather(*(run_asset(self.service, asset["data"], params) for asset in chunk),
-                                    return_exceptions=True)
+    async def run_chunk(self, chunk: list[dict[str, Any]], params: dict[str, Any], writer: Writer) -> list[Any]:
+        """Each asset's answer, or the exception that failed it."""
+        text = self.service.spec.input == "text"
+        return await asyncio.gather(*(answer(self.service, to_job(params, asset["data"], text), writer)
+                                      for asset in chunk), return_exceptions=True)
 
 
 def batch_plugin_class(base: type) -> type:
@@ -126,6 +132,7 @@ def batch_plugin_class(base: type) -> type:
     return AngoBatchPlugin
 
 
-def batch_plugin(base: type, service: Service, section: AngoSection, loop: asyncio.AbstractEventLoop) -> Any:
-    return batch_plugin_class(base)(section.plugin_id, section.secret, BatchCallback(service, section, loop),
-                                    host=section.api_url)
+def batch_plugin(base: type, adapter: Adapter, service: Service, section: AngoSection,
+                 loop: asyncio.AbstractEventLoop) -> Any:
+    return batch_plugin_class(base)(section.plugin_id, section.secret,
+                                    BatchCallback(adapter, service, section, loop), host=section.api_url)

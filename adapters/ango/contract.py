@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from adapters.ango.read import OBJECT_TYPES
-from bridge.endpoint_check import Probe, Problem, json_of, number, request
+from bridge.platforms.probe import Probe, Problem, json_of, number, request
 
 FIX_FORMS = "see Ango's answer forms (bounding-box {x, y, width, height}, point [x, y], polygon [[x, y], ...], ...)"
 

@@ -16,16 +16,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from adapters.ango.section import AngoSection
-from bridge.conversions import Conversion, dropped, exact, lossy
-from bridge.errors import InvalidInput
-from bridge.geometry import to_polygon
-from bridge.manifest import Manifest
-from bridge.model import ModelSpec
-from bridge.predictions import (
+from bridge.core.conversions import Conversion, dropped, exact, lossy
+from bridge.core.errors import InvalidInput
+from bridge.core.geometry import to_polygon
+from bridge.core.model import ModelSpec
+from bridge.core.predictions import (
     Box,
     Classification,
     Cuboid,
@@ -40,9 +41,10 @@ from bridge.predictions import (
     Span,
     Tag,
 )
-from bridge.service import ImageSource, Job
+from bridge.core.service import Job, Result, Source
 
 PLATFORM = "ango"
+log = logging.getLogger("bridge.ango")
 
 _CLASSIFICATION = "classification"
 CONVERSIONS = {
@@ -70,28 +72,25 @@ CONVERSIONS = {
 """What Ango receives of each class kind and aspect of a prediction."""
 
 
-def run_params(config_json: Any, manifest: Manifest) -> Mapping[str, Any]:
-    """The model's parameters from `configJSON` (a JSON string, or empty), validated by the manifest."""
+def run_params(config_json: Any) -> dict[str, Any]:
+    """The model's parameters as `configJSON` (a JSON string, or empty) gives them; the service resolves them
+    against the manifest's `params`."""
     if config_json is None or (isinstance(config_json, str) and not config_json.strip()):
-        given = {}
-    elif not isinstance(config_json, str):
+        return {}
+    if not isinstance(config_json, str):
         raise InvalidInput(f"configJSON must be a JSON string, got {type(config_json).__name__}")
-    else:
-        try:
-            given = json.loads(config_json)
-        except json.JSONDecodeError as error:
-            raise InvalidInput(f"configJSON is not valid JSON: {error}") from None
-        except RecursionError:
-            raise InvalidInput("configJSON is nested too deeply to be the model's parameters") from None
+    try:
+        given = json.loads(config_json)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(f"configJSON is not valid JSON: {error}") from None
+    except RecursionError:
+        raise InvalidInput("configJSON is nested too deeply to be the model's parameters") from None
     if given is None:
-        given = {}
+        return {}
     if not isinstance(given, dict):
         raise InvalidInput(f"configJSON must be a JSON object of the model's parameters, got "
                            f"{type(given).__name__}")
-    try:
-        return manifest.resolve_params(given)
-    except InvalidInput as error:
-        raise InvalidInput(f"configJSON: {error.message}") from None
+    return given
 
 
 def class_ids(category_schema: Any) -> dict[str, str] | None:
@@ -106,13 +105,43 @@ def class_ids(category_schema: Any) -> dict[str, str] | None:
     return {entry["modelClass"]: entry["schemaId"] for entry in category_schema}
 
 
-def to_job(params: Mapping[str, Any], url: str | None = None, text: str | None = None) -> Job:
-    """The neutral job of one run: the asset's image by URL (a base64 `data:` URL carries the image itself, as a
-    remote bridge sends it), or the text a text model read from it."""
-    image = None
-    if text is None:
-        image = ImageSource(base64=url) if url.startswith("data:") else ImageSource(url=url)
-    return Job(platform=PLATFORM, image=image, text=text, params=params)
+def to_job(params: Mapping[str, Any], url: str, text: bool = False) -> Job:
+    """The neutral job of one run: the asset at `url` (a base64 `data:` URL carries the asset itself, as a
+    remote bridge sends it), an image, or for a text model (`text`) its content read as UTF-8."""
+    source = Source(base64=url) if url.startswith("data:") else Source(url=url)
+    if text:
+        return Job(platform=PLATFORM, text=source, params=params)
+    return Job(platform=PLATFORM, image=source, params=params)
+
+
+@dataclass(frozen=True)
+class AngoRun:
+    """What one run knows: its class mapping (`categorySchema`: `modelClass` -> `schemaId`; None when the user
+    mapped nothing: answers carry titles), whether it keeps the task's answer (`overwrite` false), and where
+    what the mapping drops is told (the run's log, which the user reads in Ango)."""
+
+    ids: dict[str, str] | None = None
+    overwrite: bool = True
+    note: Callable[[str], None] = log.warning
+
+
+def write(result: Result, spec: ModelSpec, section: AngoSection, tolerance: float, run: AngoRun) -> dict[str, list]:
+    """A run's answer; what the run's mapping drops is told in the run's log."""
+    answer, unmapped, attributes = to_answer(result.predictions, spec, section, run.ids, tolerance)
+    if unmapped:
+        run.note(f"dropped the predictions of {', '.join(map(repr, unmapped))}: no label category is "
+                       "mapped to them in this run's class mapping")
+    if attributes:
+        run.note(f"left out the attributes {', '.join(map(repr, attributes))}: no label category of "
+                       "this run's class mapping names them")
+    if not run.overwrite:
+        unmerged = [c for c in answer["classifications"] if "schemaId" not in c]
+        if unmerged:  # the SDK merges classifications into the task's answer by schemaId
+            answer["classifications"] = [c for c in answer["classifications"] if "schemaId" in c]
+            run.note(f"left out the classifications {', '.join(repr(c['title']) for c in unmerged)}: "
+                           "keeping the task's answer (overwrite off) merges classifications by label "
+                           "category, and none is mapped to them in this run's class mapping")
+    return answer
 
 
 def to_answer(predictions: list[Prediction], spec: ModelSpec, section: AngoSection, ids: dict[str, str] | None,

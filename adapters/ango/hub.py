@@ -20,10 +20,13 @@ import time
 from collections import deque
 from typing import Any
 
+from adapters.ango import adapter
+from adapters.ango.batch import batch_plugin
 from adapters.ango.plugin import model_plugin, plugin_class, sdk_plugins
 from adapters.ango.section import AngoSection
-from bridge.manifest import Manifest
-from bridge.platforms import start_service
+from bridge.core.manifest import Manifest
+from bridge.platforms.registry import Platforms, discover
+from bridge.platforms.startup import start_service
 
 log = logging.getLogger("bridge.ango")
 
@@ -145,19 +148,15 @@ def serve(manifest: Manifest, section: AngoSection, batch: bool = False) -> int:
     """Run the service on an event loop in a background thread and the plugin on this one, until Ctrl-C;
     `batch`: as a Batch Model plugin (`adapters.ango.batch`)."""
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # the SDK's heartbeat job: 2 lines a beat
-    from adapters.ango import adapter
-
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="ango-service", daemon=True).start()
-    starting = start_service(manifest, {"ango": (adapter, section)})
+    starting = start_service(manifest, Platforms(discover(), {"ango": (adapter, section)}))
     service = asyncio.run_coroutine_threadsafe(starting, loop).result()
     plugin_cls = hub_plugin_class(manifest.limits.fetch_timeout)
     if batch:
-        from adapters.ango.batch import batch_plugin
-
-        plugin = batch_plugin(plugin_cls, service, section, loop)
+        plugin = batch_plugin(plugin_cls, adapter, service, section, loop)
     else:
-        plugin = model_plugin(plugin_cls, service, section, loop)
+        plugin = model_plugin(plugin_cls, adapter, service, section, loop)
     try:
         plugin.connect_forever(section)
     except KeyboardInterrupt:

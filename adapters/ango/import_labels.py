@@ -1,8 +1,7 @@
 """Ango's file import for `bridge prelabel`: the payload of `SDK.import_labels(project_id, labels)`.
 
 Each label is `{"externalId": <the item's identity>, "objects": [...], "classifications": [...]}`, built with
-the SDK's own `Answer` and the Ango adapter's answer conversion (`adapters.ango.to_answer`, the same as a
-plugin run's). With a `categorySchema`-style mapping file (`--mapping ango=FILE`: a JSON list of
+the SDK's own `Answer` from the Ango adapter's answer (`Adapter.write_answer`, as a plugin run answers). With a `categorySchema`-style mapping file (`--mapping ango=FILE`: a JSON list of
 `{"schemaId", "modelClass"}`), every object and classification answers its `schemaId` and classes the file
 does not map are dropped; without one, they carry `title` (the class name after `rename`).
 
@@ -12,18 +11,26 @@ part per item at the end of every run; import them one call per file.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from typing import Any
 
 from adapters.ango.convert import CONVERSIONS as ANSWER
-from adapters.ango.convert import class_ids, to_answer
+from adapters.ango.convert import AngoRun, class_ids
 from adapters.ango.section import AngoSection
-from bridge.conversions import Table, dropped
-from bridge.errors import InvalidInput
-from bridge.export import ExportSetup, Item, file_name, parts_dir, write_atomic
-from bridge.manifest import ManifestError
-from bridge.outputs import warn_once
-from bridge.service import Result
+from bridge.core.conversions import Table, dropped
+from bridge.core.errors import InvalidInput
+from bridge.core.manifest import ManifestError
+from bridge.core.outputs import warn_once
+from bridge.core.service import Result
+from bridge.platforms.export import (
+    ExportSetup,
+    Item,
+    file_name,
+    parts_dir,
+    write_atomic,
+)
 
 PLATFORM = "ango"
 CHUNK = 500
@@ -42,18 +49,15 @@ class ImportLabels:
 
     conversions = CONVERSIONS
 
-    def __init__(self, section: AngoSection, setup: ExportSetup) -> None:
-        self.section = section
-        self.spec = setup.spec
-        self.tolerance = setup.manifest.geometry.simplify_tolerance
-        self.ids = read_mapping(setup.mapping) if setup.mapping else None
+    def __init__(self, adapter: Any, section: AngoSection, setup: ExportSetup) -> None:
+        ids = read_mapping(setup.mapping) if setup.mapping else None
+        run = AngoRun(ids, note=functools.partial(warn_once, PLATFORM, ""))
+        self.answer = adapter.writer(section, setup.spec, setup.manifest, run).write
 
     def write(self, item: Item, result: Result, out_dir: Path) -> None:
         from imerit_ango.models.annotate import Answer
 
-        answer, unmapped, _ = to_answer(result.predictions, self.spec, self.section, self.ids, self.tolerance)
-        for name in unmapped:
-            warn_once(PLATFORM, name, "no schemaId in the mapping file: its predictions are dropped")
+        answer = self.answer(result)
         label = {"externalId": item.identity, **Answer(answer["objects"], answer["classifications"]).toDict()}
         label.pop("relations")
         write_atomic(parts_dir(out_dir) / f"{file_name(item.identity)}.json", json.dumps(label).encode("utf-8"))

@@ -7,11 +7,12 @@ Socket.IO one (`bridge ango`) need separate processes; a process that already im
 way fails loudly. The SDK is an optional extra: without it, the Ango routes and `bridge ango` say what to
 install.
 
-One run is the SDK's callback, called on the SDK's threads: `configJSON` is parsed and validated against the
-manifest's params schema; the asset is `dataURL`, else looked up with the user's `apiKey` (`assetId` is its
-external id, then the task); the core's media loader fetches it (a text model reads the URL's body as UTF-8
-text) and the service runs on its event loop. A failed run raises its `BridgeError`: the SDK logs it once to
-the run's log (what the user reads in Ango) and reports the run failed.
+One run is the SDK's callback, called on the SDK's threads: `configJSON` holds the model's parameters; the
+asset is `dataURL`, else looked up with the user's `apiKey` (`assetId` is its external id, then the task); the
+run goes through the one answer path (`bridge.core.pipeline.answer`) on the service's event loop, with the
+run's class mapping for the Ango adapter's writer (what the answer is, on either connector and in the
+playground). A failed run raises its `BridgeError`: the SDK logs it once to the run's log (what the user reads
+in Ango) and reports the run failed.
 """
 
 from __future__ import annotations
@@ -25,18 +26,15 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from adapters.ango.convert import CONVERSIONS, PLATFORM, class_ids, run_params, to_answer, to_job
+from adapters.ango.convert import AngoRun, class_ids, run_params, to_job
 from adapters.ango.section import AngoSection
-from bridge.errors import BridgeError, InvalidInput, NotReady
-from bridge.media import decode_base64
-from bridge.observability import stage
-from bridge.platforms import note_losses
-from bridge.service import Result, Service
+from bridge.core.errors import BridgeError, InvalidInput, NotReady
+from bridge.core.params import InvalidParams
+from bridge.core.pipeline import answer
+from bridge.core.service import Service
+from bridge.platforms.protocol import Adapter
 
 log = logging.getLogger("bridge.ango")
-# The SDK gives its "SDK" logger a stderr handler of its own unless it has one: this one leaves its lines to the
-# root logger, so they take the server's log format and its redaction of secrets.
-logging.getLogger("SDK").addHandler(logging.NullHandler())
 
 INSTALL = "the Ango SDK is not installed: pip install 'annotation-bridge[ango]' (it is an optional extra)"
 
@@ -49,6 +47,9 @@ class AngoApiFailed(BridgeError):
 
 def sdk_plugins(connector: str) -> ModuleType:
     """`imerit_ango.plugins` imported with `CONNECTOR=connector` (the environment is left as it was)."""
+    # The SDK gives its "SDK" logger a stderr handler of its own unless it has one: this one leaves its lines to
+    # the root logger, so they take the server's log format and its redaction of secrets.
+    logging.getLogger("SDK").handlers or logging.getLogger("SDK").addHandler(logging.NullHandler())
     before = os.environ.get("CONNECTOR")
     os.environ["CONNECTOR"] = connector
     try:
@@ -76,7 +77,9 @@ def api_client(api_key: str, host: str, timeout: float, retries: int = RETRIES) 
     """The SDK's REST client: each call bounded by `timeout` seconds (the SDK sets none) and retried `retries`
     times as `RETRIES` says; its own error lines silenced (the run's log tells the failure once)."""
     from imerit_ango.sdk import SDK
-    from requests.adapters import HTTPAdapter  # the SDK's own HTTP stack, there when the SDK is
+    from requests.adapters import (
+        HTTPAdapter,  # the SDK's own HTTP stack, there when the SDK is
+    )
     from urllib3.util import Retry
 
     retries = Retry(total=retries, read=0, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504),
@@ -111,20 +114,18 @@ def asset_url(message: Mapping[str, Any], sdk: Any) -> str:
                        + (f" nor in task {task!r}" if task else "") + ", and the message has no dataURL")
 
 
-async def run_asset(service: Service, url: str, params: Mapping[str, Any]) -> Result:
-    """Run the model on the asset at `url`: an image, or for a text model the URL's body as UTF-8 text. A base64
-    `data:` URL (what a remote bridge sends) carries the asset itself: nothing is fetched."""
-    if service.spec.input != "text":
-        return await service.run(to_job(params, url=url))
-    if url.startswith("data:"):
-        data = decode_base64(url, "dataURL")
-    else:
-        data = await service.media.fetch(url, "the asset's text")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput("the asset is not UTF-8 text") from None
-    return await service.run(to_job(params, text=text))
+def run_job(data: Mapping[str, Any], service: Service, section: AngoSection) -> Any:
+    """One run's job: its asset (`dataURL`, else looked up with the run's API key) and its parameters."""
+    params = run_params(data.get("configJSON"))
+    url = data.get("dataURL") or asset_url(data, api_client(data.get("apiKey", ""), section.api_url,
+                                                              service.limits.fetch_timeout))
+    return to_job(params, url, text=service.spec.input == "text")
+
+
+def run_of(data: Mapping[str, Any]) -> AngoRun:
+    """What only this run knows: its class mapping, whether it keeps the task's answer, its log."""
+    logger = data.get("logger") or log
+    return AngoRun(class_ids(data.get("categorySchema")), data.get("overwrite") is not False, logger.warning)
 
 
 class PluginCallback:
@@ -134,7 +135,9 @@ class PluginCallback:
     background loop) and each run is handed to it with `run_coroutine_threadsafe`.
     """
 
-    def __init__(self, service: Service, section: AngoSection, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, adapter: Adapter, service: Service, section: AngoSection,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.adapter = adapter
         self.service = service
         self.section = section
         self.loop = loop
@@ -142,31 +145,13 @@ class PluginCallback:
     def __call__(self, data: dict[str, Any]) -> Any:
         from imerit_ango.models.annotate import AnnotationPayload, Answer
 
-        logger = data.get("logger") or log
-        params = run_params(data.get("configJSON"), self.service.manifest)
-        ids = class_ids(data.get("categorySchema"))
-        url = data.get("dataURL") or asset_url(data, api_client(
-            data.get("apiKey", ""), self.section.api_url, self.service.limits.fetch_timeout))
-        result = asyncio.run_coroutine_threadsafe(run_asset(self.service, url, params), self.loop).result()
-        tolerance = self.service.manifest.geometry.simplify_tolerance
-        note_losses(PLATFORM, CONVERSIONS, self.service.spec, result.predictions, tolerance)
-        with stage("convert"):
-            answer, unmapped, attributes = to_answer(result.predictions, self.service.spec, self.section, ids,
-                                                     tolerance)
-        if unmapped:
-            logger.warning(f"dropped the predictions of {', '.join(map(repr, unmapped))}: no label category is "
-                           "mapped to them in this run's class mapping")
-        if attributes:
-            logger.warning(f"left out the attributes {', '.join(map(repr, attributes))}: no label category of "
-                           "this run's class mapping names them")
-        if data.get("overwrite") is False:
-            unmerged = [c for c in answer["classifications"] if "schemaId" not in c]
-            if unmerged:  # the SDK merges classifications into the task's answer by schemaId
-                answer["classifications"] = [c for c in answer["classifications"] if "schemaId" in c]
-                logger.warning(f"left out the classifications {', '.join(repr(c['title']) for c in unmerged)}: "
-                               "keeping the task's answer (overwrite off) merges classifications by label "
-                               "category, and none is mapped to them in this run's class mapping")
-        return AnnotationPayload(answer=Answer(**answer))
+        job = run_job(data, self.service, self.section)
+        writer = self.adapter.writer(self.section, self.service.spec, self.service.manifest, run_of(data))
+        try:
+            found = asyncio.run_coroutine_threadsafe(answer(self.service, job, writer), self.loop).result()
+        except InvalidParams as error:
+            raise InvalidInput(f"configJSON: {error.message}") from None
+        return AnnotationPayload(answer=Answer(**found))
 
 
 class RunLogger(logging.Logger):
@@ -245,9 +230,9 @@ class Slots(threading.BoundedSemaphore):
         return taken
 
 
-def model_plugin(plugin_cls: type, service: Service, section: AngoSection,
+def model_plugin(plugin_cls: type, adapter: Adapter, service: Service, section: AngoSection,
                  loop: asyncio.AbstractEventLoop) -> Any:
     """The plugin running this model. Its concurrency (workflow runs at once) is `limits.concurrency`: since
     imerit-ango 1.4.9, a Socket.IO plugin refuses workflow runs beyond it at once rather than queueing them."""
-    return plugin_cls(section.plugin_id, section.secret, PluginCallback(service, section, loop),
+    return plugin_cls(section.plugin_id, section.secret, PluginCallback(adapter, service, section, loop),
                       host=section.api_url, concurrency=service.limits.concurrency)

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.errors import BadAnswer
-from bridge.geometry import fit_ellipse, polygon_to_mask
-from bridge.model import ClassSpec, ModelSpec
-from bridge.predictions import (
+from bridge.core.errors import BadAnswer
+from bridge.core.geometry import fit_ellipse, polygon_to_mask
+from bridge.core.model import ClassSpec, ModelSpec
+from bridge.core.predictions import (
     Box,
     Classification,
     Cuboid,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bridge.manifest import PlatformSection
+from bridge.core.manifest import PlatformSection
 
 
 class AngoSection(PlatformSection):

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.labelbox.read import KIND_OF_FEATURE
-from bridge.endpoint_check import Probe, Problem, json_of, number, request
-from bridge.predictions import Mask
+from bridge.core.predictions import Mask
+from bridge.platforms.probe import Probe, Problem, json_of, number, request
 
 FORM = {"box": "{\"boxes\": [[left, top, width, height]], \"scores\": [...]}",
         "mask": "{\"masks\": [{\"size\": [h, w], \"counts\": ...}]}",

@@ -34,13 +34,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from adapters.labelbox import LabelboxSection
-from bridge.conversions import Table, dropped, exact, lossy
-from bridge.export import ExportSetup, Item, file_name, parts_dir, write_atomic
-from bridge.geometry import rasterize, to_polygon
-from bridge.model import ModelSpec
-from bridge.predictions import Line, Point, Prediction, Span
-from bridge.service import Result
+from adapters.labelbox.section import LabelboxSection
+from bridge.core.conversions import Table, dropped, exact, lossy
+from bridge.core.geometry import rasterize, to_polygon
+from bridge.core.model import ModelSpec
+from bridge.core.predictions import Line, Point, Prediction, Span
+from bridge.core.service import Result
+from bridge.platforms.export import (
+    ExportSetup,
+    Item,
+    file_name,
+    parts_dir,
+    write_atomic,
+)
 
 OUTPUT = "predictions.ndjson"
 

@@ -19,10 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from bridge.errors import BadAnswer
-from bridge.geometry import fit_ellipse, fit_rotated_box, mask_to_polygon
-from bridge.model import ClassSpec, ModelSpec
-from bridge.predictions import Box, Classification, Mask, Prediction, RotatedBox, Span, Tag
+from bridge.core.errors import BadAnswer
+from bridge.core.geometry import fit_ellipse, fit_rotated_box, mask_to_polygon
+from bridge.core.model import ClassSpec, ModelSpec
+from bridge.core.predictions import (
+    Box,
+    Classification,
+    Mask,
+    Prediction,
+    RotatedBox,
+    Span,
+    Tag,
+)
 
 KIND_OF_FEATURE = {"rectangle": "box", "raster-segmentation": "mask", "named-entity": "entity",
                    "polygon": "polygon", "point": "point", "radio": "radio", "checklist": "checklist",

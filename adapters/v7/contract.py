@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 
 from adapters.v7.read import MAIN_TYPES
-from bridge.endpoint_check import Probe, Problem, json_of, number, request
+from bridge.platforms.probe import Probe, Problem, json_of, number, request
 
 SCHEMA = json.loads((Path(__file__).with_name("v7-inference-response.schema.json")).read_text(encoding="utf-8"))
 CLASS_TYPES = (*MAIN_TYPES, "mask", "raster_layer")

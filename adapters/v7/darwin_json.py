@@ -22,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from adapters.v7 import CONVERSIONS as BYOM
-from adapters.v7 import V7Section, _main_types
-from bridge.conversions import Table, dropped, exact, lossy
-from bridge.export import ExportSetup, Item, file_name, write_atomic
-from bridge.geometry import rasterize
-from bridge.predictions import Mask, Prediction
-from bridge.service import Result
+from adapters.v7.convert import CONVERSIONS as BYOM
+from adapters.v7.convert import main_types
+from adapters.v7.section import V7Section
+from bridge.core.conversions import Table, dropped, exact, lossy
+from bridge.core.geometry import rasterize
+from bridge.core.predictions import Mask, Prediction
+from bridge.core.service import Result
+from bridge.platforms.export import ExportSetup, Item, file_name, write_atomic
 
 SCHEMA = "https://darwin-public.s3.eu-west-1.amazonaws.com/darwin_json/2.0/schema.json"
 SLOT = "0"
@@ -42,7 +43,7 @@ CONVERSIONS: Table = {
     "prediction.confidence": exact("inference.confidence"),
     "prediction.frame": dropped("bridge prelabel reads images, not videos"),
 }
-"""The BYOM answer's conversions (`adapters.v7.CONVERSIONS`) but for masks, which Darwin JSON holds as rasters."""
+"""The BYOM answer's conversions (`adapters.v7.convert.CONVERSIONS`) but for masks, which Darwin JSON holds as rasters."""
 
 
 class DarwinJson:
@@ -80,7 +81,7 @@ def darwin_file(identity: str, result: Result, spec: Any, section: V7Section, mo
         if cls.kind == "mask" and result.size is not None:
             masks.append(prediction)
             continue
-        for name, main in _main_types(prediction, cls, section, tolerance):
+        for name, main in main_types(prediction, cls, section, tolerance):
             if "polygon" in main:
                 main = _polygon(main["polygon"])
             annotations.append(_annotation(name, main, prediction, inference))

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from bridge.errors import BadAnswer
-from bridge.geometry import from_rings, polygon_to_mask
-from bridge.model import ClassSpec, ModelSpec
-from bridge.predictions import (
+from bridge.core.errors import BadAnswer
+from bridge.core.geometry import from_rings, polygon_to_mask
+from bridge.core.model import ClassSpec, ModelSpec
+from bridge.core.predictions import (
     Box,
     Classification,
     Cuboid,

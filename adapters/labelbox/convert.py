@@ -1,0 +1,160 @@
+"""Labelbox Foundry's dialect, pure: a request in, a `Job` out; a result in, the answer keyed by feature name.
+
+Give Labelbox `https://HOST/labelbox/infer` (the section's `base_path` + `/infer`) as the HTTP endpoint and the
+section's `secret` as the model's secret. Every request must carry `Authorization: Bearer <secret>`, checked
+in constant time before the body is parsed; without a configured secret the endpoint refuses every request,
+so it is never open by accident. `bridge labelbox-manifest MANIFEST --endpoint URL` writes the `model.yaml`.
+
+What the model receives from `{"prompt": [{"role": ..., "parts": [{"text": ...} | {"image": <base64>}]}]}`:
+
+- an image model: the last image part of the last `user` message;
+- a text model: text part number `text_part` (default -1, the last) of the last `user` message. Labelbox puts
+  the data row after any instruction text, so the last text part is the row;
+- `system` and `assistant` messages are accepted and not read;
+- inference parameters: every key beside `prompt`, then the keys of `inference_params` (which win), checked
+  against the manifest's `params` schema with its defaults applied.
+
+What it answers, keyed by feature name (the class name after the section's `rename`):
+
+- box: `{"f": {"boxes": [[left, top, width, height], ...], "scores": [...]}}`;
+- mask, polygon (holes kept), rotated box, ellipse: `{"f": {"masks": [{"size": [h, w], "counts": ...}]}}`,
+  rasterised at the image's size (a pixel is in when its centre is), COCO compressed RLE as ASCII;
+- radio `"f": "option"` and free text `"f": "text"` (the most confident answer), checklist `"f": [options]`;
+- tag classes: the options of one classification feature set by the section's `tags` (default a checklist
+  named "tags" holding every tag found; `kind: radio` answers the most confident tag only);
+- entity: `{"f": [{"start": 0, "end": 3, "text": "Tom"}]}`, offsets into the data row, `end` exclusive
+  (Python slicing): `text == row[start:end]`.
+
+Points, lines, skeletons, cuboids and vectors have no Foundry form: they are dropped, logged once per class,
+and listed by `bridge check` and `bridge labelbox-manifest`. Attributes and a prediction's `text` have no place
+in these forms and are dropped too. `CONVERSIONS` declares all of it (`bridge formats` prints it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from adapters.labelbox.api import LabelboxRequest
+from adapters.labelbox.section import LabelboxSection
+from bridge.core.conversions import dropped, exact, lossy
+from bridge.core.errors import InvalidInput
+from bridge.core.geometry import rasterize
+from bridge.core.model import ModelSpec
+from bridge.core.predictions import (
+    Box,
+    Classification,
+    Ellipse,
+    Mask,
+    Polygon,
+    Prediction,
+    RotatedBox,
+    Span,
+    Tag,
+)
+from bridge.core.service import Job, Source
+
+PLATFORM = "labelbox"
+
+_AREA = "Foundry answers areas as masks: rasterised at the image's size (a pixel is in when its centre is)"
+_NONE = "Foundry documents no answer form for it"
+CONVERSIONS = {
+    "box": exact("rectangle"),
+    "rotated_box": lossy("raster-segmentation", _AREA),
+    "polygon": lossy("raster-segmentation", _AREA),
+    "mask": exact("raster-segmentation"),
+    "point": dropped(_NONE),
+    "line": dropped(_NONE),
+    "ellipse": lossy("raster-segmentation", _AREA),
+    "skeleton": dropped(_NONE),
+    "cuboid": dropped(_NONE),
+    "vector": dropped(_NONE),
+    "tag": exact("checklist"),
+    "radio": exact("radio"),
+    "checklist": exact("checklist"),
+    "text": exact("text"),
+    "entity": exact("named-entity"),
+    "prediction.attributes": dropped("Foundry answers have no place for attributes"),
+    "prediction.text": dropped("Foundry answers have no place for a prediction's text"),
+    "prediction.confidence": lossy("scores", "only boxes carry scores; other answers carry none"),
+    "prediction.frame": dropped("Foundry custom models answer one image or text"),
+}
+"""What Labelbox Foundry receives of each class kind; the `form` is the Labelbox feature kind (ontology tool or
+classification type); tag classes are options of the classification set by the section's `tags` (a checklist
+by default, or a radio). A radio or free-text feature holds one answer: of several, the most confident."""
+
+LABELBOX_KEYS = ("ontology",)
+"""Keys Labelbox itself may put beside `prompt` (its doc says the request "includes the ontology"); the
+other keys are the model's inference parameters."""
+
+
+def to_job(request: LabelboxRequest, reads: Literal["image", "text"], section: LabelboxSection) -> Job:
+    """The neutral job: the image or text of the last user message, and the inference params."""
+    users = [message for message in request.prompt if message.role == "user"]
+    if not users:
+        raise InvalidInput("the prompt has no `user` message; the data row comes in the last one")
+    parts = users[-1].parts
+    texts = [part.text for part in parts if part.text is not None]
+    images = [part.image for part in parts if part.image is not None]
+    params = {k: v for k, v in (request.model_extra or {}).items() if k not in LABELBOX_KEYS}
+    params.update(request.inference_params or {})
+    if reads == "image":
+        if not images:
+            raise InvalidInput("this model reads images, and the last user message has no `image` part "
+                               f"({len(texts)} text part(s))")
+        return Job(platform=PLATFORM, image=Source(base64=images[-1]), params=params)
+    if not texts:
+        raise InvalidInput("this model reads text, and the last user message has no `text` part "
+                           f"({len(images)} image part(s))")
+    if not -len(texts) <= section.text_part < len(texts):
+        raise InvalidInput(f"platforms.labelbox.text_part is {section.text_part}, and the last user message "
+                           f"has {len(texts)} text part(s)")
+    return Job(platform=PLATFORM, text=texts[section.text_part], params=params)
+
+
+def to_answer(predictions: list[Prediction], spec: ModelSpec, section: LabelboxSection,
+              size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Labelbox's answer keyed by feature name; `size` (h, w) rasterises areas. Predictions come checked from
+    the core (spans inside and quoting the text), so this only translates, by shape."""
+    answer: dict[str, Any] = {}
+    best: dict[str, tuple[float, str]] = {}  # radio and free-text features: the most confident answer
+    for prediction in predictions:
+        cls = spec.get(prediction.label)
+        if CONVERSIONS[cls.kind].fidelity == "dropped":
+            continue
+        name, shape, confidence = section.platform_name(cls.name), prediction.shape, prediction.confidence
+        if isinstance(shape, Box):
+            entry = answer.setdefault(name, {"boxes": [], "scores": []})
+            entry["boxes"].append(_ltwh(shape))
+            entry["scores"].append(confidence)
+        elif isinstance(shape, (Mask, Polygon, RotatedBox, Ellipse)):
+            mask = rasterize(shape, *size)
+            if mask.array.any():
+                answer.setdefault(name, {"masks": []})["masks"].append(mask.rle)
+        elif isinstance(shape, Span):
+            answer.setdefault(name, []).append({"start": shape.start, "end": shape.end, "text": shape.text})
+        elif isinstance(shape, Tag) and section.tags.kind == "checklist":
+            _add_options(answer, section.tags.question, [name])
+        elif isinstance(shape, Tag):
+            _keep_best(best, section.tags.question, confidence, name)
+        elif isinstance(shape, Classification) and not isinstance(shape.answer, str):
+            _add_options(answer, name, shape.answer)
+        elif isinstance(shape, Classification):  # radio, text
+            _keep_best(best, name, confidence, shape.answer)
+    answer.update({feature: value for feature, (_, value) in best.items()})
+    return answer
+
+
+def _ltwh(box: Box) -> list[float]:
+    return [float(box.x), float(box.y), float(box.w), float(box.h)]  # clipped to the image by the core
+
+
+def _add_options(answer: dict[str, Any], feature: str, options: tuple[str, ...] | list[str]) -> None:
+    chosen = answer.setdefault(feature, [])
+    for option in options:
+        if option not in chosen:
+            chosen.append(option)
+
+
+def _keep_best(best: dict[str, tuple[float, str]], feature: str, confidence: float, value: str) -> None:
+    if feature not in best or confidence > best[feature][0]:
+        best[feature] = (confidence, value)

@@ -1,0 +1,1 @@
+"""The `bridge` command line: serve, check, init, formats, prelabel, check URL."""

@@ -1,0 +1,99 @@
+"""Building the model a manifest names: the one place every mode (`serve`, workers, Ray, `ango`, `prelabel`,
+`check`, `labelbox-manifest`) builds it, once, at start-up.
+
+A model is `model.factory` (`package.module:Name`, or `path/to/file.py:Name` relative to the manifest) called
+with `model.params`, or `model.remote`: an endpoint that already speaks a platform's dialect, reached through
+that platform's adapter (handed in by the caller: the core imports no adapter). Every mistake is a
+`ManifestError` naming the manifest and the key.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bridge.core.manifest import Manifest, ManifestError
+from bridge.core.model import Model, ModelSpec
+from bridge.core.remote import RemoteModel
+
+
+def build_model(manifest: Manifest, adapters: Mapping[str, Any]) -> Model:
+    """The manifest's model, with a usable `spec`; `adapters` (by platform name) serve `model.remote`."""
+    if manifest.model.remote is not None:
+        return _remote_model(manifest, adapters)
+    reference = manifest.model.factory
+    try:
+        factory = import_factory(reference, manifest.base_dir)
+    except (ValueError, ImportError) as error:
+        raise ManifestError(f"{manifest.where()}: model.factory: {error}") from None
+    except SyntaxError as error:  # the user's model file: name it and the line
+        raise ManifestError(f"{manifest.where()}: model.factory: {error.filename}, line {error.lineno}: "
+                            f"SyntaxError: {error.msg}") from None
+    except ValidationError as error:  # a ModelSpec at the module's top level: its first fault, in one line
+        raise ManifestError(f"{manifest.where()}: model.factory: {reference}: {_first(error)}") from None
+    except Exception as error:  # the model module raised while importing: a missing dependency, a typo...
+        raise ManifestError(f"{manifest.where()}: model.factory: importing {reference} failed: "
+                            f"{type(error).__name__}: {error}") from error
+    try:
+        model = factory(**manifest.model.params)
+    except ValidationError as error:  # a ModelSpec the model builds in __init__: its first fault, in one line
+        raise ManifestError(f"{manifest.where()}: {reference}: {_first(error)}") from None
+    except Exception as error:  # a wrong keyword in model.params, missing weights...: name the manifest
+        raise ManifestError(f"{manifest.where()}: model: {reference} with model.params failed: "
+                            f"{type(error).__name__}: {error}") from error
+    if getattr(model, "spec", None) is None:
+        if not manifest.classes:
+            raise ManifestError(f"{manifest.where()}: the model declares no `spec`, so the manifest needs "
+                                "`classes`")
+        model.spec = ModelSpec(classes=manifest.classes, input=manifest.input or "image")
+    if not isinstance(model.spec, ModelSpec) or not callable(getattr(model, "predict", None)):
+        raise ManifestError(f"{manifest.where()}: {reference} must give an object with a "
+                            "`spec: ModelSpec` and a `predict(item, context)` method")
+    return model
+
+
+def _first(error: ValidationError) -> str:
+    """A pydantic error as one line: where and what of its first fault (and how many more)."""
+    problems = error.errors()
+    first = problems[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{error.title}: {where + ': ' if where else ''}{first.get('msg')}{more}"
+
+
+def _remote_model(manifest: Manifest, adapters: Mapping[str, Any]) -> Model:
+    remote = manifest.model.remote
+    if remote.model_yaml is not None:
+        remote = remote.model_copy(update={"model_yaml": manifest.base_dir / remote.model_yaml})
+    try:
+        return RemoteModel.connect(remote, adapters, manifest.classes, manifest.input, manifest.limits.deadline)
+    except ValueError as error:
+        raise ManifestError(f"{manifest.where()}: {error}") from None
+
+
+def import_factory(reference: str, base_dir: Path) -> Any:
+    """`package.module:Name`, or `path/to/file.py:Name` relative to `base_dir` (the manifest's folder)."""
+    target, sep, name = reference.rpartition(":")
+    if not sep or not target or not name:
+        raise ValueError(f"{reference!r} is not of the form 'module:Name' or 'file.py:Name'")
+    if target.endswith(".py"):
+        path = (base_dir / target).resolve()
+        if not path.is_file():
+            raise ValueError(f"{reference!r}: no file {path}")
+        module_name = f"bridge_model_{path.stem}_{abs(hash(path)):x}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ValueError(f"{reference!r}: {target} has no attribute {name!r}") from None

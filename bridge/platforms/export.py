@@ -1,0 +1,84 @@
+"""What a platform's import format offers `bridge prelabel`: an `Exporter`, and the file helpers they share.
+
+An adapter returns one from `Adapter.exporter(section, setup)`; the core names no platform. `bridge prelabel`
+hands each finished item to `write` (on worker threads, several items at once: keep no state shared between
+items) and calls `finish` once at the end of every run, resumed or interrupted.
+
+Crash safety is the exporters' half of the bargain with the journal: `write` must be idempotent (an item
+killed after its files were written and before it was journaled is run and written again), so per-item
+output goes to one file per item, replaced atomically (`write_atomic`). A format that is one file for the
+whole dataset keeps each item's part under `parts_dir` and assembles the file in `finish` from every part.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote
+
+from bridge.core.conversions import Table
+from bridge.core.manifest import Manifest
+from bridge.core.model import ModelSpec
+from bridge.core.service import Result
+
+
+@dataclass(frozen=True)
+class ExportSetup:
+    """What every exporter may need besides its platform section."""
+
+    manifest: Manifest
+    spec: ModelSpec
+    mapping: Path | None = None
+    """A class-mapping file given for this platform (`--mapping PLATFORM=FILE`), in the platform's own form."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item of the dataset: its identity on the platforms and where its media came from."""
+
+    identity: str
+    """V7 item name, Labelbox global key, Ango external id."""
+    source: str
+    """A path, a URL, or (a CSV's text column) the text itself."""
+    text: bool = False
+    """`source` is the text itself."""
+
+
+class Exporter(Protocol):
+    conversions: Table
+    """Class kind (and aspect) -> what this format makes of it (`bridge.core.conversions`)."""
+
+    def write(self, item: Item, result: Result, out_dir: Path) -> None:
+        """Write (or replace) one item's import; `out_dir` is this platform's folder."""
+
+    def finish(self, out_dir: Path) -> list[Path]:
+        """Assemble what needs every item; return the files that make up the import."""
+
+
+def file_name(identity: str) -> str:
+    """A file name for an item identity: unique per identity, readable, never a path."""
+    return quote(identity, safe=" .-_()[]@+,=~") or "%00"
+
+
+def parts_dir(out_dir: Path) -> Path:
+    """Where an exporter whose import is one file keeps each item's part until `finish`."""
+    return out_dir / ".parts"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` all at once, durably: a crash leaves the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        os.chmod(temporary, 0o644)  # mkstemp makes it 0600; an import file is an ordinary file
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,92 @@
+"""What an adapter's client role checks an endpoint with (`bridge check URL`): the `Probe` it is handed, the
+`Problem`s it finds, and the helpers the contract checks share.
+
+The command (`bridge.commands.check_url`) gathers what a check needs (the item, the credentials, an HTTP
+client, where the endpoint can fetch the item) into a `Probe`; the platform's `Client.check` calls the
+endpoint with it and returns each `Problem` with where it is (the request and a JSON path) and how to fix it.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One way the endpoint breaks the contract: where (request and JSON path), what, and how to fix it."""
+
+    where: str
+    what: str
+    fix: str
+
+
+@dataclass
+class Probe:
+    """What a platform's check sends, and the means to send it."""
+
+    url: str
+    """The endpoint as the platform is given it (V7: the base; Labelbox: the endpoint; Ango: the REST base)."""
+    client: httpx.Client
+    """Carries the credentials of `--basic`, `--header` and `--bearer`."""
+    image: bytes
+    """The encoded image (`--image`, else the bundled sample)."""
+    size: tuple[int, int]
+    """(height, width) of the image."""
+    text: str
+    image_url: str
+    """Where the endpoint can fetch the image."""
+    text_url: str
+    model_yaml: dict[str, Any] | None = None
+    text_given: bool = False
+    """Whether `--text` was given (a text model is then what the user means to check)."""
+    notes: list[str] = field(default_factory=list)
+    """What the check did, printed before the problems."""
+
+    @property
+    def image_base64(self) -> str:
+        return base64.b64encode(self.image).decode("ascii")
+
+    def where(self, method: str, path: str = "") -> str:
+        """How problems name a request: `POST /infer`, or the endpoint's own path when `path` is empty."""
+        return f"{method} {path or urlsplit(self.url).path or '/'}"
+
+    def inside(self, x: float, y: float) -> bool:
+        """Whether a point lies in the image (edges included)."""
+        height, width = self.size
+        return 0 <= x <= width and 0 <= y <= height
+
+
+def request(probe: Probe, method: str, path: str, problems: list[Problem], **send: Any) -> httpx.Response | None:
+    """One request to the endpoint; a connection failure or a refusal of the credentials is a problem."""
+    where = probe.where(method, path)
+    try:
+        response = probe.client.request(method, probe.url + path, **send)
+    except httpx.HTTPError as error:
+        problems.append(Problem(where, f"no answer: {type(error).__name__}: {error}",
+                                "check the URL and that the endpoint is running and reachable from here"))
+        return None
+    if response.status_code in (401, 403):
+        problems.append(Problem(where, f"refused with {response.status_code}: {response.text[:200]}",
+                                "pass the endpoint's credentials: --basic, --header, --bearer or --secret"))
+        return None
+    return response
+
+
+def json_of(response: httpx.Response, where: str, problems: list[Problem]) -> Any:
+    """The JSON body; a body that is not JSON is a problem (returns None)."""
+    try:
+        return response.json()
+    except ValueError:
+        problems.append(Problem(where, f"answered {response.status_code} with a body that is not JSON: "
+                                       f"{response.text[:120]!r}", "answer JSON (Content-Type: application/json)"))
+        return None
+
+
+def number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))

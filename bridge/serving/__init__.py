@@ -1,0 +1,1 @@
+"""HTTP: the app, routes, credentials, the server, workers, Ray Serve, observability, the playground."""

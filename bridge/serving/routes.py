@@ -1,0 +1,176 @@
+"""The platforms' HTTP routes: built from what each adapter declares, every failure in the platform's form.
+
+One route class for every adapter: credentials are checked before any of the body is read (a caller without
+them learns nothing about the request form), the body is capped at `limits.max_request_bytes` before FastAPI
+parses it, and every failure is answered in the platform's error form (`Adapter.error_body`) with the
+status of a `BridgeError`: malformed JSON 400, a body that does not fit the route's request model 422,
+anything unexpected 500 with the traceback in the log only. The server keeps serving either way.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from starlette.exceptions import (
+    HTTPException,  # FastAPI raises Starlette's own for unreadable bodies
+)
+from starlette.requests import ClientDisconnect
+
+from bridge.core.errors import BadRequest, BridgeError, InvalidInput, NotReady
+from bridge.core.media import read_capped
+from bridge.core.metrics import note_error
+from bridge.core.service import Service
+from bridge.platforms.protocol import Adapter, Route
+from bridge.serving.observability import json_answer
+from bridge.serving.responses import JSONResponse
+
+log = logging.getLogger("bridge")
+
+ErrorBody = Callable[[BridgeError], Any]
+"""A platform's error form: the JSON body answering an error (`Adapter.error_body`)."""
+
+
+def default_error_body(error: BridgeError) -> Any:
+    """`{"error": message}` and the error's fields: the form of routes that belong to no platform."""
+    return {"error": error.message, **error.fields}
+
+
+def error_response(body: ErrorBody, error: BridgeError) -> Response:
+    """The answer to `error` in a platform's form; the message goes on the request's log line."""
+    note_error(error.message)
+    return JSONResponse(body(error), status_code=error.status, headers=error.headers or None)
+
+
+def get_service(request: Request) -> Service:
+    """The service, once the model is loaded."""
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        raise NotReady(request.app.state.load_error or "the model is still loading")
+    return service
+
+
+def bridge_route(body: ErrorBody = default_error_body,
+                 authenticate: Callable[[Request], None] | None = None) -> type[APIRoute]:
+    """A route class that checks credentials, limits the body size and answers every failure with `body`."""
+
+    class BridgeRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def route(request: Request) -> Response:
+                try:
+                    if authenticate is not None:
+                        authenticate(request)
+                    request = LimitedRequest(request.scope, request.receive)
+                    await request.body()  # enforce the size limit before FastAPI parses anything
+                    return await handler(request)
+                except ClientDisconnect:
+                    log.info("%s %s: the client went away before sending its whole request",
+                             request.method, request.url.path)
+                    return Response(status_code=400)  # nobody reads it
+                except Exception as error:
+                    return error_response(body, as_bridge_error(error, request))
+
+            return route
+
+    return BridgeRoute
+
+
+def as_bridge_error(error: Exception, request: Request) -> BridgeError:
+    """What to tell the caller about a failure: a `BridgeError` as it is; malformed JSON (400) and a body
+    that does not fit the request model (422) in one line; an `HTTPException` with its status; anything else
+    a 500 whose traceback stays in the log."""
+    if isinstance(error, BridgeError):
+        return error
+    if isinstance(error, RequestValidationError):
+        return describe_validation(error)
+    if isinstance(error, HTTPException):
+        return BridgeError(str(error.detail), status=error.status_code)
+    log.error("unexpected failure on %s %s", request.method, request.url.path, exc_info=error)
+    return BridgeError(f"internal error: {type(error).__name__}")
+
+
+class LimitedRequest(Request):
+    """A request whose body may not exceed the manifest's `limits.max_request_bytes`."""
+
+    async def body(self) -> bytes:
+        if not hasattr(self, "_body"):
+            limit = self.app.state.manifest.limits.max_request_bytes
+            self._body = await read_capped(self.stream(), self.headers.get("content-length"), limit,
+                                           "request body", "limits.max_request_bytes")
+        return self._body
+
+
+def describe_validation(error: RequestValidationError) -> BridgeError:
+    """A 400 for a body that is not JSON, else a 422 with one line per problem naming the field."""
+    problems = error.errors()
+    for problem in problems:
+        if problem.get("type") == "json_invalid":
+            reason = problem.get("ctx", {}).get("error", "JSON decode error")
+            return BadRequest(f"request body is not valid JSON: {reason}")
+    lines = []
+    for problem in problems:
+        where = ".".join(str(part) for part in problem.get("loc", ()))
+        lines.append(f"{where}: {problem.get('msg')}")
+    return InvalidInput("invalid request: " + "; ".join(lines))
+
+
+class DefaultErrorBody(BaseModel):
+    """The default error answer."""
+
+    error: str
+
+
+ERRORS = {
+    400: "The body is not JSON, base64 is broken, or a URL is not allowed (not http(s), or a private address).",
+    401: "Missing or wrong credentials.",
+    413: "The body, a download, an image or a video is over the manifest's limits.",
+    422: "The request does not fit the schema, a parameter is invalid, or the media is not usable.",
+    500: "The model failed, or returned a prediction that does not fit its classes.",
+    503: "The model is still loading.",
+    504: "The job ran past limits.deadline, or a download past limits.fetch_timeout.",
+}
+"""Every status a platform route may answer besides 200, as the OpenAPI schema declares them."""
+
+
+def build_router(adapter: Adapter, section: Any) -> APIRouter | None:
+    """The adapter's routes under the section's base path (None when it has none): credentials checked
+    first, every failure in the platform's error form, errors and auth declared in the OpenAPI schema."""
+    routes = adapter.routes(section)
+    if not routes:
+        return None
+    scheme = adapter.auth(section)
+    router = APIRouter(prefix=section.base_path.rstrip("/"), tags=[adapter.title or adapter.name],
+                       route_class=bridge_route(adapter.error_body, scheme.check))
+    security = scheme.openapi()
+    error = adapter.error_model or DefaultErrorBody
+    responses = {status: {"model": error, "description": why} for status, why in ERRORS.items()}
+    for route in routes:
+        router.add_api_route(route.path, _endpoint(route), methods=[route.method], response_model=route.response,
+                             summary=route.summary or None, description=inspect.getdoc(route.endpoint),
+                             responses=responses, dependencies=[Depends(security)] if security else [],
+                             openapi_extra=None if route.params_at is None else {"x-params-at": list(route.params_at)})
+    return router
+
+
+def _endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
+    """A FastAPI endpoint taking the route's request model as its body and answering JSON."""
+
+    async def endpoint(request: Request, body: Any = None) -> Response:
+        service = get_service(request)
+        found = await (route.endpoint(body, service) if route.request is not None else route.endpoint(service))
+        return json_answer(found)
+
+    parameters = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)]
+    if route.request is not None:
+        parameters.append(inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                            annotation=route.request))
+    endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return endpoint
