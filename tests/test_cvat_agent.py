@@ -23,6 +23,7 @@ from tests.cvat_probe_function import bright_box
 from tests.cvat_server import CLI, CvatStandIn, cli_env, label, run_cli
 
 PROBE = str(ROOT / "tests" / "cvat_probe_function.py")
+GRABCUT = str(ROOT / "tests" / "cvat_grabcut_function.py")
 SAMPLES = ROOT / "bridge" / "samples"
 
 
@@ -147,6 +148,47 @@ def test_the_agent_wakes_on_the_queues_event_stream(stand_in, cvat_cli, tmp_path
     assert "Received notification about a new request of category 'interactive'" in text
     assert stand_in.requests[request].state == "completed"
     assert f"GET /api/functions/queues/function:{function_id}/watch" in stand_in.calls
+
+
+def test_the_agent_runs_an_interaction_function_on_a_box_prompt(stand_in, cvat_cli):
+    """The GrabCut example (a model that takes prompts) as an interactor: a box in, a mask out."""
+    from cvat_sdk.masks import decode_mask
+
+    from tests.cvat_grabcut_function import create
+
+    created = cvat_cli("function", "create-native", "GrabCut", "--function-file", GRABCUT, "-p", "iterations=int:2")
+    assert created.returncode == 0, created.stderr
+    function_id = int(created.stdout)
+    registered = {k: v for k, v in stand_in.functions[function_id].items() if k not in ("id", "created_date")}
+    assert {k: v for k, v in registered.items() if k not in ("min_neg_points", "startswith_box_optional")} == {
+        "provider": "native", "name": "GrabCut", "visibility": "private", "kind": "interactor",
+        "min_pos_points": 0, "startswith_box": True}  # as sent: no negative clicks, a box required
+    task = stand_in.add_task("coins", frames()[1:2], [label("object", 4, "polygon")])
+    box = [[20.0, 20.0], [75.0, 75.0]]
+    interact = {"type": "interact", "task": task, "frame": 0, "pos_points": [], "neg_points": []}
+    good = stand_in.queue(function_id, {**interact, "obj_bbox": box})
+    no_box = stand_in.queue(function_id, {**interact, "obj_bbox": []})
+    clicked = stand_in.queue(function_id, {**interact, "obj_bbox": box, "neg_points": [[5.0, 5.0]]})
+
+    done = cvat_cli("function", "run-agent", str(function_id), "--function-file", GRABCUT, "-p", "iterations=int:2",
+                    "--burst")
+
+    assert done.returncode == 0, done.stderr
+    assert [(stand_in.requests[ar].state, stand_in.requests[ar].error) for ar in (no_box, clicked)] == [
+        ("failed", "Invalid annotation request: a bounding box is required"),
+        ("failed", "Invalid annotation request: negative points are not supported")]
+    (shape,) = stand_in.requests[good].result["shapes"]
+    assert (shape["type"], shape["attributes"]) == ("mask", [{"spec_id": 0, "value": "1.0"}])
+    image = Image.open(io.BytesIO(frames()[1][1]))
+    found = decode_mask(shape["points"], image_width=image.width, image_height=image.height)
+
+    class Prompts:
+        pos_points, neg_points, bounding_box = (), (), ((20.0, 20.0), (75.0, 75.0))
+
+    (here,) = create(iterations=2).detect(None, image, Prompts())  # GrabCut seeds its own k-means: near, not equal
+    reference = decode_mask(here.points, image_width=image.width, image_height=image.height)
+    assert (found & reference).sum() / (found | reference).sum() > 0.95
+    assert not found[:, 90:].any() and found.sum() > 1000  # one coin, inside its box's window
 
 
 def test_update_and_settle_belong_to_the_agent_that_acquired(stand_in, cvat_cli):

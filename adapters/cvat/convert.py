@@ -9,6 +9,9 @@
   number is a plain Python `float`: cvat-sdk's generated models refuse numpy floats (`ApiTypeError`).
 - `read_annotations(annotations, task_labels, spec, ...)`: CVAT's annotation JSON (`{"tags": [...],
   "shapes": [...]}`, with the task's label and attribute ids) back to neutral predictions.
+- `prompts_from_cvat(prompts)` and `to_interaction(predictions, size=...)`: for a model that takes prompts,
+  served as a CVAT interaction function (click or box to segment): CVAT's prompts as ours, and the model's
+  areas as the `mask` results CVAT's UI reads (it ignores interaction results of other types).
 
 What each class kind becomes is `CONVERSIONS`. CVAT's forms, as its server reads and writes them:
 
@@ -46,6 +49,7 @@ import numpy as np
 
 from bridge import (
     Box,
+    Prompts,
     ClassSpec,
     Classification,
     Cuboid,
@@ -61,10 +65,15 @@ from bridge import (
     Skeleton,
     Tag,
 )
-from bridge.geometry import mask_to_polygon, polygon_to_mask
+from bridge.geometry import mask_to_polygon, polygon_to_mask, rasterize
 
 if TYPE_CHECKING:
-    from cvat_sdk.auto_annotation import DetectionAnnotation, DetectionFunctionSpec
+    from cvat_sdk.auto_annotation import (
+        DetectionAnnotation,
+        DetectionFunctionSpec,
+        InteractionPrompts,
+        InteractionResultShape,
+    )
 
 
 class Form(NamedTuple):
@@ -356,3 +365,34 @@ def _read_shape(cls: ClassSpec, shape: Mapping[str, Any], task_label: Mapping[st
     raise ValueError(f"class {cls.name!r} ({cls.kind}) cannot hold a CVAT {kind!r}"
                      f"{f' rotated {rotation:g} degrees' if rotation else ''}")
 
+
+# --- interaction (click or box to segment) --------------------------------------------------------------------
+
+
+def prompts_from_cvat(prompts: InteractionPrompts) -> Prompts:
+    """CVAT's prompts as ours: its box is two corners ((x1, y1), (x2, y2)), its points (x, y) tuples."""
+    box = prompts.bounding_box
+    return Prompts(box=None if box is None else Box(float(box[0][0]), float(box[0][1]),
+                                                    float(box[1][0] - box[0][0]), float(box[1][1] - box[0][1])),
+                   positive=tuple((float(x), float(y)) for x, y in prompts.pos_points),
+                   negative=tuple((float(x), float(y)) for x, y in prompts.neg_points))
+
+
+def to_interaction(predictions: Iterable[Prediction], *, size: tuple[int, int]) -> list[InteractionResultShape]:
+    """Each area (mask, polygon, box, rotated box, ellipse) as a `mask` result on an image of `size` (height,
+    width), its confidence as the result's CONFIDENCE attribute; predictions without an area are left out."""
+    import cvat_sdk.auto_annotation as cvataa
+    from cvat_sdk import models
+    from cvat_sdk.masks import encode_mask
+
+    results = []
+    for prediction in predictions:
+        if not isinstance(prediction.shape, (Mask, Polygon, Box, RotatedBox, Ellipse)):
+            continue
+        array = rasterize(prediction.shape, *size).array
+        if array.any():
+            confidence = models.AttributeValRequest(spec_id=int(cvataa.InteractionResultAttributes.CONFIDENCE),
+                                                    value=str(float(prediction.confidence)))
+            results.append(cvataa.InteractionResultShape(type="mask", points=_floats(encode_mask(array)),
+                                                         attributes=[confidence]))
+    return results
