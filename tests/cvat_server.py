@@ -19,8 +19,8 @@ Enterprise/Cloud feature whose server is not public, so they follow what cvat-cl
 | `GET /api/tasks/{id}` | `TaskDataset` | `TaskRead` |
 | `GET /api/labels?task_id=...` | `TaskDataset` | `PaginatedLabelList` |
 | `GET /api/tasks/{id}/data/meta` | `TaskDataset` | `DataMetaRead` |
-| `GET /api/tasks/{id}/data/?type=chunk|frame&number=N&quality=original` | `TaskDataset` | a zip of frames / a frame |
-| `PATCH /api/tasks/{id}/annotations/?action=create` | `annotate_task` | the annotations |
+| `GET /api/tasks/{id}/data/?type=chunk&number=N&quality=original` (or `type=frame`) | `TaskDataset` | a zip of frames, or one frame |
+| `PATCH /api/tasks/{id}/annotations/?action=create` | `annotate_task` | an empty `LabeledData` (the upload is kept) |
 
 Every route wants `Authorization: Bearer <token>` (how the SDK sends a personal access token). Where the
 client does not tell what CVAT's server does, this stand-in chooses, and says so: a function's labels and
