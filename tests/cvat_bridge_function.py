@@ -33,7 +33,7 @@ from bridge import (
     Tag,
     Vector,
 )
-from bridge.geometry import translate
+from bridge.core.geometry import translate
 
 ATTRIBUTES = {"face": ("smiling", "glasses"), "body": ("standing",)}
 """Prediction attributes declared per class: they leave as checkbox attributes."""

@@ -16,8 +16,8 @@ from PIL import Image
 
 from adapters.cvat.convert import CONVERSIONS, function_labels, read_annotations, to_cvat
 from bridge import Box, ClassSpec, Context, Cuboid, Line, Mask, ModelSpec, Polygon, Prediction, Skeleton
-from bridge.conversions import ROWS
-from bridge.geometry import mask_to_polygon
+from bridge.core.conversions import ROWS
+from bridge.core.geometry import mask_to_polygon
 from tests.conftest import ROOT
 from tests.cvat_bridge_function import ATTRIBUTES, BridgeFunction, EveryKind, create
 from tests.cvat_server import CvatStandIn, attribute, label, run_cli, sublabel

@@ -65,7 +65,7 @@ from bridge import (
     Skeleton,
     Tag,
 )
-from bridge.geometry import mask_to_polygon, polygon_to_mask, rasterize
+from bridge.core.geometry import mask_to_polygon, polygon_to_mask, rasterize
 
 if TYPE_CHECKING:
     from cvat_sdk.auto_annotation import (
