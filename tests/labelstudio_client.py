@@ -48,13 +48,15 @@ class LabelStudioClient:
         return self.request("PATCH", f"/api/projects/{project}", json=fields)
 
     def import_files(self, project: int, paths: Iterable[Path]) -> dict[str, Any]:
-        """Upload files, one task each (`{"data": {"<$undefined$>": "/data/upload/<project>/<prefix>-<name>"}}`,
-        keyed by the config's only object value). The answer counts tasks but names none: `tasks()` finds them."""
-        files = [("file", (path.name, path.read_bytes())) for path in paths]
+        """Upload files, one task each (`{"data": {"<object value>": "/data/upload/<project>/<prefix>-<name>"}}`).
+
+        Each file needs a field name of its own: Label Studio reads one file per field. The answer counts
+        tasks but names none: `tasks()` finds them."""
+        files = [(f"file{k}", (path.name, path.read_bytes())) for k, path in enumerate(paths)]
         return self.request("POST", f"/api/projects/{project}/import", files=files)
 
     def import_tasks(self, project: int, tasks: list[dict[str, Any]]) -> dict[str, Any]:
-        """JSON tasks: `{"data": {...}}`, optionally with `predictions: [{"result": [...], "score", "model_version"}]`."""
+        """JSON tasks: `{"data": {...}}`, optionally with `predictions: [{"result", "score", "model_version"}]`."""
         return self.request("POST", f"/api/projects/{project}/import", json=tasks)
 
     def tasks(self, project: int) -> list[dict[str, Any]]:
@@ -103,13 +105,23 @@ class LabelStudioClient:
 
     def interactive_annotating(self, backend: int, task: int, context: dict[str, Any]) -> dict[str, Any]:
         """What the editor sends when a user draws with "Auto-annotation" on: `context` is `{"result": [regions]}`."""
-        return self.request("POST", f"/api/ml/{backend}/interactive-annotating", json={"task": task, "context": context})
+        return self.request("POST", f"/api/ml/{backend}/interactive-annotating",
+                            json={"task": task, "context": context})
 
     def model_versions(self, backend: int) -> dict[str, Any]:
         return self.request("GET", f"/api/ml/{backend}/versions")
 
     def train(self, backend: int) -> Any:
         return self.request("POST", f"/api/ml/{backend}/train")
+
+    def webhooks(self, project: int) -> list[dict[str, Any]]:
+        """The project's webhooks: attaching a backend adds one to `<backend url>/webhook`, for every action."""
+        return self.request("GET", "/api/webhooks/", params={"project": project})
+
+    def update_webhook(self, webhook: int, **fields: Any) -> dict[str, Any]:
+        """E.g. `headers={"Authorization": ...}`: Label Studio sends a webhook's own headers, never the
+        backend's Basic auth."""
+        return self.request("PATCH", f"/api/webhooks/{webhook}/", json=fields)
 
     # --- tokens -----------------------------------------------------------------------------------------------
 
@@ -122,7 +134,7 @@ class LabelStudioClient:
         return self.request("POST", "/api/token/refresh/", json={"refresh": refresh})["access"]
 
     def jwt_settings(self, **settings: bool) -> dict[str, Any]:
-        """The organisation's token settings (`api_tokens_enabled`, `legacy_api_tokens_enabled`); set them when given."""
+        """The organisation's token settings (`api_tokens_enabled`, `legacy_api_tokens_enabled`); sets those given."""
         if settings:
             return self.request("POST", "/api/jwt/settings", json=settings)
         return self.request("GET", "/api/jwt/settings")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,6 +59,17 @@ class RecordingBackend:
     def calls_to(self, path: str) -> list[Call]:
         with self._lock:
             return [call for call in self.calls if call.path.split("?")[0] == path]
+
+    def wait_for(self, path: str, count: int = 1, timeout: float = 60.0) -> list[Call]:
+        """The calls to `path` once there are `count` of them (Label Studio sends webhooks from a thread of
+        its own, after its API has answered); raises TimeoutError naming what did arrive."""
+        deadline = time.monotonic() + timeout
+        while len(found := self.calls_to(path)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(found)} of {count} calls to {path}; all calls: "
+                                   f"{[(c.method, c.path) for c in self.calls]}")
+            time.sleep(0.05)
+        return found
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
