@@ -127,11 +127,13 @@ def _venv(cache: Path) -> Path:
 
 
 def _installed_version(venv: Path) -> str | None:
+    """Label Studio's version in a venv whose command and main packages are there; None otherwise."""
     python = venv / "bin" / "python"
-    if not python.is_file():
+    if not python.is_file() or not (venv / "bin" / "label-studio").is_file():
         return None
-    found = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('label-studio'))"],
-                           capture_output=True, text=True)
+    # imports that touch no settings (importing label_studio.server would create a data folder in $HOME)
+    check = "import importlib.metadata as m, django, rest_framework, label_studio_sdk; print(m.version('label-studio'))"
+    found = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
     return found.stdout.strip() if found.returncode == 0 else None
 
 
@@ -170,11 +172,13 @@ class LabelStudio:
     """One Label Studio server on a free loopback port, on its own copy of the template.
 
     Use as a context manager (or `start()` / `stop()`): `url`, `token` and `client()` reach it; `log` is
-    its output, worth reading when a test fails.
+    its output. Its data folder and log live in `workdir`, a temporary folder removed at `stop()` unless one
+    is given (give one to keep the log of a failing run).
     """
 
     def __init__(self, installation: Installation | None = None, workdir: Path | None = None) -> None:
         self.installation = installation
+        self._temporary = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="labelstudio-"))
         self.token = LEGACY_TOKEN
         self.url = ""
@@ -185,22 +189,28 @@ class LabelStudio:
         return self.workdir / "labelstudio.log"
 
     def start(self) -> LabelStudio:
-        self.installation = self.installation or install()
-        data = self.workdir / "data"
-        shutil.copytree(self.installation.template, data)
-        for attempt in range(3):  # the free port may be taken before Label Studio binds it: try another
-            port = _free_port()
-            self.url = f"http://127.0.0.1:{port}"
-            with open(self.log, "ab") as log:
-                self.process = subprocess.Popen(
-                    [str(self.installation.executable), "start", "--no-browser", "--internal-host", "127.0.0.1",
-                     "-p", str(port)],
-                    env=_environment(data, HOST=self.url), stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True)
-            if self._wait_until_up(port):
-                return self
+        """Starts it and waits until it answers; on failure, stops what started and says why (with its log)."""
+        try:
+            self.installation = self.installation or install()
+            data = self.workdir / "data"
+            shutil.copytree(self.installation.template, data)
+            for _ in range(3):  # the free port may be taken before Label Studio binds it: try another
+                port = _free_port()
+                self.url = f"http://127.0.0.1:{port}"
+                with open(self.log, "ab") as log:
+                    self.process = subprocess.Popen(
+                        [str(self.installation.executable), "start", "--no-browser", "--internal-host", "127.0.0.1",
+                         "-p", str(port)],
+                        env=_environment(data, HOST=self.url), stdout=log, stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL, start_new_session=True)
+                if self._wait_until_up(port):
+                    return self
+                self._kill()
+            raise RuntimeError("Label Studio found each free port taken before it could bind it")
+        except Exception as error:
+            tail = self.log.read_text(errors="replace")[-3000:] if self.log.is_file() else ""
             self.stop()
-        raise RuntimeError(f"Label Studio did not start; see {self.log}")
+            raise RuntimeError(f"{error}\n--- Label Studio's log, last lines ---\n{tail}") from error
 
     def _wait_until_up(self, port: int) -> bool:
         """True once it answers /health on `port`; False when it moved to another port (it does so silently)."""
@@ -209,21 +219,26 @@ class LabelStudio:
             if f"Port {port} is in use" in self.log.read_text(errors="replace"):
                 return False
             if self.process.poll() is not None:
-                raise RuntimeError(f"Label Studio exited ({self.process.returncode}); see {self.log}")
+                raise RuntimeError(f"Label Studio exited ({self.process.returncode})")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return True
             except httpx.TransportError:
                 pass
             time.sleep(0.5)
-        raise RuntimeError(f"Label Studio did not answer /health within {START_TIMEOUT:.0f} s; see {self.log}")
+        raise RuntimeError(f"Label Studio did not answer /health within {START_TIMEOUT:.0f} s")
 
     def client(self, **headers: str) -> LabelStudioClient:
         """A REST client authenticated with the legacy token (or with the given headers)."""
         return LabelStudioClient(self.url, headers or {"Authorization": f"Token {self.token}"})
 
     def stop(self) -> None:
-        """Stops its whole process group (the server and anything it spawned)."""
+        """Stops its whole process group (the server and anything it spawned) and removes a temporary workdir."""
+        self._kill()
+        if self._temporary:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _kill(self) -> None:
         if self.process is None:
             return
         if self.process.poll() is None:

@@ -73,7 +73,7 @@ def image_project(client: LabelStudioClient, copies: int = 1) -> tuple[int, list
 def test_attaching_a_backend_checks_health_then_setup(server: LabelStudio, client: LabelStudioClient,
                                                       backend: RecordingBackend) -> None:
     project, _ = image_project(client)
-    attached = client.add_ml_backend(project, backend.url)
+    attached = client.add_ml_backend(project, backend.url, extra_params={"threshold": 0.5})
     assert (attached["state"], attached["model_version"]) == ("CO", "recorder-7")  # /setup's model_version
     # the serializer checks (health, setup), then the saved backend updates its state (health, setup)
     assert [(call.method, call.path) for call in backend.calls] == [
@@ -83,7 +83,8 @@ def test_attaching_a_backend_checks_health_then_setup(server: LabelStudio, clien
     assert set(setup) == {"project", "schema", "hostname", "access_token", "extra_params"}
     assert setup["project"].startswith(f"{project}.")  # "<id>.<project created_at as a Unix time>"
     assert setup["schema"] == IMAGE_CONFIG and setup["hostname"] == server.url
-    assert setup["access_token"] == server.token and setup["extra_params"] is None
+    assert setup["access_token"] == server.token  # the project creator's legacy token
+    assert setup["extra_params"] == {"threshold": 0.5}  # as registered: any JSON the user gives the backend
     # the project now predicts with "the backend's title" as its model version, not the backend's version
     assert client.request("GET", f"/api/projects/{project}")["model_version"] == "bridge"
 
