@@ -22,6 +22,11 @@ percent of the image (x of its width, y of its height), the forms Label Studio 1
 A labelled control's value also holds its label list, e.g. `rectanglelabels: ["Face"]`, each label named by
 its alias when it has one. The unlabelled tools (`rectangle`, `polygon`, `keypoint`, `ellipse`, `brush`)
 have the same values without the list.
+
+Not carried here (the adapter's choice): a prediction's `attributes` and `text` (per-region `Choices` or
+`TextArea` results sharing the region's `id`), its `frame`, lines, cuboids and vectors. Regions are written
+with `image_rotation: 0` and read as if it were 0. `to_prompts` reads an interactive call's context as
+prompts; `task_score` makes the task-level `score` that "Uncertainty sampling" orders by.
 """
 
 from __future__ import annotations
@@ -36,9 +41,21 @@ import shapely
 
 from adapters.labelstudio.brush import decode_mask, encode_mask
 from adapters.labelstudio.config import ControlTag, Label, LabelConfig
-from bridge import Box, Classification, Ellipse, Mask, Point, Polygon, Prediction, Prompts, RotatedBox, Span, Tag
+from bridge import (
+    Box,
+    Classification,
+    Ellipse,
+    Mask,
+    Point,
+    Polygon,
+    Prediction,
+    Prompts,
+    RotatedBox,
+    Skeleton,
+    Span,
+    Tag,
+)
 from bridge.geometry import bounding_box, from_shapely, rasterize, to_polygon
-from bridge.predictions import Skeleton
 
 Region = dict[str, Any]
 
@@ -57,7 +74,7 @@ def to_regions(prediction: Prediction, control: ControlTag, size: tuple[int, int
     skeleton, gives several regions; `tolerance` simplifies traced mask outlines (pixels).
     Raises ValueError when the shape has no form on this control, or the label is not the control's.
     """
-    kind = control.result_type.removesuffix("labels") or "labels"
+    kind = control.result_type.removesuffix("labels") or "labels"  # the tool: rectangle, polygon...; text labels
     shape = prediction.shape
     if kind in ("choices", "taxonomy", "textarea"):
         return [_region(prediction, control, None, _classification(kind, shape, control, label or prediction.label))]
