@@ -94,6 +94,7 @@ def test_one_predict_call_for_every_task_lacking_a_prediction(server: LabelStudi
     project, tasks = image_project(client, copies=3)
     client.add_ml_backend(project, backend.url)
     client.retrieve_predictions(project)
+    assert [call.path for call in backend.calls][-3:] == ["/health", "/setup", "/predict"]  # state first
     [call] = backend.calls_to("/predict")
     body = call.body
     assert set(body) == {"tasks", "project", "label_config", "params"}
@@ -113,6 +114,21 @@ def test_one_predict_call_for_every_task_lacking_a_prediction(server: LabelStudi
         [("recorder-7", 0.5)]] * 3
     client.retrieve_predictions(project)  # every task has this version's prediction now: no call
     assert len(backend.calls_to("/predict")) == 1
+
+
+def test_opening_a_task_or_listing_tasks_can_predict_too(client: LabelStudioClient,
+                                                       backend: RecordingBackend) -> None:
+    """Opening a task (what the editor does) predicts it when it has no prediction (`show_collab_predictions`,
+    on by default); listing tasks does for the listed ones lacking any, with `evaluate_predictions_automatically`."""
+    project, tasks = image_project(client, copies=3)
+    client.add_ml_backend(project, backend.url)
+    client.task(tasks[0]["id"])
+    assert [[t["id"] for t in call.body["tasks"]] for call in backend.calls_to("/predict")] == [[tasks[0]["id"]]]
+    client.tasks(project)
+    assert len(backend.calls_to("/predict")) == 1  # listing does not predict, by default
+    client.update_project(project, evaluate_predictions_automatically=True)
+    client.tasks(project)
+    assert [t["id"] for t in backend.calls_to("/predict")[1].body["tasks"]] == [t["id"] for t in tasks[1:]]
 
 
 def test_a_single_answer_for_several_tasks_is_asked_again_task_by_task(client: LabelStudioClient,
