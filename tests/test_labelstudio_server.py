@@ -19,7 +19,7 @@ import pytest
 from adapters.labelstudio.config import parse_config
 from adapters.labelstudio.regions import from_regions, task_score, to_prompts, to_regions
 from bridge import Box, Classification, Ellipse, Mask, Point, Polygon, Prediction, RotatedBox, Span
-from bridge.geometry import rotated_box_corners, to_shapely
+from bridge.core.geometry import rotated_box_corners, to_shapely
 from tests.labelstudio_client import UNCERTAINTY_SAMPLING, LabelStudioClient, LabelStudioError
 from tests.labelstudio_record import FIXTURES, record, structure
 from tests.labelstudio_server import LabelStudio

@@ -55,7 +55,7 @@ from bridge import (
     Span,
     Tag,
 )
-from bridge.geometry import bounding_box, from_shapely, rasterize, to_polygon
+from bridge.core.geometry import bounding_box, from_shapely, rasterize, to_polygon
 
 Region = dict[str, Any]
 
