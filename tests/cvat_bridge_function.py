@@ -16,8 +16,8 @@ import PIL.Image
 from adapters.cvat.convert import function_labels, to_cvat
 from bridge import (
     Box,
-    ClassSpec,
     Classification,
+    ClassSpec,
     Context,
     Cuboid,
     Ellipse,

@@ -14,8 +14,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapters.cvat.convert import CONVERSIONS, function_labels, read_annotations, to_cvat
-from bridge import Box, ClassSpec, Context, Cuboid, Line, Mask, ModelSpec, Polygon, Prediction, Skeleton
+from adapters.cvat.convert import (
+    CONVERSIONS,
+    function_labels,
+    read_annotations,
+    to_cvat,
+)
+from bridge import (
+    Box,
+    ClassSpec,
+    Context,
+    Cuboid,
+    Line,
+    Mask,
+    ModelSpec,
+    Polygon,
+    Prediction,
+    Skeleton,
+)
 from bridge.core.conversions import ROWS
 from bridge.core.geometry import mask_to_polygon
 from tests.conftest import ROOT

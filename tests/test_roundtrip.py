@@ -208,6 +208,11 @@ WITHIN: dict[tuple[str, str], Within] = {
     ("ango", "cuboid"): lambda s, g: exact(Cuboid(s.shape.front, s.shape.front), g.shape),
     # without a class mapping (write_answer's form) no attribute leaves; with one, see the test below
     ("ango", "prediction.attributes"): lambda s, g: g.attributes == (),
+    # Label Studio: one ring per part, a hole hanging by a zero-width slit: the same pixels
+    ("labelstudio", "polygon"): lambda s, g: np.array_equal(pixels(s.shape), pixels(g.shape)),
+    # one key point per node: positions in node order, `occluded` lost
+    ("labelstudio", "skeleton"): lambda s, g: exact(Skeleton(tuple(Node(n.name, n.x, n.y) for n in s.shape.nodes)),
+                                                    g.shape),
 }
 
 ASPECT_FIELDS = {"prediction.attributes": ("attributes", ()), "prediction.text": ("text", None),

@@ -49,9 +49,8 @@ import numpy as np
 
 from bridge import (
     Box,
-    Prompts,
-    ClassSpec,
     Classification,
+    ClassSpec,
     Cuboid,
     Ellipse,
     Line,
@@ -61,6 +60,7 @@ from bridge import (
     Point,
     Polygon,
     Prediction,
+    Prompts,
     RotatedBox,
     Skeleton,
     Tag,

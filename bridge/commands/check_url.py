@@ -86,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser, platforms: list[str]) -> None
     group.add_argument("--bearer", metavar="SECRET", help="send `Authorization: Bearer SECRET`")
     group.add_argument("--secret", metavar="SECRET", help="the platform's secret, where the platform sends it")
     group.add_argument("--model-yaml", type=Path, help="Labelbox: the model.yaml naming the endpoint's features")
+    group.add_argument("--label-config", type=Path, help="Label Studio: the project's label config (XML)")
     group.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
 
 
@@ -105,6 +106,7 @@ def run(args: argparse.Namespace, adapters: Mapping[str, Adapter]) -> int:
         image = args.image.read_bytes() if args.image else samples.read(SAMPLE_IMAGE)
         text = resolve(args.text) if args.text is not None else samples.read(SAMPLE_TEXT).decode("utf-8")
         model_yaml = yaml.safe_load(args.model_yaml.read_text(encoding="utf-8")) if args.model_yaml else None
+        label_config = args.label_config.read_text(encoding="utf-8") if args.label_config else None
         headers = credentials(adapter.client, args.basic, args.header, args.bearer, args.secret)
     except OSError as error:
         raise argparse.ArgumentTypeError(f"cannot read {error.filename}: {error.strerror}") from None
@@ -117,7 +119,8 @@ def run(args: argparse.Namespace, adapters: Mapping[str, Adapter]) -> int:
         raise argparse.ArgumentTypeError(f"{args.image}: not an image Pillow can read") from None
     with httpx.Client(headers=headers, timeout=args.timeout) as client, \
             media_urls(url, image, text, args.image_url) as (image_url, text_url, note):
-        probe = Probe(url, client, image, size, text, image_url, text_url, model_yaml, args.text is not None)
+        probe = Probe(url, client, image, size, text, image_url, text_url, model_yaml, args.text is not None,
+                      label_config)
         if note:
             probe.notes.append(note)
         problems = adapter.client.check(probe)

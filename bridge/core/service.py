@@ -66,6 +66,8 @@ class Source:
     url: str | None = None
     base64: str | None = None
     data: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Sent with the URL (credentials: Label Studio's token), and on redirects within its origin only."""
 
 
 @dataclass(frozen=True)
@@ -201,14 +203,14 @@ class Service:
 
     async def load_image(self, source: Source, what: str = "image") -> np.ndarray:
         if source.url:
-            return await self.media.image(source.url, f"{what}.url")
+            return await self.media.image(source.url, f"{what}.url", source.headers)
         data = source.data if source.data is not None else self._base64(source, what)
         return await self.media.decode(decode_image, data, self.media.limits, what)
 
     async def load_text(self, source: Source, what: str = "text") -> str:
         """A text given by URL or as bytes, read as UTF-8."""
         if source.url:
-            data = await self.media.fetch(source.url, f"{what}.url")
+            data = await self.media.fetch(source.url, f"{what}.url", source.headers)
         else:
             data = source.data if source.data is not None else self._base64(source, what)
         try:

@@ -149,13 +149,16 @@ def build_router(adapter: Adapter, section: Any) -> APIRouter | None:
     scheme = adapter.auth(section)
     router = APIRouter(prefix=section.base_path.rstrip("/"), tags=[adapter.title or adapter.name],
                        route_class=bridge_route(adapter.error_body, scheme.check))
+    public = bridge_route(adapter.error_body)
     security = scheme.openapi()
     error = adapter.error_model or DefaultErrorBody
     responses = {status: {"model": error, "description": why} for status, why in ERRORS.items()}
     for route in routes:
         router.add_api_route(route.path, _endpoint(route), methods=[route.method], response_model=route.response,
                              summary=route.summary or None, description=inspect.getdoc(route.endpoint),
-                             responses=responses, dependencies=[Depends(security)] if security else [],
+                             responses=responses,
+                             dependencies=[Depends(security)] if security and not route.public else [],
+                             route_class_override=public if route.public else None,
                              openapi_extra=None if route.params_at is None else {"x-params-at": list(route.params_at)})
     return router
 
