@@ -37,7 +37,7 @@ from PIL import Image
 from bridge import samples
 from bridge.commands.file_server import serving
 from bridge.core.remote import auth_headers
-from bridge.platforms.probe import Probe
+from bridge.platforms.probe import Probe, Problem
 from bridge.platforms.protocol import Adapter, Client
 
 SAMPLE_IMAGE, SAMPLE_TEXT = "astronaut.jpg", "contact.txt"
@@ -68,6 +68,23 @@ def credentials(client: Client, basic: str | None = None, headers: list[str] = (
         return auth_headers(client.secret_headers, resolve(basic), resolve(bearer), resolve(secret), named)
     except ValueError:
         raise argparse.ArgumentTypeError("--basic takes USER:PASSWORD") from None
+
+
+def basic_newline(headers: Mapping[str, str]) -> str | None:
+    """Why Basic credentials that end in a line break are refused, or None: V7's registration snippet builds
+    the header with `echo "$USER:$PASSWORD" | base64`, which encodes echo's newline into the password."""
+    kind, _, encoded = next((v for k, v in headers.items() if k.lower() == "authorization"), "").partition(" ")
+    if kind.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except ValueError:
+        return None
+    if not decoded.endswith("\n"):
+        return None
+    return ("the Basic credentials end in a newline, so the password is wrong: `echo \"$U:$P\" | base64` (as in "
+            "V7's registration snippet) encodes echo's newline; encode with `printf '%s' \"$U:$P\" | base64 -w0`, "
+            "or pass --basic USER:PASSWORD (curl -u USER:PASSWORD)")
 
 
 def add_arguments(parser: argparse.ArgumentParser, platforms: list[str]) -> None:
@@ -124,6 +141,8 @@ def run(args: argparse.Namespace, adapters: Mapping[str, Adapter]) -> int:
         if note:
             probe.notes.append(note)
         problems = adapter.client.check(probe)
+    if cause := basic_newline(headers):
+        problems = [Problem(p.where, p.what, cause) if p.what.startswith("refused with 401") else p for p in problems]
     print(f"bridge check: {url} against the {adapter.title or adapter.name} contract")
     for note in probe.notes:
         print(f"  note: {note}")
