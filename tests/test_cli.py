@@ -91,6 +91,31 @@ def test_a_model_constructor_that_raises(tmp_path, command):
     assert_one_line_error(done, str(manifest), "detector.py:Broken", "RuntimeError: weights not found in /nowhere")
 
 
+KINDS = "'box', 'rotated_box', 'polygon', 'mask', 'point', 'line', 'ellipse', 'skeleton', 'cuboid', 'vector', " \
+        "'tag', 'radio', 'checklist', 'text' or 'entity'"
+WRONG_KIND = {
+    "at the top": ("from bridge import ClassSpec, ModelSpec\n\n"
+                   "SPEC = ModelSpec(classes=[ClassSpec(name='thing', kind='boxes')])\n\n\n"
+                   "class Detector:\n    spec = SPEC\n\n    def predict(self, image, context):\n        return []\n",
+                   "model.factory: {file}, line 3: ClassSpec: kind: Input should be " + KINDS + ", got 'boxes'"),
+    "in __init__": ("from bridge import ClassSpec, ModelSpec\n\n\n"
+                    "class Detector:\n    def __init__(self):\n"
+                    "        self.spec = ModelSpec(classes=[ClassSpec(name='thing', kind='boxes')])\n\n"
+                    "    def predict(self, image, context):\n        return []\n",
+                    "model: detector.py:Detector: {file}, line 6: ClassSpec: kind: Input should be " + KINDS
+                    + ", got 'boxes'"),
+}
+
+
+@pytest.mark.parametrize("where", sorted(WRONG_KIND))
+def test_a_wrong_kind_in_the_model_file_is_one_line(tmp_path, where):
+    """The README promises one line naming the file: pydantic's own error spans four, with a link."""
+    source, words = WRONG_KIND[where]
+    manifest = write_model(tmp_path, source=source)
+    done = run("check", str(manifest))
+    assert_one_line_error(done, f"bridge: {manifest}: " + words.format(file=tmp_path / "detector.py"))
+
+
 @pytest.mark.parametrize("port", ["99999", "-1", "http"])
 def test_a_port_out_of_range(tmp_path, capsys, port):
     with pytest.raises(SystemExit) as exit:
