@@ -241,3 +241,33 @@ def test_serve_reload_picks_up_an_edited_model_and_manifest(tmp_path, started):
     assert wait_for(lambda: classes() == ["Dog"], "the edited manifest")
     assert not [line for line in output if "Traceback" in line or "change detected" in line]
     assert any(f"listening on http://127.0.0.1:{port}" in line for line in output)
+
+
+def test_serve_reload_with_a_broken_model_says_why_on_every_route(tmp_path, started, astronaut_jpeg):
+    """Under --reload a model that fails to load keeps the server up: the platforms' routes, like /readyz, say
+    the load error (not "the model is still loading") until an edit fixes it."""
+    manifest = write_model(tmp_path, factory="detector.py:Broken")
+    port = free_port()
+    process = subprocess.Popen([str(BRIDGE), "serve", str(manifest), "--port", str(port), "--reload"],
+                               cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    started.append(process)
+    base = f"http://127.0.0.1:{port}"
+    reason = "the model failed to load: " + str(manifest)
+
+    def failed() -> dict | None:
+        answer = httpx.get(f"{base}/readyz", timeout=5)
+        return answer.json() if answer.status_code == 503 and answer.json()["status"] == "failed" else None
+
+    assert "RuntimeError: weights not found in /nowhere" in wait_for(failed, "the load error")["error"]
+    classes = httpx.get(f"{base}/v7/classes", timeout=5)
+    infer = httpx.post(f"{base}/v7/infer", json={"image": {"base64": b64(astronaut_jpeg)}}, timeout=30)
+    for answer in (classes, infer):
+        assert answer.status_code == 503
+        assert answer.json()["status"] == "failed" and answer.json()["error"].startswith(reason)
+        assert "weights not found in /nowhere" in answer.json()["error"]
+    playground = httpx.get(f"{base}/playground/info", timeout=5)
+    assert playground.status_code == 503 and "weights not found in /nowhere" in playground.json()["error"]
+    # the fix is picked up
+    manifest.write_text(manifest.read_text().replace("detector.py:Broken", "detector.py:Detector"))
+    assert wait_for(lambda: answers(f"{base}/v7/classes"), "the fixed model")
