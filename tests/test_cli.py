@@ -125,6 +125,15 @@ def test_a_port_out_of_range(tmp_path, capsys, port):
     assert f"argument --port: {port!r} is not a port number (0-65535)" in err
 
 
+def test_samples_lists_the_bundled_samples_and_prints_the_path_of_one():
+    listed = run("samples")
+    assert listed.returncode == 0
+    assert [line.split()[0] for line in listed.stdout.splitlines()[:3]] == ["astronaut.jpg", "coins.png", "contact.txt"]
+    path = Path(run("samples", "astronaut.jpg").stdout.strip())
+    assert path.is_absolute() and path.read_bytes().startswith(b"\xff\xd8\xff")  # a JPEG
+    assert_one_line_error(run("samples", "photo.jpg"), "no sample named 'photo.jpg'; samples: astronaut.jpg, ")
+
+
 # --- bridge init ----------------------------------------------------------------------------------------------
 
 

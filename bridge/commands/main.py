@@ -13,7 +13,7 @@ import argparse
 import sys
 from importlib.metadata import version
 
-from bridge.commands import check, init, prelabel, reference, serve
+from bridge.commands import check, init, prelabel, reference, samples, serve
 from bridge.core.errors import UsageError
 from bridge.core.logs import LOG_FORMATS, configure_logging
 from bridge.core.manifest import ManifestError
@@ -48,6 +48,7 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     init.add(commands)
     reference.add(commands, adapters)
     prelabel.add(commands, adapters)
+    samples.add(commands)
     for add in platform_commands().values():
         add(commands)
     for command in commands.choices.values():  # `bridge serve --log-level debug` works as well

@@ -255,12 +255,13 @@ class Manifest(Strict):
         return MinConfidence.model_validate(section["min_confidence"]).over(self.min_confidence)
 
 
-PROJECT_MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "default.yaml"
+PROJECT_MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "default.yaml"
+"""The default manifest shipped in the package (`bridge/manifests`, the repository's `manifests/` folder)."""
 
 
 def default_manifest() -> Path:
     """The manifest of a command that names none: `manifests/default.yaml` in the current folder if there is
-    one, else the project's own."""
+    one, else the package's own (which a wheel install carries too)."""
     local = Path("manifests/default.yaml")
     return local if local.is_file() else PROJECT_MANIFEST
 
