@@ -37,7 +37,11 @@ def port_number(text: str) -> int:
 
 
 def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bridge", description="Serve one model to annotation platforms.")
+    parser = argparse.ArgumentParser(
+        prog="bridge", description="Serve one model to annotation platforms.",
+        epilog=f"Configuration: every manifest key and environment variable in one table, `bridge reference` "
+               f"({reference.REFERENCE_FILE} in the repository). A first request: `bridge serve`, then "
+               f"`bridge samples astronaut.jpg` gives an image to send.")
     parser.add_argument("--version", action="version", version=f"bridge {version('annotation-bridge')}")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     parser.add_argument("--log-format", default="text", choices=list(LOG_FORMATS),

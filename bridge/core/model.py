@@ -75,11 +75,11 @@ class ClassSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1)
-    kind: ClassKind
+    name: str = Field(min_length=1, description="The class's name, as predictions label it.")
+    kind: ClassKind = Field(description="Which shape its predictions carry.")
     options: tuple[str, ...] = Field((), description="Answers of a radio or checklist class.")
     nodes: tuple[str, ...] = Field((), description="Node names of a skeleton class, in order.")
-    description: str = ""
+    description: str = Field("", description="Shown where a platform shows a class's description.")
 
     @model_validator(mode="after")
     def _needs(self) -> ClassSpec:
