@@ -159,7 +159,7 @@ def configuration_reference(adapters: dict[str, Adapter]) -> str:
     for name, uses in sorted(manifest_variables().items()):
         for (key, default), readers in sorted(uses.items()):
             shown = "" if default is None else f"`{default}`" if default else "empty"
-            lines.append(f"| `{name}` | `{key}`: {meaning.get(key) or meaning.get(_generic(key), '')} | {shown} | "
+            lines.append(f"| `{name}` | `{key}`: {_meaning(key, meaning)} | {shown} | "
                          f"{', '.join(readers)} |")
     lines += ["", "### Read by the bridge", "", "| variable | what |", "| --- | --- |",
               *(f"| `{name}` | {text} |" for name, text in PROCESS_VARIABLES.items()),
@@ -275,7 +275,14 @@ def manifest_variables() -> dict[str, dict[tuple[str, str | None], list[str]]]:
     return found
 
 
-def _generic(key: str) -> str:
-    """`platforms.v7.enabled` as the reference tells it once for every platform: `platforms.<name>.enabled`."""
+def _meaning(key: str, meaning: dict[str, str]) -> str:
+    """What `key` means: its row's, told once for every platform when it is a shared key
+    (`platforms.v7.enabled` as `platforms.<name>.enabled`), else its nearest parent's (`model.params.x`)."""
     parts = key.split(".")
-    return ".".join(["platforms", "<name>", *parts[2:]]) if parts[0] == "platforms" and len(parts) > 2 else key
+    while parts:
+        generic = ["platforms", "<name>", *parts[2:]] if parts[0] == "platforms" and len(parts) > 2 else parts
+        found = meaning.get(".".join(parts)) or meaning.get(".".join(generic))
+        if found:
+            return found
+        parts.pop()
+    return ""
