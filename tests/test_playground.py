@@ -124,12 +124,22 @@ def test_a_text_model_highlights_its_spans(browser, serve_app):
     found = after_run(page, before)
     assert found["shapes"] == 2 and page.locator("#text-view mark").count() == 2
     assert page.locator("#text-view mark").first.inner_text().startswith("tom@example.com")
+    # no blank picture above the text: the canvas is hidden for a text model, and takes no room
+    assert page.locator("#canvas").is_hidden()
+    assert page.evaluate("document.getElementById('canvas').getBoundingClientRect().height") == 0
     assert errors == []
 
 
 def test_the_playground_is_off_when_asked_and_refuses_unknown_platforms(serve_app, make_manifest):
     manifest = make_manifest(model={"factory": "examples/blur.py:BlurDetector"})
-    assert httpx.get(serve_app(create_app(manifest, playground=False)) + "/").status_code == 404
+    off = serve_app(create_app(manifest, playground=False))
+    for path in ("/", "/playground/info"):
+        answer = httpx.get(off + path)
+        assert answer.status_code == 404
+        assert answer.json()["error"] == (f"GET {path}: the playground is off: `bridge serve` serves it only on a "
+                                          "loopback --host (it answers without credentials); --playground "
+                                          "turns it on")
+    assert "no such route" in httpx.get(off + "/nowhere").json()["error"]
     base = serve_app(create_app(manifest))
     refused = httpx.post(f"{base}/playground/run", json={"platform": "labelbox", "image": "x"})
     assert refused.status_code == 422 and refused.json() == {"error": "platform 'labelbox' is not served; served: v7"}
