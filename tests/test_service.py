@@ -547,3 +547,18 @@ def test_polygon_and_line_types_survive_the_service(make_manifest):
     _, (result,) = run(manifest, image_job())
     kinds = {p.label: type(p.shape) for p in result.predictions}
     assert kinds == {"mask": Mask, "polygon": Polygon, "box": Box, "point": Point, "line": Line}
+
+
+@pytest.mark.parametrize("prompts, said", [
+    (Prompts(box=Box(float("nan"), 10, 20, 20)), "not a finite number"),
+    (Prompts(positive=((float("inf"), 3.0),)), "not a finite number"),
+    (Prompts(box=Box(10, 10, 0, 20)), "is empty"),
+    (Prompts(box=Box(500, 10, 20, 20)), "lies outside the"),
+    (Prompts(negative=((5.0, 500.0),)), "the click (5, 500) lies outside the"),
+])
+def test_prompts_that_cannot_point_at_the_image_are_invalid_input(make_manifest, prompts, said):
+    """Checked once, in the core, for every platform's prompts: the model never sees them."""
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder", "params": {"prompts": True}})
+    model, (result,) = run(manifest, image_job(prompts=prompts))
+    assert isinstance(result, InvalidInput) and said in result.message
+    assert model.seen == []

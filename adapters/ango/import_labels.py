@@ -27,6 +27,7 @@ from bridge.core.manifest import ManifestError
 from bridge.core.outputs import warn_once
 from bridge.core.service import Result
 from bridge.platforms.export import (
+    NO_PROMPTS,
     ExportSetup,
     Item,
     file_name,
@@ -42,6 +43,7 @@ CONVERSIONS: Table = {
     **ANSWER,
     "prediction.confidence": dropped("Ango's label import has no confidence"),
     "prediction.frame": dropped("bridge prelabel reads images, not videos"),
+    "prompts": NO_PROMPTS,
 }
 """A plugin run's answer conversion (`adapters.ango.convert`); only what an import cannot carry differs."""
 

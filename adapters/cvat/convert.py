@@ -106,6 +106,7 @@ CONVERSIONS: dict[str, Form] = {
     "prediction.text": Form("", "dropped", "CVAT shapes and tags carry no free text"),
     "prediction.confidence": Form("score", "lossy", "tags carry no score in CVAT; shapes do"),
     "prediction.frame": Form("", "dropped", "a function sees one frame at a time; CVAT sets each shape's frame"),
+    "prompts": Form("interaction function (positive and negative points, a box)"),
 }
 """Every class kind and aspect of a prediction: its CVAT form, and what is lost (`bridge formats` rows)."""
 

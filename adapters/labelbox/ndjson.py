@@ -45,6 +45,7 @@ from bridge.core.offsets import Utf16
 from bridge.core.predictions import Line, Point, Prediction, Span
 from bridge.core.service import Result
 from bridge.platforms.export import (
+    NO_PROMPTS,
     ExportSetup,
     Item,
     file_name,
@@ -80,6 +81,7 @@ CONVERSIONS: Table = {
                                                  f"{MAL} (model-assisted labelling) has none: Labelbox ignores "
                                                  "confidences there"),
     "prediction.frame": dropped("bridge prelabel reads images, not videos"),
+    "prompts": NO_PROMPTS,
 }
 
 

@@ -21,6 +21,7 @@ from adapters.labelstudio.mapping import configured_mapping, label_config
 from adapters.labelstudio.section import LabelStudioSection
 from bridge.core.service import Result
 from bridge.platforms.export import (
+    NO_PROMPTS,
     ExportSetup,
     Item,
     file_name,
@@ -37,7 +38,7 @@ class TasksJson:
 
     def __init__(self, adapter: Any, section: LabelStudioSection, setup: ExportSetup) -> None:
         mapping = configured_mapping(setup.spec, section, setup.manifest.base_dir)
-        self.conversions = adapter.conversions
+        self.conversions = {**adapter.conversions, "prompts": NO_PROMPTS}
         self.config = mapping.config
         self.config_text = _config_text(setup, section)
         self.key = _data_key(mapping.config, setup.spec.input)

@@ -27,7 +27,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.core.errors import ModelFailed
-
 from bridge.core.predictions import (
     Box,
     Classification,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
@@ -231,7 +232,7 @@ class Service:
         region, thresholds = job.prompts.box, self.thresholds(job.platform)
         tolerance = self.manifest.geometry.simplify_tolerance
         if self.spec.prompts or region is None:
-            prompts = job.prompts if self.spec.prompts else Prompts()
+            prompts = checked(job.prompts, images[0].shape[:2]) if self.spec.prompts else Prompts()
             context = Context(params=params, prompts=prompts, platform=job.platform, min_confidence=thresholds)
             finishes = [Finish(seen=image.shape[:2], canvas=image.shape[:2], min_confidence=thresholds,
                                tolerance=tolerance) for image in images]
@@ -283,6 +284,26 @@ class Service:
         if self._batcher is not None and len(items) == 1:
             return [await self._batcher.predict(items[0], contexts[0], finishes[0])]
         return await self._call_model(items, contexts, finishes)
+
+
+def checked(prompts: Prompts, size: tuple[int, int]) -> Prompts:
+    """The prompts of a model that takes them, refused (422) when they cannot point at the image: a coordinate
+    that is not a finite number, an empty box or one wholly outside, a click outside the image."""
+    height, width = size
+    numbers = [*((prompts.box.x, prompts.box.y, prompts.box.w, prompts.box.h) if prompts.box else ()),
+               *(value for click in (*prompts.positive, *prompts.negative) for value in click)]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+        raise InvalidInput("a prompt's coordinate is not a finite number")
+    box = prompts.box
+    if box is not None:
+        if box.w <= 0 or box.h <= 0:
+            raise InvalidInput(f"the prompt box {box.w:g}x{box.h:g} is empty")
+        if box.x >= width or box.y >= height or box.x + box.w <= 0 or box.y + box.h <= 0:
+            raise InvalidInput(f"the prompt box at ({box.x:g}, {box.y:g}) lies outside the {width}x{height} image")
+    for x, y in (*prompts.positive, *prompts.negative):
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise InvalidInput(f"the click ({x:g}, {y:g}) lies outside the {width}x{height} image")
+    return prompts
 
 
 def _guarded(predict: Any, *args: Any) -> list[list[Any]]:

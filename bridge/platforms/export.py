@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
-from bridge.core.conversions import Table
+from bridge.core.conversions import Table, dropped
 from bridge.core.manifest import Manifest
 from bridge.core.model import ModelSpec
 from bridge.core.service import Result
+
+NO_PROMPTS = dropped("bridge prelabel runs the model without prompts")
+"""Every exporter's `prompts` row: a file import has no user pointing at anything."""
 
 
 @dataclass(frozen=True)
