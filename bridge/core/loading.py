@@ -72,7 +72,8 @@ def _remote_model(manifest: Manifest, adapters: Mapping[str, Any]) -> Model:
     if remote.model_yaml is not None:
         remote = remote.model_copy(update={"model_yaml": manifest.base_dir / remote.model_yaml})
     try:
-        return RemoteModel.connect(remote, adapters, manifest.classes, manifest.input, manifest.limits.deadline)
+        return RemoteModel.connect(remote, adapters, manifest.classes, manifest.input, manifest.limits.deadline,
+                                   manifest.limits.max_answer_bytes)
     except ValueError as error:
         raise ManifestError(f"{manifest.where()}: {error}") from None
 

@@ -101,6 +101,8 @@ class Limits(Strict):
     max_video_frames: int = Field(
         MediaLimits.max_video_frames, gt=0, description="Most frames of one video inferred on.")
     fetch_timeout: float = Field(MediaLimits.fetch_timeout, gt=0, description="Seconds to fetch one URL.")
+    max_answer_bytes: int = Field(16 * 2**20, gt=0, description="Largest answer read from a remote model's endpoint, "
+                                                               "as sent and once decoded (gzip); larger ones are a 502.")
     deadline: float = Field(25.0, gt=0, description="Seconds for a whole job: fetch, predict, convert.")
     concurrency: int = Field(1, gt=0, description="Predictions run at once (threads); more requests queue.")
     batch_size: int = Field(8, gt=0, description="Items handed to `predict_batch` at once: video frames, "
