@@ -44,6 +44,7 @@ from bridge.platforms.export import (
     ExportSetup,
     Item,
     file_name,
+    parts,
     parts_dir,
     write_atomic,
 )
@@ -83,16 +84,18 @@ class PredictionNdjson:
         self.spec = setup.spec
         self.tolerance = setup.manifest.geometry.simplify_tolerance
 
-    def write(self, item: Item, result: Result, out_dir: Path) -> None:
+    def write(self, item: Item, result: Result, out_dir: Path) -> list[Path]:
         lines = ndjson_lines(item.identity, result, self.spec, self.section, self.tolerance)
         data = "".join(json.dumps(line) + "\n" for line in lines).encode("utf-8")
-        write_atomic(parts_dir(out_dir) / f"{file_name(item.identity)}.ndjson", data)
+        part = parts_dir(out_dir) / f"{file_name(item.identity)}.ndjson"
+        write_atomic(part, data)
+        return [part]
 
     def finish(self, out_dir: Path) -> list[Path]:
-        parts = sorted(parts_dir(out_dir).glob("*.ndjson"))
-        if not parts:
+        found = parts(out_dir, ".ndjson")
+        if not found:
             return []
-        write_atomic(out_dir / OUTPUT, b"".join(part.read_bytes() for part in parts))
+        write_atomic(out_dir / OUTPUT, b"".join(part.read_bytes() for part in found))
         return [out_dir / OUTPUT]
 
 

@@ -21,8 +21,10 @@ from typing import Any
 
 from bridge.core import metrics
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-"""C0 and C1 controls (NEL among them), DEL, the line and paragraph separators, and the bidi marks and overrides."""
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+"""C0 and C1 controls (NEL among them), DEL, the line and paragraph separators, and the bidi marks and overrides:
+the body of a regular expression's character class."""
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 def one_line(text: str) -> str:
