@@ -14,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Route = Callable[[BaseHTTPRequestHandler, list[str]], None]
-"""Answers a GET whose first path segment names it; given the handler and the path's segments."""
+"""Answers a GET whose first path segment names it; given the handler and the path's segments. Connections are
+kept alive (HTTP/1.1): a route that answers without a Content-Length sets `handler.close_connection`."""
 
 
 class FileServer:
@@ -28,6 +29,8 @@ class FileServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args: Any) -> None:
                 pass
 
