@@ -118,9 +118,12 @@ def _set(answer: dict, path: str, value: Any) -> dict:
 
 
 class Broken:
-    """A stand-in for someone's endpoint on loopback: right answers for the bundled sample, but for one mistake."""
+    """A stand-in for someone's endpoint on loopback: right answers for the bundled sample, but for one mistake.
 
-    def __init__(self, routes: dict[tuple[str, str], Callable[[Any], tuple[int, Any]]]) -> None:
+    A route answers `(status, JSON)`, or a writer that sends the whole answer itself (`raw`, `drip`): a hostile
+    endpoint's drips, lies and gzip bombs."""
+
+    def __init__(self, routes: dict[tuple[str, str], Callable[[Any], Any]]) -> None:
         self.routes = routes
         broken = self
 
@@ -136,16 +139,20 @@ class Broken:
 
             def _answer(self, body: Any) -> None:
                 route = broken.routes.get((self.command, self.path))
-                status, answer = route(body) if route else (404, {"error": "not found"})
-                data = json.dumps(answer).encode()
+                found = route(body) if route else (404, {"error": "not found"})
                 try:
+                    if callable(found):
+                        found(self)
+                        return
+                    status, answer = found
+                    data = json.dumps(answer).encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the caller gave up (a deadline test)
+                    pass  # the caller gave up (a deadline test, a size cap)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -297,47 +304,13 @@ def test_usage_mistakes_exit_2_with_one_line(capsys, tmp_path):
 # --- hostile endpoints: bounded in bytes and time, and nothing printed raw -------------------------------------
 
 
-class Hostile:
-    """An endpoint on loopback whose routes write raw answers: `routes[(method, path)](handler)` writes the status
-    line, headers and body itself, so that it can drip, lie or send a gzip bomb."""
-
-    def __init__(self, routes: dict[tuple[str, str], Callable[[BaseHTTPRequestHandler], None]]) -> None:
-        self.routes = routes
-        hostile = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._answer()
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                self._answer()
-
-            def _answer(self) -> None:
-                route = hostile.routes.get((self.command, self.path.split("?")[0]))
-                try:
-                    (route or raw(b'{"error": "not found"}', status=404))(self)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client stopped reading: what it should do
-                self.close_connection = True
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+Writer = Callable[[BaseHTTPRequestHandler], None]
 
 
 def raw(body: bytes, status: int = 200, kind: str = "application/json",
-        encoding: str | None = None) -> Callable[[BaseHTTPRequestHandler], None]:
+        encoding: str | None = None) -> Callable[[Any], Writer]:
+    """A route answering `body` as it is, with the headers given."""
+
     def write(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(status)
         handler.send_header("Content-Type", kind)
@@ -347,11 +320,12 @@ def raw(body: bytes, status: int = 200, kind: str = "application/json",
         handler.end_headers()
         handler.wfile.write(body)
 
-    return write
+    return lambda _: write
 
 
-def drip(every: float, count: int) -> Callable[[BaseHTTPRequestHandler], None]:
-    """A JSON list sent one byte every `every` seconds (`count` bytes at most: bounded even if nobody stops it)."""
+def drip(every: float, count: int) -> Callable[[Any], Writer]:
+    """A route answering a JSON list one byte every `every` seconds (`count` bytes at most: bounded even if
+    nobody stops it)."""
 
     def write(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
@@ -365,7 +339,7 @@ def drip(every: float, count: int) -> Callable[[BaseHTTPRequestHandler], None]:
             time.sleep(every)
         handler.wfile.write(b"]")
 
-    return write
+    return lambda _: write
 
 
 def gzip_bomb(inflated: int) -> bytes:
@@ -383,19 +357,6 @@ def gzip_bomb(inflated: int) -> bytes:
 DEEP = b"[" * 200_000 + b"]" * 200_000
 
 
-@pytest.fixture
-def hostile() -> Iterator[Callable[..., str]]:
-    servers: list[Hostile] = []
-
-    def start(routes: dict) -> str:
-        servers.append(Hostile(routes))
-        return servers[-1].url
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 def in_thread(work: Callable[[], Any], limit: float = 60.0) -> Any:
     """`work()` on a thread, waited for at most `limit` seconds (a bound only a hang reaches)."""
     found: list[Any] = []
@@ -406,8 +367,8 @@ def in_thread(work: Callable[[], Any], limit: float = 60.0) -> Any:
     return found[0]
 
 
-def test_a_gzip_bomb_is_read_within_the_answer_cap(hostile, capsys):
-    url = hostile({("GET", "/v7/classes"): raw(gzip_bomb(256 * 2**20), encoding="gzip")}) + "/v7"
+def test_a_gzip_bomb_is_read_within_the_answer_cap(broken, capsys):
+    url = broken({("GET", "/v7/classes"): raw(gzip_bomb(256 * 2**20), encoding="gzip")}) + "/v7"
     tracemalloc.start()
     try:
         status, out = run_check(capsys, url, "--platform", "v7")
@@ -418,24 +379,24 @@ def test_a_gzip_bomb_is_read_within_the_answer_cap(hostile, capsys):
     assert peak < 128 * 2**20, f"{peak / 2**20:.0f} MiB held while reading a 256 MiB answer"
 
 
-def test_an_answer_that_drips_is_cut_at_the_timeout(hostile, capsys):
-    url = hostile({("GET", "/v7/classes"): drip(0.3, 400), ("POST", "/v7/infer"): drip(0.3, 400)}) + "/v7"
+def test_an_answer_that_drips_is_cut_at_the_timeout(broken, capsys):
+    url = broken({("GET", "/v7/classes"): drip(0.3, 400), ("POST", "/v7/infer"): drip(0.3, 400)}) + "/v7"
     status, out = in_thread(lambda: run_check(capsys, url, "--platform", "v7", "--timeout", "2"))
     assert status == 1
     assert "GET /classes: no answer in 2 s" in out, out
     assert "POST /infer: no answer in 2 s" in out
 
 
-def test_deep_or_non_finite_json_is_a_problem_not_a_traceback(hostile, capsys):
+def test_deep_or_non_finite_json_is_a_problem_not_a_traceback(broken, capsys):
     for body in (DEEP, b'[{"name": "Face", "type": "bounding_box", "x": NaN}]', b"[1e400]"):
-        url = hostile({("GET", "/v7/classes"): raw(body)}) + "/v7"
+        url = broken({("GET", "/v7/classes"): raw(body)}) + "/v7"
         status, out = run_check(capsys, url, "--platform", "v7")
         assert status == 1 and "GET /classes: answered 200 with a body that is not JSON" in out, out
 
 
-def test_nothing_from_the_endpoint_reaches_the_terminal_raw(hostile, capsys):
+def test_nothing_from_the_endpoint_reaches_the_terminal_raw(broken, capsys):
     evil = "\x1b[2J\x1b]0;pwned\x07 boom\u202egnp.exe\r\nfix: nothing"
-    url = hostile({("GET", "/v7/classes"): raw(evil.encode(), status=401, kind="text/plain"),
+    url = broken({("GET", "/v7/classes"): raw(evil.encode(), status=401, kind="text/plain"),
                    ("POST", "/v7/infer"): raw(json.dumps({"status": "succeeded", "results": [
                        {"name": evil, "label": evil, "confidence": 0.5, "tag": {}}]}).encode())}) + "/v7"
     status, out = run_check(capsys, url, "--platform", "v7")
@@ -445,19 +406,16 @@ def test_nothing_from_the_endpoint_reaches_the_terminal_raw(hostile, capsys):
     assert not [line for line in out.splitlines() if line.startswith("fix: nothing")]
 
 
-def test_image_url_alone_checks_the_image_it_sent(hostile, media_server, capsys):
+def test_image_url_alone_checks_the_image_it_sent(broken, media_server, capsys):
     image = np.zeros((800, 1000, 3), np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "PNG")
     image_url = media_server.add("big.png", buffer.getvalue())
     answer = {"objects": [{"title": "Face", "bounding-box": {"x": 600, "y": 500, "width": 100, "height": 100}}],
               "classifications": [], "relations": []}
-    endpoint = Broken({("GET", "/ango/heartbeat"): lambda _: (200, "ok"),
+    endpoint = broken({("GET", "/ango/heartbeat"): lambda _: (200, "ok"),
                        ("POST", "/ango/plugin"): lambda body: (200, {"response": answer, "session": body["session"]})})
-    try:
-        status, out = run_check(capsys, endpoint.url + "/ango", "--platform", "ango", "--image-url", image_url)
-    finally:
-        endpoint.close()
+    status, out = run_check(capsys, endpoint + "/ango", "--platform", "ango", "--image-url", image_url)
     assert status == 0, out
     assert "/files/big.png" in media_server.requests  # the checker read the image it sent, for its size
 

@@ -16,7 +16,7 @@ from bridge.core.manifest import Manifest, ManifestError, load_manifest
 from bridge.platforms.registry import discover
 from bridge.serving.app import create_app
 from tests.conftest import ROOT, b64, free_port
-from tests.test_endpoint_check import Broken
+from tests.test_endpoint_check import Broken, broken  # noqa: F401 (broken: a fixture)
 
 SECRET = "remote-s3cret"
 LABELBOX = {"authorization": f"Bearer {SECRET}"}
@@ -204,23 +204,20 @@ def test_a_labelbox_text_endpoint_is_served_to_ango_with_the_same_spans(serve_ap
 # --- a hostile remote: bounded in bytes and time, its faults a 502 naming it ------------------------------------
 
 
-def hostile_remote(serve_app, tmp_path: Path, infer: Any, **limits: Any) -> str:
-    """A second bridge whose V7 remote answers `/infer` with `infer` (a raw writer), its classes given."""
-    from tests.test_endpoint_check import Hostile
-
-    remote = Hostile({("POST", "/v7/infer"): infer})
-    manifest = second_manifest(tmp_path, f"{remote.url}/v7", classes=[{"name": "Face", "kind": "box"}],
-                               limits={"allow_private_urls": True, **limits})
+def hostile_remote(serve_app, broken, tmp_path: Path, infer: Any, **limits: Any) -> str:
+    """A second bridge whose V7 remote answers `/infer` with the route `infer`, its classes given."""
+    manifest = second_manifest(tmp_path, f"{broken({('POST', '/v7/infer'): infer})}/v7",
+                               classes=[{"name": "Face", "kind": "box"}], limits={"allow_private_urls": True, **limits})
     return serve_app(create_app(manifest))
 
 
-def test_a_remote_answer_over_the_cap_is_a_502_however_it_is_encoded(serve_app, tmp_path, astronaut_jpeg):
+def test_a_remote_answer_over_the_cap_is_a_502_however_it_is_encoded(serve_app, broken, tmp_path, astronaut_jpeg):
     from tests.test_endpoint_check import gzip_bomb, raw
 
     padded = b'{"status": "succeeded", "results": []' + b" " * 3 * 2**20 + b"}"
     bomb = gzip.compress(gzip_bomb(64 * 2**20))  # gzip, gzip: 64 MiB inflated, never read whole
     for infer in (raw(padded), raw(gzip.compress(padded), encoding="gzip"), raw(bomb, encoding="gzip, gzip")):
-        second = hostile_remote(serve_app, tmp_path, infer, max_answer_bytes=2**20)
+        second = hostile_remote(serve_app, broken, tmp_path, infer, max_answer_bytes=2**20)
         answer = httpx.post(f"{second}/v7/infer", json={"image": {"base64": b64(astronaut_jpeg)}}, timeout=60)
         assert answer.status_code == 502, answer.text
         assert answer.json()["error"].endswith("answered over 1,048,576 bytes (limits.max_answer_bytes)")
@@ -237,30 +234,27 @@ def test_a_remote_answer_over_the_cap_is_a_502_however_it_is_encoded(serve_app, 
     b'{"status": "succeeded", "results": [{"name": "Face", "label": "Face", "confidence": 0.5, '
     b'"bounding_box": {"x": Infinity, "y": 0, "w": 5, "h": 5}}]}',
 ])
-def test_a_remote_answer_too_deep_or_not_finite_is_a_502_naming_it(serve_app, tmp_path, astronaut_jpeg, body):
+def test_a_remote_answer_too_deep_or_not_finite_is_a_502_naming_it(serve_app, broken, tmp_path, astronaut_jpeg, body):
     from tests.test_endpoint_check import raw
 
-    second = hostile_remote(serve_app, tmp_path, raw(body))
+    second = hostile_remote(serve_app, broken, tmp_path, raw(body))
     answer = httpx.post(f"{second}/v7/infer", json={"image": {"base64": b64(astronaut_jpeg)}}, timeout=60)
     assert answer.status_code == 502, answer.text
     assert answer.json()["error"].startswith("the remote v7 endpoint http://127.0.0.1:")
     assert "is not JSON" in answer.json()["error"]
 
 
-def test_a_remote_whose_classes_drip_fails_the_start_up_in_time(tmp_path):
-    from tests.test_endpoint_check import Hostile, drip, in_thread
+def test_a_remote_whose_classes_drip_fails_the_start_up_in_time(tmp_path, broken):
+    from tests.test_endpoint_check import drip, in_thread
 
-    remote = Hostile({("GET", "/v7/classes"): drip(0.3, 400)})
-    try:
-        manifest = write(tmp_path, "drip.yaml", {"name": "x", "limits": {"deadline": 2},
-                                                 "model": {"remote": {"url": f"{remote.url}/v7", "platform": "v7"}}})
+    remote = broken({("GET", "/v7/classes"): drip(0.3, 400)})
+    manifest = write(tmp_path, "drip.yaml", {"name": "x", "limits": {"deadline": 2},
+                                             "model": {"remote": {"url": f"{remote}/v7", "platform": "v7"}}})
 
-        def load() -> str:
-            with pytest.raises(ManifestError) as failed:
-                build_model(manifest, discover())
-            return str(failed.value)
+    def load() -> str:
+        with pytest.raises(ManifestError) as failed:
+            build_model(manifest, discover())
+        return str(failed.value)
 
-        message = in_thread(load, 30)
-    finally:
-        remote.close()
+    message = in_thread(load, 30)
     assert "the classes of" in message and "no answer in 2 s" in message
