@@ -248,7 +248,7 @@ class Prelabel:
             log.exception("item %s failed", item.identity)
             entry = Entry(item.identity, False, error=f"{type(error).__name__}: {error}", producer=self.producer)
         else:
-            files = {name: tuple(str(path.relative_to(self.out)) for path in paths or ())
+            files = {name: tuple(str(path.relative_to(self.out)) for path in paths)
                      for name, paths in zip(self.exporters, written)}
             entry = Entry(item.identity, True, tuple(self.exporters), classes, rows=rows, files=files,
                           producer=self.producer)

@@ -22,6 +22,10 @@ from fastapi.security.base import SecurityBase
 from bridge.core.errors import Unauthorized
 
 
+NO_SECRET = "has no secret set"
+"""How an endpoint whose secret is not set says so (`bridge check URL` tells the fix by it)."""
+
+
 @dataclass(frozen=True)
 class Auth:
     """A scheme and its expected credentials; `key` names the manifest key that sets the secret."""
@@ -37,7 +41,7 @@ class Auth:
         if self.scheme == "none":
             return
         if not self.secret:
-            raise Unauthorized(f"this endpoint has no secret set ({self.key}) and refuses every request")
+            raise Unauthorized(f"this endpoint {NO_SECRET} ({self.key}) and refuses every request")
         if self.scheme == "basic":
             kind, _, encoded = _header(request, "authorization").partition(b" ")
             try:

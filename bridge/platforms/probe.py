@@ -20,6 +20,7 @@ import numpy as np
 
 from bridge.core.errors import BridgeError, DeadlineExceeded, TooLarge
 from bridge.core.remote import Bounded, Reply
+from bridge.platforms.auth import NO_SECRET
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,6 @@ class Probe:
         """Whether a point lies in the image (edges included)."""
         height, width = self.size
         return 0 <= x <= width and 0 <= y <= height
-
-
-NO_SECRET = "has no secret set"
-"""What our own server answers while its secret is not set (`bridge.platforms.auth`)."""
 
 
 def request(probe: Probe, method: str, path: str, problems: list[Problem], **send: Any) -> Reply | None:
