@@ -478,12 +478,13 @@ def open_out(out: Path, source: Path) -> Journal:
 
 def producer(manifest: Manifest, params: Mapping[str, Any]) -> tuple[str, str, str]:
     """What makes a run's pre-labels: the manifest's name, its version, and a fingerprint of the rest that shapes
-    them: the run's parameters over the manifest's defaults, the manifest's model (factory or remote, and
-    `model.params`), classes, input, thresholds, geometry and frame stride, the model's source file (its bytes),
-    and each file `model.params` names (its size and time)."""
+    them: the run's parameters over the manifest's defaults, the manifest's model (factory, or a remote's URL and
+    platform, and `model.params`), classes, input, thresholds, geometry and frame stride, the model's source file
+    (its bytes), and each file `model.params` names (its size and time)."""
     arguments = model_params(manifest)
     shapes = manifest.model_dump(mode="json", include={"model", "classes", "input", "min_confidence", "geometry",
-                                                       "video_frame_stride"})
+                                                       "video_frame_stride"},
+                                 exclude={"model": {"remote": {"auth"}}})  # a hash is no place for a secret
     source = factory_file(manifest)
     made = {**shapes, "model_params": arguments, "params": dict(Params(manifest.params).resolve(params)),
             "source": hashlib.sha256(source.read_bytes()).hexdigest() if source else None,
