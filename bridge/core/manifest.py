@@ -75,7 +75,8 @@ class RemoteRef(BaseModel):
 class ModelRef(Strict):
     factory: str | None = Field(None, description="'package.module:Factory' or 'path/to/file.py:Factory' "
                                                   "(relative to the manifest). Called once at start-up with `params`.")
-    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory; a relative "
+                                   "path that names a file or folder beside the manifest is passed as its absolute path.")
     remote: RemoteRef | None = Field(None, description="Instead of a factory: an existing endpoint of one platform "
                                                        "(V7, Labelbox, Ango), served to the others.")
 
