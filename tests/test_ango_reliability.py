@@ -77,8 +77,7 @@ def test_a_config_nested_too_deep_is_a_422(serve_app, make_manifest, ango_api, m
     assert json.loads(json.dumps(reply.json()))["session"] == "sess-1"
 
 
-def test_a_hanging_task_read_with_overwrite_off_frees_the_run_threads(serve_app, make_manifest, ango_api,
-                                                                      media_server):
+def test_a_hanging_task_read_with_overwrite_off_frees_the_run_threads(serve_app, make_manifest, ango_api):
     """The SDK reads the task (to merge into its answer) with a client of its own and no timeout: every call to
     Ango's API goes through the bridge's bounded client instead, so runs are answered again as soon as Ango is."""
     from adapters.ango import RUN_THREADS
@@ -90,7 +89,7 @@ def test_a_hanging_task_read_with_overwrite_off_frees_the_run_threads(serve_app,
         model={"factory": "tests/shapes_model.py:AllShapes"}, params=PARAMS, limits={"fetch_timeout": 1},
         platforms={"ango": {"plugin_id": "p", "secret": SECRET, "api_url": ango_api.base}})
     base = serve_app(create_app(manifest, adapters={"ango": ango_adapter}))
-    image = media_server.add("scene.png", encode_image(np.zeros((40, 60, 3), np.uint8)))
+    image = "data:image/png;base64," + b64(encode_image(np.zeros((40, 60, 3), np.uint8)))  # no fetch to time out
     replies: list[httpx.Response] = []
     storm = [threading.Thread(target=lambda i=i: replies.append(post(f"{base}/ango", message(
         dataURL=image, overwrite=False, categorySchema=None, session=f"hung-{i}")))) for i in range(RUN_THREADS)]
