@@ -25,6 +25,7 @@ from bridge.platforms.export import (
     ExportSetup,
     Item,
     file_name,
+    parts,
     parts_dir,
     write_atomic,
 )
@@ -45,13 +46,14 @@ class TasksJson:
         version = f"{setup.manifest.name}-{setup.manifest.version}"
         self.answer = adapter.writer(section, setup.spec, setup.manifest, Run(mapping, version, section.empty_score)).write
 
-    def write(self, item: Item, result: Result, out_dir: Path) -> None:
+    def write(self, item: Item, result: Result, out_dir: Path) -> list[Path]:
         task = {"data": {self.key: item.source, "identity": item.identity}, "predictions": [self.answer(result)]}
-        write_atomic(parts_dir(out_dir) / f"{file_name(item.identity)}.json", json.dumps(task).encode("utf-8"))
+        part = parts_dir(out_dir) / f"{file_name(item.identity)}.json"
+        write_atomic(part, json.dumps(task).encode("utf-8"))
+        return [part]
 
     def finish(self, out_dir: Path) -> list[Path]:
-        parts = sorted(parts_dir(out_dir).glob("*.json"))
-        tasks = [json.loads(part.read_bytes()) for part in parts]
+        tasks = [json.loads(part.read_bytes()) for part in parts(out_dir, ".json")]
         write_atomic(out_dir / TASKS, json.dumps(tasks).encode("utf-8"))
         write_atomic(out_dir / CONFIG, self.config_text.encode("utf-8"))
         return [out_dir / TASKS, out_dir / CONFIG]

@@ -64,9 +64,11 @@ class DarwinJson:
         self.model = setup.manifest.name
         self.tolerance = setup.manifest.geometry.simplify_tolerance
 
-    def write(self, item: Item, result: Result, out_dir: Path) -> None:
+    def write(self, item: Item, result: Result, out_dir: Path) -> list[Path]:
         document = darwin_file(item.identity, result, self.spec, self.section, self.model, self.tolerance)
-        write_atomic(out_dir / f"{file_name(item.identity)}.json", json.dumps(document).encode("utf-8"))
+        path = out_dir / f"{file_name(item.identity)}.json"
+        write_atomic(path, json.dumps(document).encode("utf-8"))
+        return [path]
 
     def finish(self, out_dir: Path) -> list[Path]:
         return sorted(out_dir.glob("*.json"))

@@ -5,6 +5,11 @@ A model is `model.factory` (`package.module:Name`, or `path/to/file.py:Name` rel
 with `model.params`, or `model.remote`: an endpoint that already speaks a platform's dialect, reached through
 that platform's adapter (handed in by the caller: the core imports no adapter). Every mistake is a
 `ManifestError` naming the manifest and the key.
+
+Relative paths in `model.params` are relative to the manifest too, as the factory's file is: a string (at any
+depth of the params) that names an existing file or folder from the manifest's folder reaches the factory as
+that absolute path (`model_params`); any other value, a path that exists nowhere there included, is passed as
+written. So `params: {weights: model.pt}` beside the manifest works from whatever folder the command runs in.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ def build_model(manifest: Manifest, adapters: Mapping[str, Any]) -> Model:
         raise ManifestError(f"{manifest.where()}: model.factory: importing {reference} failed: "
                             f"{type(error).__name__}: {error}") from error
     try:
-        model = factory(**manifest.model.params)
+        model = factory(**model_params(manifest))
     except ValidationError as error:  # a ModelSpec the model builds in __init__
         raise ManifestError(f"{manifest.where()}: model: {reference}: {_one_line(error)}") from None
     except Exception as error:  # a wrong keyword in model.params, missing weights...: name the manifest
@@ -88,9 +93,44 @@ def _remote_model(manifest: Manifest, adapters: Mapping[str, Any]) -> Model:
     if remote.model_yaml is not None:
         remote = remote.model_copy(update={"model_yaml": manifest.base_dir / remote.model_yaml})
     try:
-        return RemoteModel.connect(remote, adapters, manifest.classes, manifest.input, manifest.limits.deadline)
+        return RemoteModel.connect(remote, adapters, manifest.classes, manifest.input, manifest.limits.deadline,
+                                   manifest.limits.max_answer_bytes)
     except ValueError as error:
         raise ManifestError(f"{manifest.where()}: {error}") from None
+
+
+def model_params(manifest: Manifest) -> dict[str, Any]:
+    """`model.params` as the factory gets them: relative paths to what exists beside the manifest made absolute."""
+    return _beside(manifest.model.params, manifest.base_dir)
+
+
+def _beside(value: Any, base_dir: Path) -> Any:
+    if isinstance(value, dict):
+        return {key: _beside(each, base_dir) for key, each in value.items()}
+    if isinstance(value, list):
+        return [_beside(each, base_dir) for each in value]
+    if isinstance(value, str) and value and not Path(value).is_absolute():
+        try:
+            if (base_dir / value).exists():
+                return str(base_dir / value)
+        except (OSError, ValueError):
+            pass  # not a path: too long, a NUL...
+    return value
+
+
+def factory_file(manifest: Manifest) -> Path | None:
+    """The source file of `model.factory` (the file, or the module's), or None (a remote; a module not found)."""
+    if manifest.model.factory is None:
+        return None
+    target = manifest.model.factory.rpartition(":")[0]
+    if target.endswith(".py"):
+        path = (manifest.base_dir / target).resolve()
+        return path if path.is_file() else None
+    try:
+        found = importlib.util.find_spec(target)
+    except (ImportError, ValueError):
+        return None
+    return Path(found.origin) if found and found.origin and Path(found.origin).is_file() else None
 
 
 def import_factory(reference: str, base_dir: Path) -> Any:

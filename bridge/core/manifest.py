@@ -76,7 +76,8 @@ class RemoteRef(BaseModel):
 class ModelRef(Strict):
     factory: str | None = Field(None, description="'package.module:Factory' or 'path/to/file.py:Factory' "
                                                   "(relative to the manifest). Called once at start-up with `params`.")
-    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory; a relative "
+                                   "path that names a file or folder beside the manifest is passed as its absolute path.")
     remote: RemoteRef | None = Field(None, description="Instead of a factory: an existing endpoint of one platform "
                                                        "(V7, Labelbox, Ango), served to the others.")
 
@@ -102,6 +103,8 @@ class Limits(Strict):
     max_video_frames: int = Field(
         MediaLimits.max_video_frames, gt=0, description="Most frames of one video inferred on.")
     fetch_timeout: float = Field(MediaLimits.fetch_timeout, gt=0, description="Seconds to fetch one URL.")
+    max_answer_bytes: int = Field(16 * 2**20, gt=0, description="Largest answer read from a remote model's endpoint, "
+                                                               "as sent and once decoded (gzip); larger ones are a 502.")
     deadline: float = Field(25.0, gt=0, description="Seconds for a whole job: fetch, predict, convert.")
     concurrency: int = Field(1, gt=0, description="Predictions run at once (threads); more requests queue.")
     batch_size: int = Field(8, gt=0, description="Items handed to `predict_batch` at once: video frames, "

@@ -8,6 +8,7 @@ FastAPI's `{"detail": ...}`. The docs page loads Swagger UI from an installed pa
 
 from __future__ import annotations
 
+import html
 import importlib.util
 from pathlib import Path
 
@@ -65,6 +66,6 @@ def serve_docs(app: FastAPI) -> None:
         root = request.scope.get("root_path", "").rstrip("/")  # behind a proxy that mounts the app deeper
         files = root + DOCS_ASSETS
         return get_swagger_ui_html(
-            openapi_url=root + app.openapi_url, title=f"{app.title} - API",
+            openapi_url=root + app.openapi_url, title=html.escape(f"{app.title} - API"),  # the manifest's name
             swagger_js_url=f"{files}/swagger-ui-bundle.js", swagger_css_url=f"{files}/swagger-ui.css",
             swagger_favicon_url=f"{files}/favicon-32x32.png")
