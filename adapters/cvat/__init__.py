@@ -18,6 +18,7 @@ from adapters.cvat.convert import (
     CONVERSIONS,
     INTERACTION,
     PLATFORM,
+    TAG_KINDS,
     CvatRun,
     function_labels,
     read_annotations,
@@ -65,7 +66,10 @@ class CvatAdapter(Adapter):
         if spec.input == "text":
             return ["CVAT's functions annotate images: a text model cannot be served to CVAT"]
         table = INTERACTION if spec.prompts else CONVERSIONS
-        found = conversions.losses(table, spec, conversions.possible(spec), manifest.geometry.simplify_tolerance)
+        rows = conversions.possible(spec)
+        if not any(cls.kind in TAG_KINDS for cls in spec.classes):  # only a tag's confidence is lost
+            rows.discard(("", "prediction.confidence"))
+        found = conversions.losses(table, spec, rows, manifest.geometry.simplify_tolerance)
         names = {cls.name for cls in spec.classes}
         found += [f"platforms.cvat.rename names {name!r}, not a class of the model" for name in section.rename
                   if name not in names]

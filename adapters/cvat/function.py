@@ -68,6 +68,9 @@ class Runner:
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self.section: CvatSection = manifest.section(PLATFORM, CvatSection)
+        if not self.section.enabled:
+            raise ManifestError(f"{manifest.where()}: platforms.cvat.enabled is false: this manifest is not served "
+                                "to CVAT")
         try:
             Params(manifest.params).resolve(self.section.params)
         except InvalidParams as error:
