@@ -388,3 +388,16 @@ def test_mobilesam_segments_what_cvat_prompts_point_at(stand_in, cvat_cli, mobil
     assert at(masks["suit"], PATCH) and not at(masks["suit, not the patch"], PATCH)
     assert at(masks["suit, not the patch"], SUIT)
     assert iou(masks["after"], masks["face"]) > 0.99  # still serving, the same answer
+
+
+def test_task_auto_annotate_runs_the_function_once_without_an_agent(stand_in, cvat_cli):
+    """Community CVAT has no agents: `cvat-cli task auto-annotate` runs the same function on the user's machine
+    (cvat-sdk's `annotate_task`) and uploads the annotations."""
+    labels = [label("Eye", 12, "points"), label("Face", 11, "rectangle")]
+    task = stand_in.add_task("astronaut", frames()[:1], labels)
+    done = cvat_cli("task", "auto-annotate", str(task), *BRIDGE, "-p",
+                    f"manifest=str:{ROOT / 'manifests' / 'default.yaml'}", "--conf-threshold", "0.5")
+    assert done.returncode == 0, done.stderr
+    (upload,) = stand_in.uploads[task]
+    assert {(s["type"], s["label_id"]) for s in upload["shapes"]} == {("rectangle", 11), ("points", 12)}
+    assert all(s["score"] >= 0.5 for s in upload["shapes"])

@@ -16,9 +16,7 @@ from typing import Any
 
 from adapters.cvat.convert import (
     CONVERSIONS,
-    INTERACTION,
     PLATFORM,
-    TAG_KINDS,
     CvatRun,
     function_labels,
     read_annotations,
@@ -52,7 +50,7 @@ class CvatAdapter(Adapter):
 
     def writer(self, section: CvatSection, spec: ModelSpec, manifest: Manifest, run: CvatRun | None = None) -> Writer:
         """The table of the request's own form: masks as polygons, or an interaction's masks."""
-        return dataclasses.replace(super().writer(section, spec, manifest, run), table=(run or CvatRun()).table)
+        return dataclasses.replace(super().writer(section, spec, manifest, run), table=(run or CvatRun()).table(spec))
 
     def read_answer(self, answer: Any, spec: ModelSpec, section: CvatSection, size: tuple[int, int] | None = None,
                     text: str | None = None) -> list[Prediction]:
@@ -65,11 +63,8 @@ class CvatAdapter(Adapter):
         """What CVAT loses of the model, and what would keep the function from matching a task's labels."""
         if spec.input == "text":
             return ["CVAT's functions annotate images: a text model cannot be served to CVAT"]
-        table = INTERACTION if spec.prompts else CONVERSIONS
-        rows = conversions.possible(spec)
-        if not any(cls.kind in TAG_KINDS for cls in spec.classes):  # only a tag's confidence is lost
-            rows.discard(("", "prediction.confidence"))
-        found = conversions.losses(table, spec, rows, manifest.geometry.simplify_tolerance)
+        table = CvatRun(interaction=spec.prompts).table(spec)
+        found = conversions.losses(table, spec, conversions.possible(spec), manifest.geometry.simplify_tolerance)
         names = {cls.name for cls in spec.classes}
         found += [f"platforms.cvat.rename names {name!r}, not a class of the model" for name in section.rename
                   if name not in names]

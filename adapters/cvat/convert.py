@@ -209,12 +209,14 @@ class CvatRun:
     """An interaction function's answer (masks for the prompts), not a detection function's."""
     labels: Mapping[str, Label] | None = None
 
-    @property
-    def table(self) -> Table:
-        """What this request's answer loses."""
+    def table(self, spec: ModelSpec) -> Table:
+        """What this request's answer loses of the model's predictions (a model without tags loses no score)."""
         if self.interaction:
             return INTERACTION
-        return {**CONVERSIONS, "mask": MASKS_AS_POLYGONS} if self.conv_mask_to_poly else CONVERSIONS
+        table = {**CONVERSIONS, "mask": MASKS_AS_POLYGONS} if self.conv_mask_to_poly else CONVERSIONS
+        if not any(cls.kind in TAG_KINDS for cls in spec.classes):
+            table = {**table, "prediction.confidence": exact("score")}
+        return table
 
 
 def write(predictions: Iterable[Prediction], size: tuple[int, int], spec: ModelSpec, rename: Mapping[str, str],
