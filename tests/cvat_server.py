@@ -86,7 +86,8 @@ def task_labels_of(spec: Any, first_id: int = 100) -> list[dict[str, Any]]:
                 for a in reversed(getattr(of, "attributes", []))]
 
     return [label(lb.name, next(ids), lb.type, attributes=attributes(lb),
-                  sublabels=[sublabel(s.name, next(ids), attributes(s)) for s in reversed(getattr(lb, "sublabels", []))])
+                  sublabels=[sublabel(node.name, next(ids), attributes(node))
+                             for node in reversed(getattr(lb, "sublabels", []))])
             for lb in reversed(spec.labels)]
 
 

@@ -287,8 +287,8 @@ def test_every_example_manifest_is_a_cvat_function_or_says_why_not(path, stand_i
         assert isinstance(function, InteractionFunction)
         return
     labels = task_labels_of(function.spec)
-    blurred = ("blurred.png", encode_image(cv2.GaussianBlur(np.asarray(Image.open(SAMPLES / "astronaut.jpg")), (0, 0), 6)))
-    frames = [*FRAMES, blurred]
+    blurred = cv2.GaussianBlur(np.asarray(Image.open(SAMPLES / "astronaut.jpg")), (0, 0), 6)  # for the blur example
+    frames = [*FRAMES, ("blurred.png", encode_image(blurred))]
     upload = annotate(stand_in, client, function, labels, frames)
 
     section, spec = function.model.section, function.model.service.spec
@@ -300,6 +300,47 @@ def test_every_example_manifest_is_a_cvat_function_or_says_why_not(path, stand_i
                                frames=False)
         assert sorted(map(key, got)) == sorted(map(key, own))  # all of it, under the task's ids
     assert {item["frame"] for item in upload["shapes"] + upload["tags"]}, f"{path.stem}: nothing found"
+
+
+def test_a_manifest_cvat_cannot_serve_is_refused_when_the_function_loads(tmp_path):
+    model = {"factory": f"{ROOT}/tests/cvat_models.py:EveryKind"}
+    params = {"type": "object", "properties": {"level": {"type": "integer", "maximum": 3}}}
+    cases = [
+        ({"params": {"level": 9}}, r"platforms.cvat.params: invalid parameter level: 9 is greater than the maximum"),
+        ({"attributes": {"nobody": ["tall"]}}, r"platforms.cvat: attributes are declared for classes the model "
+                                              r"does not have: \['nobody'\]"),
+        ({"rename": {"face": "eye"}}, r"platforms.cvat: classes \['face', 'eye'\] are all named 'eye' in CVAT"),
+        ({"enabled": False}, "platforms.cvat.enabled is false: this manifest is not served to CVAT"),
+    ]
+    for number, (section, message) in enumerate(cases):
+        manifest = write_manifest(tmp_path, f"bad-{number}", model=model, params=params,
+                                  platforms={"cvat": section})
+        with pytest.raises(ManifestError, match=message):
+            create(manifest)
+
+
+def test_bridge_check_says_what_cvat_loses_and_which_labels_a_task_needs(tmp_path, capsys):
+    from bridge.commands.main import main
+
+    manifest = write_manifest(tmp_path, "check", model={"factory": f"{ROOT}/tests/cvat_models.py:EveryKind"},
+                              platforms={"cvat": {"rename": {"face": "Face", "fcae": "x"}}})
+    assert main(["check", manifest]) == 0
+    out = capsys.readouterr().out
+    assert "  cvat: 7 warning(s)" in out
+    for line in ("class 'region' (polygon): sent as polygon: a CVAT polygon is one ring: holes are filled",
+                 "class 'motion' (vector): dropped: CVAT has no vector shape",
+                 "class 'phrase' (entity): dropped: CVAT's functions annotate images, not text",
+                 "confidence: sent as score: a tag has no score in CVAT",
+                 "platforms.cvat.rename names 'fcae', not a class of the model",
+                 "CVAT matches labels by name: the task's labels must be named 'Face' (rectangle), 'tilted' "
+                 "(rectangle), 'region' (polygon), 'coin' (mask), 'nose' (points), 'horizon' (polyline), 'eye' "
+                 "(ellipse), 'body' (skeleton: head, left_hand, right_hand), 'crate' (cuboid), 'outdoor' (tag)"):
+        assert f"    - {line}" in out, line
+    text = write_manifest(tmp_path, "text", model={"factory": f"{ROOT}/tests/shapes_model.py:TextShapes"},
+                          platforms={"cvat": {}})
+    assert main(["check", text]) == 0
+    assert "cvat: 1 warning(s)\n    - CVAT's functions annotate images: a text model cannot be served" in (
+        capsys.readouterr().out)
 
 
 # --- the dialect, pure ------------------------------------------------------------------------------------------

@@ -77,8 +77,8 @@ class CvatAdapter(Adapter):
             return [*found, f"platforms.cvat: {error}"]
         if spec.prompts:
             return found
-        listed = ", ".join(f"{label.name!r} ({label.type}{': ' + ', '.join(label.cls.nodes) if label.cls.nodes else ''})"
-                           for label in labels.values())
+        nodes = {label.name: ": " + ", ".join(label.cls.nodes) if label.cls.nodes else "" for label in labels.values()}
+        listed = ", ".join(f"{label.name!r} ({label.type}{nodes[label.name]})" for label in labels.values())
         return [*found, f"CVAT matches labels by name: the task's labels must be named {listed} "
                         "(platforms.cvat.rename renames classes)"]
 
