@@ -79,9 +79,8 @@ def serve_app() -> Iterator[Callable[..., str]]:
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 60
-        state = getattr(app, "state", None)  # a bridge app's; None for other ASGI apps
-        while not server.started or (ready and state is not None and state.service is None
-                                     and not state.load_error):
+        bridge = hasattr(getattr(app, "state", None), "load_error")  # a bridge app, not any ASGI app
+        while not server.started or (ready and bridge and app.state.service is None and not app.state.load_error):
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.02)

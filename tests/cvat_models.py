@@ -14,8 +14,8 @@ import numpy as np
 
 from bridge import (
     Box,
-    ClassSpec,
     Classification,
+    ClassSpec,
     Context,
     Cuboid,
     Ellipse,

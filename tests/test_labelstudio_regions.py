@@ -11,9 +11,32 @@ import pytest
 from skimage import data
 
 from adapters.labelstudio.config import parse_config
-from adapters.labelstudio.regions import from_regions, task_score, to_prompts, to_regions
-from bridge import Box, Classification, Ellipse, Mask, Node, Point, Polygon, Prediction, RotatedBox, Skeleton, Span, Tag
-from bridge.core.geometry import polygon_to_mask, rotated_box_corners, to_polygon, to_shapely
+from adapters.labelstudio.regions import (
+    from_regions,
+    task_score,
+    to_prompts,
+    to_regions,
+)
+from bridge import (
+    Box,
+    Classification,
+    Ellipse,
+    Mask,
+    Node,
+    Point,
+    Polygon,
+    Prediction,
+    RotatedBox,
+    Skeleton,
+    Span,
+    Tag,
+)
+from bridge.core.geometry import (
+    polygon_to_mask,
+    rotated_box_corners,
+    to_polygon,
+    to_shapely,
+)
 
 CONFIG = parse_config("""
 <View>

@@ -17,14 +17,35 @@ import numpy as np
 import pytest
 
 from adapters.labelstudio.config import parse_config
-from adapters.labelstudio.regions import from_regions, task_score, to_prompts, to_regions
-from bridge import Box, Classification, Ellipse, Mask, Point, Polygon, Prediction, RotatedBox, Span
+from adapters.labelstudio.regions import (
+    from_regions,
+    task_score,
+    to_prompts,
+    to_regions,
+)
+from bridge import (
+    Box,
+    Classification,
+    Ellipse,
+    Mask,
+    Point,
+    Polygon,
+    Prediction,
+    RotatedBox,
+    Span,
+)
 from bridge.core.geometry import rotated_box_corners, to_shapely
-from tests.labelstudio_client import UNCERTAINTY_SAMPLING, LabelStudioClient, LabelStudioError
+from tests.labelstudio_client import (
+    UNCERTAINTY_SAMPLING,
+    LabelStudioClient,
+    LabelStudioError,
+)
 from tests.labelstudio_record import FIXTURES, record, structure
 from tests.labelstudio_server import LabelStudio
 from tests.recording_backend import RecordingBackend
 from tests.test_labelstudio_regions import same
+
+pytestmark = pytest.mark.xdist_group("labelstudio")  # the Label Studio tests share one worker: one server at a time
 
 SAMPLES = Path(__file__).resolve().parents[1] / "bridge" / "samples"
 ASTRONAUT = SAMPLES / "astronaut.jpg"

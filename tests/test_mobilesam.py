@@ -25,9 +25,9 @@ from prometheus_client import REGISTRY
 pytest.importorskip("onnxruntime", reason="MobileSAM serves on onnxruntime: pip install -e '.[sam]'")
 
 from bridge import Box, Context, InvalidInput, Prompts  # noqa: E402
-from bridge.serving.app import create_app  # noqa: E402
 from bridge.core.manifest import load_manifest  # noqa: E402
 from bridge.samples import read  # noqa: E402
+from bridge.serving.app import create_app  # noqa: E402
 from examples.mobilesam import build  # noqa: E402
 from examples.mobilesam.model import RECIPE, EmbeddingCache, MobileSAM  # noqa: E402
 from tests.conftest import ROOT, b64  # noqa: E402

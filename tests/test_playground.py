@@ -23,7 +23,7 @@ ARTIFACTS = Path(os.environ.get("BRIDGE_TEST_ARTIFACTS", ROOT / "test-artifacts"
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here: `apt-get install chromium` (.ci/run does)")
 
-ALL = {"v7": {}, "labelbox": {}, "ango": {}}
+ALL = {"v7": {}, "labelbox": {}, "ango": {}, "labelstudio": {}}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_upload_switch_platform_and_see_what_each_keeps(browser, serve_app, make
     ARTIFACTS.mkdir(exist_ok=True)
 
     seen = {}
-    for platform in ("v7", "labelbox", "ango"):
+    for platform in ("v7", "labelbox", "ango", "labelstudio"):
         before = runs(page)
         page.locator(f'[data-platform="{platform}"]').click()  # with no input yet, this only chooses
         if platform == "v7":
@@ -86,6 +86,10 @@ def test_upload_switch_platform_and_see_what_each_keeps(browser, serve_app, make
     # ... and that it keeps no confidence: what Ango receives, its plugin runs included
     assert "confidence: dropped: Ango's answer carries no confidence" in seen["ango"]["losses"]
     assert not [p for p in seen["ango"]["drawn"] if p["label"] == "vector"]
+    # Label Studio: its regions, in the tools of the config `bridge labelstudio-config` prints
+    types = {region["type"] for region in seen["labelstudio"]["answer"]["result"]}
+    assert {"rectanglelabels", "polygonlabels", "brushlabels", "keypointlabels", "ellipselabels"} <= types
+    assert {"line", "cuboid"}.isdisjoint(kinds["labelstudio"]) and "ellipse" in kinds["labelstudio"]
     # the answer shown is the platform's own
     assert seen["v7"]["answer"]["status"] == "succeeded" and "objects" in seen["ango"]["answer"]
     assert errors == []
@@ -120,12 +124,22 @@ def test_a_text_model_highlights_its_spans(browser, serve_app):
     found = after_run(page, before)
     assert found["shapes"] == 2 and page.locator("#text-view mark").count() == 2
     assert page.locator("#text-view mark").first.inner_text().startswith("tom@example.com")
+    # no blank picture above the text: the canvas is hidden for a text model, and takes no room
+    assert page.locator("#canvas").is_hidden()
+    assert page.evaluate("document.getElementById('canvas').getBoundingClientRect().height") == 0
     assert errors == []
 
 
 def test_the_playground_is_off_when_asked_and_refuses_unknown_platforms(serve_app, make_manifest):
     manifest = make_manifest(model={"factory": "examples/blur.py:BlurDetector"})
-    assert httpx.get(serve_app(create_app(manifest, playground=False)) + "/").status_code == 404
+    off = serve_app(create_app(manifest, playground=False))
+    for path in ("/", "/playground/info"):
+        answer = httpx.get(off + path)
+        assert answer.status_code == 404
+        assert answer.json()["error"] == (f"GET {path}: the playground is off: `bridge serve` serves it only on a "
+                                          "loopback --host (it answers without credentials); --playground "
+                                          "turns it on")
+    assert "no such route" in httpx.get(off + "/nowhere").json()["error"]
     base = serve_app(create_app(manifest))
     refused = httpx.post(f"{base}/playground/run", json={"platform": "labelbox", "image": "x"})
     assert refused.status_code == 422 and refused.json() == {"error": "platform 'labelbox' is not served; served: v7"}

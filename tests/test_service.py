@@ -345,7 +345,6 @@ def test_results_are_clipped_to_the_image(make_manifest):
     ("checklist", "'objects' answered ('car', 'boat'), not a list of its options ['car', 'tree']"),
     ("checklist_str", "'objects' answered 'car', not a list of its options"),
     ("text", "'caption' is free text but answered ('a', 'b')"),
-    ("not a list", "the model failed: TypeError"),
     ("not a prediction", "the model returned a bad prediction: got a dict, not a Prediction"),
     ("confidence", "'box' has confidence None, not a number"),
 ])
@@ -354,8 +353,30 @@ def test_bad_predictions_are_model_failures_with_a_clear_message(make_manifest, 
     _, (result,) = run(manifest, image_job(params={"bad": bad}))
     assert isinstance(result, ModelFailed) and result.status == 500
     assert words in result.message
-    if bad != "not a list":
-        assert result.message.startswith("the model returned a bad prediction:")
+    assert result.message.startswith("the model returned a bad prediction:")
+
+
+LIST = "expected a list of Prediction (an empty list when it finds nothing)"
+LISTS = "expected a list holding one list of Prediction per item"
+
+
+@pytest.mark.parametrize("model, bad, message", [
+    ("Misbehaving", "none", f"Misbehaving.predict returned None: {LIST}"),
+    ("Misbehaving", "dict", f"Misbehaving.predict returned a dict: {LIST}"),
+    ("Misbehaving", "one", f"Misbehaving.predict returned a Prediction: {LIST}"),
+    ("AwaitsNothing", None, f"AwaitsNothing.predict returned None: {LIST}"),
+    ("BadBatches", "none", f"BadBatches.predict_batch returned None: {LISTS} (1 item)"),
+    ("BadBatches", "dict", f"BadBatches.predict_batch returned a dict: {LISTS} (1 item)"),
+    ("BadBatches", "one more", f"BadBatches.predict_batch returned 2 lists for 1 item: {LISTS}"),
+    ("BadBatches", "none inside", f"BadBatches.predict_batch returned None for item 0: {LIST}"),
+])
+def test_a_model_returning_no_list_is_told_what_was_expected(make_manifest, model, bad, message):
+    """None (a forgotten `return`), a dict or one Prediction: the message names the model's class, its method
+    and what it must return, not a TypeError from deep inside the bridge."""
+    manifest = make_manifest(model={"factory": f"tests.service_models:{model}"})
+    _, (result,) = run(manifest, image_job(params={"bad": bad} if bad else {}))
+    assert isinstance(result, ModelFailed) and result.status == 500
+    assert result.message == f"the model failed: {message}"
 
 
 def test_confidences_are_clamped_and_nan_is_zero(make_manifest, serve_app):

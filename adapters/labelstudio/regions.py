@@ -88,8 +88,9 @@ def to_regions(prediction: Prediction, control: ControlTag, size: tuple[int, int
     height, width = size
     values = _geometry(kind, shape, control, height, width, tolerance)
     named = label or prediction.label
-    return [_region(prediction, control, size, _labelled(value, control, named), k if len(values) > 1 else None)
-            for k, value in enumerate(values)]
+    identity = prediction.id or uuid.uuid4().hex[:10]
+    return [_region(prediction, control, size, _labelled(value, control, named), k if len(values) > 1 else None,
+                    identity) for k, value in enumerate(values)]
 
 
 def _geometry(kind: str, shape: Any, control: ControlTag, height: int, width: int,
@@ -160,8 +161,10 @@ def _value(control: ControlTag, name: str) -> str:
 
 
 def _region(prediction: Prediction, control: ControlTag, size: tuple[int, int] | None, value: dict[str, Any],
-            part: int | None = None) -> Region:
-    identity = prediction.id or uuid.uuid4().hex[:10]
+            part: int | None = None, identity: str | None = None) -> Region:
+    """One region; a prediction's several regions (a polygon's parts, a skeleton's nodes) share `identity`, and
+    are told apart by `-<part>` after it."""
+    identity = identity or prediction.id or uuid.uuid4().hex[:10]
     region: Region = {"id": identity if part is None else f"{identity}-{part}", "from_name": control.name,
                       "to_name": control.to_name[0], "type": control.result_type, "value": value,
                       "score": float(prediction.confidence)}

@@ -70,6 +70,8 @@ class Source:
     array: np.ndarray | None = field(default=None, compare=False, repr=False)
     """(H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, of booleans, 8 or 16 bits: taken like a decoded image
     (`bridge.core.media.from_array`), within `limits.max_image_pixels`."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Sent with the URL (credentials: Label Studio's token), and on redirects within its origin only."""
 
 
 @dataclass(frozen=True)
@@ -207,14 +209,14 @@ class Service:
         if source.array is not None:
             return await self.media.decode(from_array, source.array, self.media.limits, what)
         if source.url:
-            return await self.media.image(source.url, f"{what}.url")
+            return await self.media.image(source.url, f"{what}.url", source.headers)
         data = source.data if source.data is not None else self._base64(source, what)
         return await self.media.decode(decode_image, data, self.media.limits, what)
 
     async def load_text(self, source: Source, what: str = "text") -> str:
         """A text given by URL or as bytes, read as UTF-8."""
         if source.url:
-            data = await self.media.fetch(source.url, f"{what}.url")
+            data = await self.media.fetch(source.url, f"{what}.url", source.headers)
         else:
             data = source.data if source.data is not None else self._base64(source, what)
         try:

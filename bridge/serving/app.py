@@ -99,7 +99,7 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, p
         router = build_router(adapter, section)
         if router is not None:
             app.include_router(router)
-    answer_unknown_routes(app, platforms)
+    answer_unknown_routes(app, platforms, playground)
     serve_docs(app)
     if playground:
         from bridge.serving.playground import mount

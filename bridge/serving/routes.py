@@ -2,7 +2,9 @@
 
 One route class for every adapter: credentials are checked before any of the body is read (a caller without
 them learns nothing about the request form), the body is capped at `limits.max_request_bytes` before FastAPI
-parses it, and every failure is answered in the platform's error form (`Adapter.error_body`) with the
+parses it, a body is read as JSON whatever its declared `Content-Type` (`curl -d` says form-urlencoded, some
+clients say nothing or text/plain) while a multipart upload is refused with 415 saying what to send, and
+every failure is answered in the platform's error form (`Adapter.error_body`) with the
 status of a `BridgeError`: malformed JSON 400, a body that does not fit the route's request model 422,
 anything unexpected 500 with the traceback in the log only. The server keeps serving either way.
 """
@@ -68,7 +70,7 @@ def bridge_route(body: ErrorBody = default_error_body,
                 try:
                     if authenticate is not None:
                         authenticate(request)
-                    request = LimitedRequest(request.scope, request.receive)
+                    request = LimitedRequest(as_json(request.scope), request.receive)
                     await request.body()  # enforce the size limit before FastAPI parses anything
                     return await handler(request)
                 except ClientDisconnect:
@@ -95,6 +97,25 @@ def as_bridge_error(error: Exception, request: Request) -> BridgeError:
         return BridgeError(str(error.detail), status=error.status_code)
     log.error("unexpected failure on %s %s", request.method, request.url.path, exc_info=error)
     return BridgeError(f"internal error: {type(error).__name__}")
+
+
+JSON_TYPE = (b"content-type", b"application/json")
+
+
+def as_json(scope: dict[str, Any]) -> dict[str, Any]:
+    """The request's scope with its body declared JSON: FastAPI parses a body only when its `Content-Type`
+    says JSON, and otherwise answers an opaque 422 ("Input should be a valid dictionary"). Every platform
+    route takes JSON, so a body is read as JSON whatever it was declared; a multipart upload (a form with a
+    file, as Label Studio and CVAT users try) is not JSON at all: 415 saying what to send."""
+    headers = [(name, value) for name, value in scope.get("headers", ()) if name != b"content-type"]
+    declared = dict(scope.get("headers", ())).get(b"content-type", b"").split(b";")[0].strip().lower()
+    if declared.startswith(b"multipart/"):
+        raise BridgeError(f"the body is a {declared.decode('latin-1')} upload: send the request as a JSON body "
+                          "(Content-Type: application/json), with an image as a URL or base64 inside it",
+                          status=415)
+    if declared == JSON_TYPE[1] or declared.endswith(b"+json"):
+        return scope
+    return {**scope, "headers": [*headers, JSON_TYPE]}
 
 
 class LimitedRequest(Request):
@@ -132,9 +153,10 @@ ERRORS = {
     400: "The body is not JSON, base64 is broken, or a URL is not allowed (not http(s), or a private address).",
     401: "Missing or wrong credentials.",
     413: "The body, a download, an image or a video is over the manifest's limits.",
+    415: "The body is a multipart upload: send JSON.",
     422: "The request does not fit the schema, a parameter is invalid, or the media is not usable.",
     500: "The model failed, or returned a prediction that does not fit its classes.",
-    503: "The model is still loading.",
+    503: "The model is still loading, or failed to load (the message says why); or the server is busy.",
     504: "The job ran past limits.deadline, or a download past limits.fetch_timeout.",
 }
 """Every status a platform route may answer besides 200, as the OpenAPI schema declares them."""
@@ -149,13 +171,16 @@ def build_router(adapter: Adapter, section: Any) -> APIRouter | None:
     scheme = adapter.auth(section)
     router = APIRouter(prefix=section.base_path.rstrip("/"), tags=[adapter.title or adapter.name],
                        route_class=bridge_route(adapter.error_body, scheme.check))
+    public = bridge_route(adapter.error_body)
     security = scheme.openapi()
     error = adapter.error_model or DefaultErrorBody
     responses = {status: {"model": error, "description": why} for status, why in ERRORS.items()}
     for route in routes:
         router.add_api_route(route.path, _endpoint(route), methods=[route.method], response_model=route.response,
                              summary=route.summary or None, description=inspect.getdoc(route.endpoint),
-                             responses=responses, dependencies=[Depends(security)] if security else [],
+                             responses=responses,
+                             dependencies=[Depends(security)] if security and not route.public else [],
+                             route_class_override=public if route.public else None,
                              openapi_extra=None if route.params_at is None else {"x-params-at": list(route.params_at)})
     return router
 
