@@ -21,6 +21,9 @@ class CvatInteraction(Strict):
 
 
 class CvatSection(PlatformSection):
+    """CVAT's native function (`adapters.cvat.function`, which cvat-cli's agent runs: no routes): the labels it
+    declares and how it answers."""
+
     attributes: dict[str, list[str]] = Field(
         default_factory=dict, description="Per class: the prediction attributes its CVAT label declares, each a "
                                           "checkbox attribute (\"true\" when the prediction carries it); the "
