@@ -43,6 +43,7 @@ that cvat-cli loads (`adapters.cvat.function`) makes the SDK's objects of this J
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -236,7 +237,7 @@ def to_cvat(predictions: Iterable[Prediction], labels: Mapping[str, Label], *, s
     above `conf_threshold`, masks as polygons when `conv_mask_to_poly`, classes CVAT lacks left out."""
     tags: list[dict[str, Any]] = []
     shapes: list[dict[str, Any]] = []
-    groups = iter(range(1, 1 << 31))
+    groups = itertools.count(1)
     for prediction in predictions:
         label = labels.get(prediction.label)
         if label is None or (conf_threshold is not None and prediction.confidence < conf_threshold):
