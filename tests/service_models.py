@@ -86,10 +86,12 @@ class Finder:
     def __init__(self, prompts: bool = False) -> None:
         self.spec = ModelSpec(classes=self.CLASSES, prompts=prompts)
         self.seen: list[tuple[int, ...]] = []
+        self.dtypes: list[np.dtype] = []
         self.contexts: list[Context] = []
 
     def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
         self.seen.append(image.shape)
+        self.dtypes.append(image.dtype)
         self.contexts.append(context)
         bright = (image > 200).any(axis=2)
         rows, cols = np.nonzero(bright)

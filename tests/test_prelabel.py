@@ -36,7 +36,7 @@ from tests.conftest import ROOT, encode_image
 from tests.shapes_model import donut_mask
 from tests.test_ango import FakeAngoApi
 
-PLATFORMS = ("v7", "labelbox", "ango")
+PLATFORMS = ("v7", "labelbox", "ango", "cvat")
 
 
 def write_manifest(tmp_path: Path, factory: str = "tests/shapes_model.py:AllShapes", **keys: Any) -> Path:
@@ -348,9 +348,9 @@ def test_progress_bar_on_a_terminal():
 
 
 def test_unknown_platform_is_a_clear_error(tmp_path, images, capsys):
-    code = main(["prelabel", str(write_manifest(tmp_path)), str(images), "--to", "cvat", "--out", str(tmp_path)])
+    code = main(["prelabel", str(write_manifest(tmp_path)), str(images), "--to", "nuclio", "--out", str(tmp_path)])
     assert code == 2
-    assert "no platform named cvat" in capsys.readouterr().err
+    assert "no platform named nuclio" in capsys.readouterr().err
 
 
 def test_png_mask_values(tmp_path):

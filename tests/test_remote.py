@@ -125,7 +125,10 @@ def test_a_remote_manifest_says_what_is_wrong(tmp_path, monkeypatch):
         "url": f"http://127.0.0.1:{free_port()}/v7", "platform": "v7"}}})
     with pytest.raises(ManifestError, match="could not be read: ConnectError"):
         build_model(manifest, discover())
-    with pytest.raises(ManifestError, match="no adapter named 'cvat'"):
+    with pytest.raises(ManifestError, match="no adapter named 'nuclio'"):
+        build_model(write(tmp_path, "nuclio.yaml", {"name": "x", "model": {"remote": {"url": "http://x",
+                                                                                  "platform": "nuclio"}}}), discover())
+    with pytest.raises(ManifestError, match="the cvat adapter cannot call an endpoint"):  # CVAT's agent polls
         build_model(write(tmp_path, "cvat.yaml", {"name": "x", "model": {"remote": {"url": "http://x", "platform": "cvat"}}}
               ), discover())
     with pytest.raises(ManifestError, match="model_yaml: a Labelbox endpoint does not list its features"):

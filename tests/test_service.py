@@ -431,6 +431,28 @@ def test_image_over_the_pixel_limit_is_too_large(make_manifest):
     assert model.seen == []
 
 
+def test_an_image_already_decoded_is_taken_as_an_array_like_any_decoded_image(make_manifest):
+    """`Source.array` (a caller that holds decoded pixels, e.g. CVAT's agent): grey, RGB, RGBA and 16-bit
+    arrays reach the model as (H, W, 3) uint8 RGB, within the pixel limit; other arrays are refused."""
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder"}, limits={"max_image_pixels": H * W})
+    rgb = scene()
+    arrays = [rgb, rgb[:, :, 0], np.dstack([rgb, np.full((H, W), 7, np.uint8)]), rgb.astype(np.uint16) * 257,
+              rgb[:, :, 0] > 200, np.asfortranarray(rgb)]
+    bad = [np.zeros((H, W + 1, 3), np.uint8), np.zeros((H, W, 2), np.uint8), np.zeros((H, W, 3), np.float32),
+           np.zeros((0, W, 3), np.uint8), np.zeros((H, W, 3, 1), np.uint8)]
+    model, results = run(manifest, *(Job(platform="test", image=Source(array=a)) for a in arrays + bad))
+    assert [next(p.shape for p in r.predictions if p.label == "box") for r in results[:len(arrays)]] == [
+        Box(5, 5, 110, 55)] * len(arrays)
+    assert model.seen == [(H, W, 3)] * len(arrays) and set(model.dtypes) == {np.dtype(np.uint8)}
+    over, channels, floats, empty, dims = results[len(arrays):]
+    assert isinstance(over, TooLarge) and over.message == ("image is 151x100 = 15,100 pixels; the limit is 15,000 "
+                                                           "(limits.max_image_pixels)")
+    assert isinstance(channels, InvalidInput) and "(100, 150, 2)" in channels.message
+    assert isinstance(floats, InvalidInput) and "float32" in floats.message
+    assert isinstance(empty, InvalidInput) and isinstance(dims, InvalidInput)
+    assert (rgb == scene()).all()  # the caller's array is left as it was
+
+
 # --- video frames and batching ------------------------------------------------------------------------------------
 
 

@@ -118,6 +118,8 @@ PROCESS_VARIABLES = {
                          "section for what that opens).",
     "SSRF_PROTECTION_ENABLED": "Read by Label Studio, not the bridge: `false` lets the webhook it makes for a "
                                "backend on a private address through (with `ML_BLOCK_LOCAL_IP=false`).",
+    "CVAT_ACCESS_TOKEN": "Read by cvat-cli, not the bridge: the CVAT personal access token that `function "
+                         "create-native`, `function run-agent` and `task auto-annotate` send.",
     "BRIDGE_RELOAD": "Set by `bridge serve --reload` for the processes it restarts (what to serve): not yours to set.",
     "CONNECTOR": "Set by the bridge while it imports the Ango SDK (REST for `bridge serve`, WS for `bridge ango`), "
                  "then restored: not yours to set.",

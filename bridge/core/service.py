@@ -34,7 +34,7 @@ from bridge.core.errors import (
     TooLarge,
 )
 from bridge.core.manifest import Manifest, ManifestError
-from bridge.core.media import MediaLoader, decode_base64, decode_image, decode_video
+from bridge.core.media import MediaLoader, decode_base64, decode_image, decode_video, from_array
 from bridge.core.metrics import (
     job_in_flight,
     observe_batch,
@@ -62,11 +62,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Source:
-    """An item's bytes: by URL, as base64 (a `data:` URL too), or as the bytes themselves (exactly one)."""
+    """An item: by URL, as base64 (a `data:` URL too), as the bytes themselves, or (an image a caller holds
+    decoded already, as CVAT's agent does) as an array of pixels; exactly one."""
 
     url: str | None = None
     base64: str | None = None
     data: bytes | None = None
+    array: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """(H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, of booleans, 8 or 16 bits: taken like a decoded image
+    (`bridge.core.media.from_array`), within `limits.max_image_pixels`."""
     headers: Mapping[str, str] = field(default_factory=dict)
     """Sent with the URL (credentials: Label Studio's token), and on redirects within its origin only."""
 
@@ -203,6 +207,8 @@ class Service:
             yield list(zip(range(start, start + len(part)), images))
 
     async def load_image(self, source: Source, what: str = "image") -> np.ndarray:
+        if source.array is not None:
+            return await self.media.decode(from_array, source.array, self.media.limits, what)
         if source.url:
             return await self.media.image(source.url, f"{what}.url", source.headers)
         data = source.data if source.data is not None else self._base64(source, what)
