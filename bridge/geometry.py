@@ -119,23 +119,19 @@ class _Outline(NamedTuple):
         total = len(self.xy)
         coords = self.xy[::-1].astype(np.float64)  # ring k reversed is coords[total - ends[k]:total - starts[k]]
         stops = (total - self.ends).tolist()
-        parts: list[list[np.ndarray]] = []
-        for start, stop, outer in zip(stops, [total, *stops[:-1]], self.exterior.tolist()):
-            if outer:
-                parts.append([coords[start:stop]])
-            else:
-                parts[-1].append(coords[start:stop])
-        return _polygon(parts)
+        rings = [coords[start:stop] for start, stop in zip(stops, [total, *stops[:-1]])]
+        bounds = [*np.flatnonzero(self.exterior).tolist(), len(rings)]
+        return _polygon(tuple(tuple(rings[start:stop]) for start, stop in zip(bounds, bounds[1:])))
 
 
 _EMPTY = _Outline(np.empty((0, 2), np.intp), np.empty(0, np.intp), np.empty(0, bool))
 
 
-def _polygon(parts: list[list[np.ndarray]]) -> Polygon:
+def _polygon(parts: tuple[tuple[np.ndarray, ...], ...]) -> Polygon:
     """A `Polygon` of rings already in its form ((N, 2) float arrays, open, parts not empty), without its
     per-ring conversion: at 1-2 us a ring, that costs as much as tracing a noisy mask."""
     polygon = object.__new__(Polygon)
-    object.__setattr__(polygon, "parts", tuple(map(tuple, parts)))
+    object.__setattr__(polygon, "parts", parts)
     return polygon
 
 
@@ -202,7 +198,7 @@ def _trace_background(inside: np.ndarray, max_vertices: int | None) -> _Outline:
     cv2.compare(inside, 0, cv2.CMP_EQ, dst=background[1:-1, 1:-1])
     contours, _ = cv2.findContours(background, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
     chains = _Chains.of(contours)
-    edges = _Edges.of(chains, max_vertices)
+    edges = _Edges.of(chains, None if max_vertices is None else max_vertices + 4)  # the padding's 4 corners
     xy, ends = edges.corners(chains), edges.ring_ends(chains)
     pinches = _pinches(chains, background)
     if len(pinches):
@@ -348,7 +344,7 @@ def _cycles(successor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, np.r_[np.flatnonzero(np.diff(label.take(order))) + 1, len(order)]
 
 
-def _vertex_count(inside: np.ndarray, band: int = 1024) -> int:
+def _vertex_count(inside: np.ndarray, band: int = 512) -> int:
     """How many vertices the exact outline has, from the 2x2 pixels around each pixel corner: one where the
     outline turns (an odd count of mask pixels), two where two pixels touch only at that corner. OpenCV's
     elementwise calls, a band of rows at a time, release the GIL."""
