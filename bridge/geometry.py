@@ -1,8 +1,12 @@
 """Geometry conversions shared by every adapter: masks, polygons, RLE, boxes, crops.
 
 Conventions are those of `bridge.predictions`: pixel (i, j) covers [j, j+1] x [i, i+1], and a pixel belongs
-to a polygon when its centre lies inside it (pycocotools' rasterisation rule). With that rule
-`polygon_to_mask(mask_to_polygon(m))` gives back `m` exactly when no simplification is asked for.
+to a polygon when its centre lies strictly inside it. With that rule `polygon_to_mask(mask_to_polygon(m))`
+gives back `m` exactly when no simplification is asked for.
+
+Every conversion of a mask stays near its OpenCV or pycocotools equivalent on any mask (noise, thousands of
+parts, 8000x6000), is bounded (`limits.max_vertices`), and lets other threads run: the work is vectorised
+over the outline in calls of a few ms, or done by OpenCV and shapely calls that release the GIL.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from typing import NamedTuple
 
 import numpy as np
 import shapely
-from pycocotools import mask as coco_mask
 from shapely.geometry import MultiPolygon
 from shapely.geometry import Polygon as ShapelyPolygon
 from shapely.geometry import box as shapely_box
@@ -251,8 +254,10 @@ def _parts(xy: np.ndarray, starts: np.ndarray, ends: np.ndarray, exterior: np.nd
 
     rank = np.cumsum(exterior) - 1
     holes = np.flatnonzero(~exterior)
-    if not len(holes) or rank[-1] == 0:
-        return np.maximum(rank, 0) if len(holes) else rank
+    if not len(holes):
+        return rank
+    if rank[-1] == 0:  # one part: every hole is its own
+        return np.zeros_like(rank)
     lengths = ends - starts
     (x0, y0), (x1, y1) = low.tolist(), high.tolist()
     if (x1 - x0) * (y1 - y0) < 16 * int(lengths.sum()):  # dense: label the box of the outline
@@ -289,25 +294,42 @@ def _relink(xy: np.ndarray, ends: np.ndarray, passes: np.ndarray,
             corner_columns: int) -> tuple[np.ndarray, np.ndarray]:
     """Rings cut at corners they pass twice: the new order of the vertices, and where each new ring ends.
 
-    `passes` holds the vertex of each pass through such a corner (two per corner). Cut after every pass,
-    the rings become segments, each ending at one of those corners; each is followed by the segment after
-    the other pass there, so that the two passes no longer join (`_cycles` finds the new rings).
+    `passes` holds the vertex of each pass through such a corner (two per corner, on one ring). A border
+    touches itself there without crossing, so along a ring the pairs of passes nest like parentheses: the
+    vertices after a pair's first pass up to its second, less the pairs nested inside, make one new ring, and
+    what no pair encloses makes the ring's last one. Cut after every pass, the rings become segments; each
+    goes to the innermost pair enclosing it (found by depth, one sort), and sorting them by that ring and by
+    position lays every new ring out in order.
     """
     passes = np.sort(passes)
-    key = xy[passes, 1] * corner_columns + xy[passes, 0]
-    by_corner = np.argsort(key, kind="stable")
-    one, other = by_corner[0::2], by_corner[1::2]
-    partner = np.empty_like(by_corner)
-    partner[one], partner[other] = other, one
+    count = len(passes)
     lengths = _lengths(ends)
     starts = ends - lengths
     ring = np.searchsorted(ends, passes, side="right")
+    by_corner = np.lexsort((passes, xy[passes, 1] * corner_columns + xy[passes, 0]))
+    opening = np.zeros(count, dtype=bool)
+    opening[by_corner[0::2]] = True  # the first of a corner's two passes along its ring
+    closes = np.empty(count, dtype=np.intp)  # the pair (its opening pass) each pass belongs to
+    closes[by_corner[0::2]] = closes[by_corner[1::2]] = by_corner[0::2]
     run_start = np.r_[True, ring[1:] != ring[:-1]]
-    following = np.arange(1, len(passes) + 1)  # the next pass around the same ring
+    depth = np.cumsum(np.where(opening, 1, -1))  # pairs open after each pass, ring by ring
+    depth -= np.repeat((depth - np.where(opening, 1, -1))[run_start], np.diff(np.r_[np.flatnonzero(run_start),
+                                                                                     count]))
+    # the pair enclosing each pair: the last pass before its opening that opened a pair one level out
+    # (within its ring: a pair at depth 2 or more has its enclosing pair after any pass of an earlier ring)
+    opens = np.flatnonzero(opening)
+    level = depth.take(opens) * count + opens
+    by_level = np.argsort(level, kind="stable")
+    found = by_level.take(np.searchsorted(level.take(by_level), level - count) - 1)
+    parent = np.full(count, -1, dtype=np.intp)
+    parent[opens] = np.where(depth.take(opens) > 1, opens.take(found), -1)
+    # the segment after each pass runs to the next pass around its ring, inside this pair (or none: -1)
+    inside = np.where(opening, np.arange(count), parent.take(closes))
+    loop = np.where(inside >= 0, inside, count + ring)  # a new ring: a pair, or what is left of a traced ring
+    following = np.arange(1, count + 1)
     following[np.r_[run_start[1:], True]] = np.flatnonzero(run_start)
-    order, loop_ends = _cycles(partner.take(following))
+    order = np.lexsort((passes, loop))
     size = lengths.take(ring)
-    # segment k runs from after pass k to pass following[k]
     segment_length = ((passes.take(following) - passes - 1) % size + 1).take(order)
     segment_ring = ring.take(order)
     whole = np.flatnonzero(np.bincount(ring, minlength=len(ends)) == 0)
@@ -316,32 +338,9 @@ def _relink(xy: np.ndarray, ends: np.ndarray, passes: np.ndarray,
     offset = np.concatenate([np.zeros(len(whole), np.intp), ((passes + 1 - starts.take(ring)) % size).take(order)])
     index = np.repeat(starts.take(piece_ring), piece_length) + (np.repeat(offset, piece_length) + _offsets(
         piece_length)) % np.repeat(lengths.take(piece_ring), piece_length)
-    loop_first = np.r_[0, loop_ends[:-1]]
+    loop_first = np.flatnonzero(np.r_[True, np.diff(loop.take(order)) != 0])
     new_lengths = np.concatenate([lengths.take(whole), np.add.reduceat(segment_length, loop_first)])
     return index, np.cumsum(new_lengths)
-
-
-def _cycles(successor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The cycles of a permutation: its elements cycle by cycle, in order, and where each cycle ends.
-
-    Vectorised by pointer jumping (each round doubles how far every element has looked: rounds grow with the
-    log of the longest cycle), so no Python loop runs over the elements.
-    """
-    own = np.arange(len(successor))
-    label, reach = own, successor  # label: the least element of the cycle, once every element agrees
-    while True:
-        label = np.minimum(label, label.take(reach))
-        if np.array_equal(label, label.take(successor)):
-            break
-        reach = reach.take(reach)
-    # steps from each element to the last before its cycle's least one (list ranking), to order each cycle
-    reach = np.where(successor == label, own, successor)
-    steps = (reach != own).astype(np.intp)
-    while not np.array_equal(after := reach.take(reach), reach):
-        steps += steps.take(reach)
-        reach = after
-    order = np.lexsort((-steps, label))
-    return order, np.r_[np.flatnonzero(np.diff(label.take(order))) + 1, len(order)]
 
 
 def _vertex_count(inside: np.ndarray, band: int = 512) -> int:
@@ -624,12 +623,13 @@ def _rotation(degrees: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]])
 
 
-def to_polygon(shape: Shape, tolerance: float = 0.0) -> Polygon:
-    """Box, rotated box, ellipse or mask as a polygon; a polygon as itself."""
+def to_polygon(shape: Shape, tolerance: float = 0.0, *, min_area: float = MIN_AREA,
+               max_vertices: int | None = MAX_VERTICES) -> Polygon:
+    """Box, rotated box, ellipse or mask (`mask_to_polygon`) as a polygon; a polygon as itself."""
     if isinstance(shape, Polygon):
         return shape
     if isinstance(shape, Mask):
-        return mask_to_polygon(shape.array, tolerance)
+        return mask_to_polygon(shape.array, tolerance, min_area=min_area, max_vertices=max_vertices)
     if isinstance(shape, Box):
         return Polygon.from_ring([(shape.x, shape.y), (shape.x + shape.w, shape.y),
                                   (shape.x + shape.w, shape.y + shape.h), (shape.x, shape.y + shape.h)])
