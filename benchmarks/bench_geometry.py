@@ -114,8 +114,10 @@ def instances(count: int, seed: int) -> list[np.ndarray]:
     return found
 
 
-def interleaved(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median seconds per call of each contender, calling each once per round, in turn."""
+def interleaved(contenders: dict[str, Callable[[], object]], rounds: int,
+                best: dict[str, float] | None = None) -> dict[str, float]:
+    """Median seconds per call of each contender, calling each once per round, in turn (and into `best`, the
+    fastest call of each: what a busy machine disturbs least)."""
     for call in contenders.values():
         call()  # warm up
     times: dict[str, list[float]] = {name: [] for name in contenders}
@@ -124,6 +126,8 @@ def interleaved(contenders: dict[str, Callable[[], object]], rounds: int) -> dic
             start = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - start)
+    if best is not None:
+        best |= {name: min(values) for name, values in times.items()}
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -192,9 +196,11 @@ def per_mask(rounds: int, only: list[str]) -> list[dict]:
         if only and not any(word in name for word in only):
             continue
         calls, facts = contenders(mask)
-        ms = {key: value * 1000 for key, value in interleaved(calls, max(rounds // lighter, 3)).items()}
+        best: dict[str, float] = {}
+        ms = {key: value * 1000 for key, value in interleaved(calls, max(rounds // lighter, 3), best).items()}
         ratios = {step: ms[f"ours: {step}"] / ms[f"peer: {step}"] for step in STEPS if f"peer: {step}" in ms}
-        rows.append({"mask": name, "ms": ms, "ratios": ratios, **facts})
+        best_ratios = {step: best[f"ours: {step}"] / best[f"peer: {step}"] for step in ratios}
+        rows.append({"mask": name, "ms": ms, "ratios": ratios, "best ratios": best_ratios, **facts})
         print(row_line(rows[-1]), flush=True)
     return rows
 
@@ -204,11 +210,11 @@ def row_line(row: dict) -> str:
     cells = [f"{row['mask']:<30}"]
     for step in STEPS:
         if step in ratios:
-            cells.append(f"{ms[f'peer: {step}']:>9.2f} ms {ratios[step]:>5.2f}x")
+            cells.append(f"{ms[f'peer: {step}']:>8.2f} ms {ratios[step]:>5.2f}x ({row['best ratios'][step]:.2f})")
         elif step == "trace":
-            cells.append(f"{'refused':>9} {ms['ours: trace (refused)']:>6.1f} ms")
+            cells.append(f"{'refused in':>11} {ms['ours: trace (refused)']:>6.1f} ms")
         else:
-            cells.append(f"{'-':>18}")
+            cells.append(f"{'-':>25}")
     cells.append(f"{ms['strict: RLE']:>8.2f} ms {ms['ours: RLE'] / ms['strict: RLE']:>5.2f}x")
     exact = "n/a" if "exact" not in row else "yes" if row["exact"] and row["same RLE"] else "NO"
     return "  ".join(cells) + f"  {row['vertices']:>9}  {exact}"
@@ -249,11 +255,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    print(f"{'mask':<30}  " + "  ".join(f"{step + ': peer, ours x':>18}" for step in STEPS)
+    print(f"{'mask':<30}  " + "  ".join(f"{step + ': peer, ours x (best)':>25}" for step in STEPS)
           + f"  {'strict encode':>17}  {'vertices':>9}  exact")
     rows = per_mask(args.rounds, args.only)
-    print("(peers: findContours; findContours + approxPolyDP; fillPoly; encode as called; numpy paste. "
-          "strict encode: of a Fortran mask, against our RLE)\n")
+    print("(peers: findContours; findContours + approxPolyDP; fillPoly; encode as called; numpy paste. x: ratio of "
+          "medians; (best): of the fastest calls. strict encode: of a Fortran mask, against our RLE)\n")
     answers = None
     if not args.only:
         answers = platforms(max(args.rounds // 4, 5))

@@ -531,7 +531,7 @@ def polygon_to_mask(polygon: Polygon, height: int, width: int) -> np.ndarray:
 
     Every edge's crossings with the rows' centre lines, found for all edges at once, pair up along each row
     into runs of pixels, which `np.repeat` writes (at memset speed) a band of rows at a time: work follows
-    the outline, plus one write of the image, and no single call holds the GIL for long.
+    the outline and the rows it spans, and no single call holds the GIL for long.
     """
     rings = [ring for part in polygon.parts for ring in part if len(ring) >= 3]
     if not rings or not height or not width:
@@ -563,17 +563,19 @@ _BAND = 1 << 22
 
 
 def _fill(start: np.ndarray, end: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A (height, width) bool mask set on the runs [start, end) of its flat (row-major) index, increasing."""
-    flat = np.empty(height * width, dtype=np.uint8)
+    """A (height, width) bool mask set on the runs [start, end) of its flat (row-major) index, increasing.
+
+    The mask starts as fresh zeros (pages the system zeroes on first touch), and only the stretch from each
+    band's first run to its last is written."""
+    flat = np.zeros(height * width, dtype=np.uint8)
     rows = max(_BAND // width, 1)
     for top in range(0, height, rows):
-        lo, hi = top * width, min(top + rows, height) * width
-        first, last = np.searchsorted(start, [lo, hi])
-        bounds = np.empty(2 * (last - first) + 2, dtype=np.intp)
-        bounds[0], bounds[-1] = lo, hi
-        bounds[1:-1:2], bounds[2:-1:2] = start[first:last], end[first:last]
-        counts = np.diff(bounds)
-        flat[lo:hi] = np.repeat((np.arange(len(counts)) & 1).astype(np.uint8), counts)
+        first, last = np.searchsorted(start, [top * width, min(top + rows, height) * width])
+        if last > first:
+            bounds = np.empty(2 * (last - first), dtype=np.intp)
+            bounds[0::2], bounds[1::2] = start[first:last], end[first:last]
+            flat[bounds[0]:bounds[-1]] = np.repeat((np.arange(len(bounds) - 1) & 1 ^ 1).astype(np.uint8),
+                                                   np.diff(bounds))
     return flat.view(bool).reshape(height, width)
 
 

@@ -9,6 +9,7 @@ between an array and COCO RLE and keeps whichever forms it has computed.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Union
@@ -168,7 +169,7 @@ def _runs(array: np.ndarray, chunk: int = _CHUNK) -> Iterator[np.ndarray]:
 
 
 def _compressed(runs: Iterable[np.ndarray]) -> str:
-    """COCO's compressed string of uncompressed counts, by pycocotools, one batch of counts at a time.
+    """COCO's compressed string of uncompressed counts, by pycocotools, about `_CHUNK` counts a call.
 
     A count is written relative to the one two before it (from the fourth on), so each batch is encoded
     after the three counts before it, whose characters (written as they stand) are then dropped.
@@ -176,11 +177,16 @@ def _compressed(runs: Iterable[np.ndarray]) -> str:
     def encode(counts: np.ndarray) -> str:
         return coco_mask.frPyObjects({"size": [1, 1], "counts": counts}, 1, 1)["counts"].decode("ascii")
 
-    pieces, lead = [], np.empty(0, dtype=np.uint32)
-    for counts in runs:
-        counts = np.concatenate([lead, counts.astype(np.uint32)])
-        pieces.append(encode(counts)[len(encode(lead)) if len(lead) else 0:])
-        lead = counts[-3:]
+    pieces, lead, batch = [], np.empty(0, dtype=np.uint32), []
+    for counts in itertools.chain(runs, [None]):  # None: the end, to write what is left
+        if counts is not None:
+            batch.append(counts)
+            if sum(map(len, batch)) < _CHUNK:
+                continue
+        if batch:
+            counts = np.concatenate([lead, *batch]).astype(np.uint32)
+            pieces.append(encode(counts)[len(encode(lead)) if len(lead) else 0:])
+            lead, batch = counts[-3:], []
     return "".join(pieces)
 
 
