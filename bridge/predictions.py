@@ -110,8 +110,7 @@ class Mask:
             if rle is None:
                 rle = {"size": self.array.shape, "counts": _rle_string(self.array)}
             elif isinstance(rle["counts"], list):
-                counts = np.asarray(rle["counts"])
-                rle = {"size": rle["size"], "counts": _compressed(np.array_split(counts, len(counts) // _CHUNK + 1))}
+                rle = {"size": rle["size"], "counts": _compressed([np.asarray(rle["counts"])])}
             else:
                 rle = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
             rle = {"size": [int(n) for n in rle["size"]], "counts": rle["counts"]}
@@ -132,8 +131,9 @@ def _rle_string(array: np.ndarray) -> str:
 
 
 _CHUNK = 1 << 20
-"""Pixels (and at most as many runs) per step of RLE encoding: a few ms each, so that other threads get the
-GIL in between, and a huge mask never needs its runs all at once."""
+"""Pixels per step of finding a mask's runs: a huge mask never needs them all at once."""
+_BATCH = 1 << 18
+"""Runs per pycocotools call compressing them: a few ms each, holding the GIL (pycocotools does)."""
 
 
 def _runs(array: np.ndarray, chunk: int = _CHUNK) -> Iterator[np.ndarray]:
@@ -168,8 +168,8 @@ def _runs(array: np.ndarray, chunk: int = _CHUNK) -> Iterator[np.ndarray]:
         yield np.array([height * width - last])
 
 
-def _compressed(runs: Iterable[np.ndarray]) -> str:
-    """COCO's compressed string of uncompressed counts, by pycocotools, about `_CHUNK` counts a call.
+def _compressed(runs: Iterable[np.ndarray], batch_size: int = _BATCH) -> str:
+    """COCO's compressed string of uncompressed counts, by pycocotools, about `batch_size` counts a call.
 
     A count is written relative to the one two before it (from the fourth on), so each batch is encoded
     after the three counts before it, whose characters (written as they stand) are then dropped.
@@ -181,12 +181,15 @@ def _compressed(runs: Iterable[np.ndarray]) -> str:
     for counts in itertools.chain(runs, [None]):  # None: the end, to write what is left
         if counts is not None:
             batch.append(counts)
-            if sum(map(len, batch)) < _CHUNK:
+            if sum(map(len, batch)) < batch_size:
                 continue
         if batch:
-            counts = np.concatenate([lead, *batch]).astype(np.uint32)
-            pieces.append(encode(counts)[len(encode(lead)) if len(lead) else 0:])
-            lead, batch = counts[-3:], []
+            counts = np.concatenate(batch).astype(np.uint32)
+            for start in range(0, len(counts), batch_size):
+                part = np.concatenate([lead, counts[start:start + batch_size]])
+                pieces.append(encode(part)[len(encode(lead)) if len(lead) else 0:])
+                lead = part[-3:]
+            batch = []
     return "".join(pieces)
 
 

@@ -234,10 +234,10 @@ def test_a_pixel_is_in_when_its_centre_is_strictly_inside_even_odd(polygon):
 
 
 @settings(max_examples=150, deadline=None)
-@given(small_masks, st.integers(1, 40))
-def test_rle_written_a_slab_at_a_time_is_pycocotools_own(mask, chunk):
+@given(small_masks, st.integers(1, 40), st.integers(1, 10))
+def test_rle_written_a_slab_and_a_batch_at_a_time_is_pycocotools_own(mask, chunk, batch_size):
     expected = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))["counts"].decode()
-    assert _compressed(_runs(mask, chunk)) == expected
+    assert _compressed(_runs(mask, chunk), batch_size) == expected
 
 
 def test_rle_of_a_large_noise_mask_is_pycocotools_own():
