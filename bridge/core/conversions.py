@@ -38,14 +38,16 @@ class Conversion:
     why: str = ""
     """For lossy and dropped forms: what is lost, in words a user can act on."""
     traced: bool = False
-    """A mask traced into outlines: exact along pixel edges, lossy when `geometry.simplify_tolerance` > 0."""
+    """A mask traced into outlines: exact along pixel edges, lossy when `geometry.simplify_tolerance` > 0
+    (within the tolerance, and parts and holes under `geometry.min_area` dropped)."""
 
     def at(self, tolerance: float) -> Conversion:
         """This conversion under the manifest's simplify tolerance."""
         if not self.traced or tolerance <= 0 or self.fidelity != "exact":
             return self
-        return Conversion(self.form, "lossy", f"outlines simplified by up to {tolerance:g} px "
-                                              "(geometry.simplify_tolerance; 0 keeps exact pixel edges)")
+        return Conversion(self.form, "lossy", f"outlines simplified by up to {tolerance:g} px, parts and holes "
+                                              "under geometry.min_area pixels dropped (geometry.simplify_tolerance; "
+                                              "0 keeps exact pixel edges and every part)")
 
 
 Table = Mapping[str, Conversion]

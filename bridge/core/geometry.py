@@ -1,8 +1,12 @@
 """Geometry conversions shared by every adapter: masks, polygons, RLE, boxes, crops.
 
 Conventions are those of `bridge.core.predictions`: pixel (i, j) covers [j, j+1] x [i, i+1], and a pixel belongs
-to a polygon when its centre lies inside it (pycocotools' rasterisation rule). With that rule
-`polygon_to_mask(mask_to_polygon(m))` gives back `m` exactly when no simplification is asked for.
+to a polygon when its centre lies strictly inside it. With that rule `polygon_to_mask(mask_to_polygon(m))`
+gives back `m` exactly when no simplification is asked for.
+
+Every conversion of a mask stays near its OpenCV or pycocotools equivalent on any mask (noise, thousands of
+parts, 8000x6000), is bounded (`limits.max_vertices`), and lets other threads run: the work is vectorised
+over the outline in calls of a few ms, or done by OpenCV and shapely calls that release the GIL.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from typing import NamedTuple
 
 import numpy as np
 import shapely
-from pycocotools import mask as coco_mask
 from shapely.geometry import MultiPolygon
 from shapely.geometry import Polygon as ShapelyPolygon
 from shapely.geometry import box as shapely_box
@@ -74,97 +77,290 @@ def from_rings(rings: list[np.ndarray]) -> Polygon:
 
 # --- masks <-> polygons <-> RLE -------------------------------------------------------------------------------
 
+MIN_AREA = 4.0
+"""Pixels: parts and holes of a simplified outline smaller than this are dropped (`geometry.min_area`)."""
+MAX_VERTICES = 500_000
+"""Vertices one prediction's outline may have (`limits.max_vertices`): past it a trace stops."""
 
-def mask_to_polygon(mask: np.ndarray, tolerance: float = 0.0) -> Polygon:
+
+class TooComplex(ValueError):
+    """An outline with more vertices than allowed, refused before it is built."""
+
+    def __init__(self, vertices: int, bound: int) -> None:
+        super().__init__(f"its outline has {vertices} vertices, more than {bound} (limits.max_vertices)")
+        self.vertices, self.bound = vertices, bound
+
+
+def mask_to_polygon(mask: np.ndarray, tolerance: float = 0.0, *, min_area: float = MIN_AREA,
+                    max_vertices: int | None = MAX_VERTICES) -> Polygon:
     """Every connected part of a mask as a polygon part along the pixels' outer edges, holes kept.
 
     Parts are 4-connected (pixels touching only at a corner are separate parts, and a hole touching the
     outside or another hole at one corner stays a hole), so every ring is simple and the result is a valid
-    polygon. Exact: `polygon_to_mask` gives the mask back. OpenCV's `findContours` traces the boundary
-    pixels (its one pass over the image is the only work that grows with the image, not the outline), and
-    each traced pixel's sides that face out become the outline (`_rings`). `tolerance` (pixels) then
-    simplifies the outline, keeping its topology. An empty mask gives no parts.
+    polygon. Exact: `polygon_to_mask` gives the mask back. One `findContours` pass finds the boundary (the
+    only work that grows with the image rather than the outline); the rest is vectorised over the outline
+    (`_trace`). A `tolerance` (pixels) then simplifies ring by ring (`_simplify`) and drops parts and holes
+    of fewer than `min_area` pixels. An outline of more than `max_vertices` vertices raises `TooComplex`
+    before it is built. An empty mask gives no parts.
     """
-    import cv2  # here, not at import: importing OpenCV rewrites LD_LIBRARY_PATH and costs start-up time
-
-    inside = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
-    contours, hierarchy = cv2.findContours(inside, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return Polygon(())
-    chains = _Chains.of(contours)
-    if len(_pinches(chains, inside)):
-        polygon = _four_connected(inside, chains)
-    else:
-        # no pixels touch only diagonally: OpenCV's 8-connected parts are the 4-connected ones. Its outer
-        # borders run counter-clockwise on screen; reversed, exteriors get a positive (shapely CCW) area.
-        rings = _rings(chains)
-        parent = hierarchy[0, :, 3]
-        parts = {k: [rings[k][::-1]] for k in np.flatnonzero(parent < 0)}
-        for k in np.flatnonzero(parent >= 0):
-            parts[parent[k]].append(rings[k][::-1])
-        polygon = Polygon(tuple(tuple(part) for part in parts.values()))
+    outline = _trace(np.ascontiguousarray(mask, dtype=bool).view(np.uint8), max_vertices)
     if tolerance > 0:
-        polygon = from_shapely(shapely.make_valid(to_shapely(polygon).simplify(tolerance, preserve_topology=True)))
+        outline = _simplify(outline, tolerance, min_area)
+    return outline.polygon()
+
+
+class _Outline(NamedTuple):
+    """Rings laid end to end, each part's exterior followed by its holes; every ring runs with the mask on its
+    left on screen (exteriors anticlockwise on screen, y down)."""
+
+    xy: np.ndarray  # (V, 2) vertices (pixel corners: integers)
+    ends: np.ndarray  # (R,) where each ring ends in `xy` (exclusive)
+    exterior: np.ndarray  # (R,) bool: a part's exterior, else a hole of the part before
+
+    def polygon(self) -> Polygon:
+        """As a `Polygon`, every ring reversed (exteriors get a positive, shapely CCW, area)."""
+        total = len(self.xy)
+        coords = self.xy[::-1].astype(np.float64)  # ring k reversed is coords[total - ends[k]:total - starts[k]]
+        stops = (total - self.ends).tolist()
+        rings = [coords[start:stop] for start, stop in zip(stops, [total, *stops[:-1]])]
+        bounds = [*np.flatnonzero(self.exterior).tolist(), len(rings)]
+        return _polygon(tuple(tuple(rings[start:stop]) for start, stop in zip(bounds, bounds[1:])))
+
+
+_EMPTY = _Outline(np.empty((0, 2), np.intp), np.empty(0, np.intp), np.empty(0, bool))
+
+
+def _polygon(parts: tuple[tuple[np.ndarray, ...], ...]) -> Polygon:
+    """A `Polygon` of rings already in its form ((N, 2) float arrays, open, parts not empty), without its
+    per-ring conversion: at 1-2 us a ring, that costs as much as tracing a noisy mask."""
+    polygon = object.__new__(Polygon)
+    object.__setattr__(polygon, "parts", parts)
     return polygon
 
 
-def _four_connected(inside: np.ndarray, traced: _Chains) -> Polygon:
-    """The polygon of a mask in which pixels touch diagonally, from the outline of its background.
+def _lengths(ends: np.ndarray) -> np.ndarray:
+    return np.diff(ends, prepend=0)
 
-    OpenCV joins diagonal neighbours into one part. Traced instead, the background (padded by one pixel
-    so that it surrounds everything) is 8-connected and the mask's parts are its 4-connected holes: the
-    holes' borders are the parts' exteriors, and the background islands inside a part are its holes. A
-    border that passes one corner twice is split there into simple rings (`_split`); each ring's signed area
-    then tells an exterior (positive) from a hole.
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """0, 1, ... length - 1 for each length, laid end to end."""
+    return np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
+def _trace(inside: np.ndarray, max_vertices: int | None) -> _Outline:
+    """The exact outline of a 0/1 uint8 mask (see `mask_to_polygon`).
+
+    OpenCV traces 8-connected parts and 4-connected holes, and lists each part's outer border then its holes:
+    where no two mask pixels touch only at a corner (a pinch), those are the 4-connected parts and holes. A
+    mask with pinches is traced from its background instead (`_trace_background`); a sample of rows
+    (`_sample`) says which to trace first, so that a textured mask is traced once.
+    """
+    import cv2  # here, not at import: importing OpenCV rewrites LD_LIBRARY_PATH and costs start-up time
+
+    sides, pinched = _sample(inside)
+    if max_vertices is not None and 2 * sides > max_vertices / 2 and (count := _vertex_count(inside)) > max_vertices:
+        raise TooComplex(count, max_vertices)  # before tracing: OpenCV takes minutes on millions of specks
+    if not pinched:
+        contours, hierarchy = cv2.findContours(inside, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+        if not contours:
+            return _EMPTY
+        chains = _Chains.of(contours)
+        edges = _Edges.of(chains, max_vertices)
+        if not len(_pinches(chains, inside)):
+            return _Outline(edges.corners(chains), edges.ring_ends(chains), hierarchy[0, :, 3] < 0)
+    return _trace_background(inside, max_vertices)
+
+
+def _sample(inside: np.ndarray, rows: int = 16) -> tuple[float, bool]:
+    """From `rows` pairs of adjacent rows: about how many vertical pixel sides the mask has (a vertex ends
+    one, so vertices <= 2 x sides), and whether two pixels there touch only at a corner."""
+    height, width = inside.shape
+    if height < 2:
+        return float(np.count_nonzero(np.diff(inside, axis=1)) + np.count_nonzero(inside[:, [0, -1]])), False
+    step = max((height - 1) // rows, 1)
+    top, bottom = inside[:-1:step], inside[1::step]
+    turns = top[:, 1:] ^ top[:, :-1]
+    sides = np.count_nonzero(turns) + np.count_nonzero(top[:, [0, -1]])
+    pinched = bool(np.any(turns & (top[:, :-1] ^ bottom[:, 1:] ^ 1) & (top[:, 1:] ^ bottom[:, :-1] ^ 1)))
+    return sides * height / len(top), pinched
+
+
+def _trace_background(inside: np.ndarray, max_vertices: int | None) -> _Outline:
+    """The outline of a mask with pinches, traced along its background.
+
+    OpenCV takes the background (padded, so that it surrounds the mask) as 8-connected, so its borders are
+    those of the mask's 4-connected parts. A border that passes one corner twice (a hole touching the
+    outside or another hole there) is cut into simple rings (`_relink`). Each ring's turn tells a part's
+    exterior from a hole, and `_parts` gives each hole its part. `RETR_LIST`: OpenCV's own hierarchy costs
+    it more than tracing when one piece of background holds thousands of specks.
     """
     import cv2
 
-    x0, y0, x1, y1 = int(traced.x.min()), int(traced.y.min()), int(traced.x.max()), int(traced.y.max())
-    background = cv2.compare(inside[y0:y1 + 1, x0:x1 + 1], 0, cv2.CMP_EQ)
-    background = cv2.copyMakeBorder(background, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=255)
-    contours, hierarchy = cv2.findContours(background, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
-    parent = hierarchy[0, :, 3]
-    depth = np.zeros(len(parent), dtype=np.intp)  # 0: the frame's outside, odd: a part's border, even: a hole's
-    up = parent.copy()
-    while (up >= 0).any():
-        depth += up >= 0
-        up = np.where(up >= 0, parent[up], -1)
-    inner = np.flatnonzero(depth)  # all but the frame's outer border
-    chains = _Chains.of([contours[k] for k in inner])
-    rings = _rings(chains, (x0 - 1, y0 - 1))
-    twice = _passed_twice(chains, _pinches(chains, background), background.shape)
-    parts: dict[int, tuple[list, list]] = {}
-    for k, ring, level, above, pinched in zip(inner.tolist(), rings, depth[inner].tolist(), parent[inner].tolist(),
-                                             twice.tolist()):
-        exteriors, holes = parts.setdefault(k if level % 2 else above, ([], []))
-        if not pinched:
-            (exteriors if level % 2 else holes).append(ring)
-            continue
-        for loop in _split(ring.tolist()):
-            (exteriors if _signed_area(loop) > 0 else holes).append(loop)
-    return Polygon(tuple((*exteriors, *holes) for exteriors, holes in parts.values()))
+    height, width = inside.shape
+    background = np.full((height + 2, width + 2), 255, dtype=np.uint8)
+    cv2.compare(inside, 0, cv2.CMP_EQ, dst=background[1:-1, 1:-1])
+    contours, _ = cv2.findContours(background, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    chains = _Chains.of(contours)
+    edges = _Edges.of(chains, None if max_vertices is None else max_vertices + 4)  # the padding's 4 corners
+    xy, ends = edges.corners(chains), edges.ring_ends(chains)
+    pinches = _pinches(chains, background)
+    if len(pinches):
+        passes = edges.vertex_after(pinches, chains)
+        by_corner = np.argsort(xy[passes, 1] * (width + 3) + xy[passes, 0], kind="stable")
+        ring = np.searchsorted(ends, passes.take(by_corner), side="right")
+        twice = ring[0::2] == ring[1::2]  # both passes of a corner on one border
+        if twice.any():
+            index, ends = _relink(xy, ends, passes.take(np.concatenate([by_corner[0::2][twice],
+                                                                          by_corner[1::2][twice]])), width + 3)
+            xy = xy.take(index, axis=0)
+    starts = ends - _lengths(ends)
+    # with the background on its left, a border runs clockwise on screen around a part: a positive area in
+    # x, y; around a hole, anticlockwise. The padding's own border (the only one reaching x = 0) is dropped.
+    low, high = np.minimum.reduceat(xy, starts), np.maximum.reduceat(xy, starts)
+    kept = np.flatnonzero(low[:, 0] > 0)
+    starts, ends = starts.take(kept), ends.take(kept)
+    exterior = _twice_areas(xy, starts, ends) > 0
+    part = _parts(xy, starts, ends, exterior, inside, low.take(kept, axis=0).min(axis=0),
+                  high.take(kept, axis=0).max(axis=0))
+    order = np.lexsort((~exterior, part))
+    lengths = (ends - starts).take(order)
+    index = np.repeat(ends.take(order) - 1, lengths) - _offsets(lengths)  # reversed: the mask on the left
+    return _Outline(xy.take(index, axis=0) - 1, np.cumsum(lengths), exterior.take(order))
 
 
-def _split(ring: list[list[int]]) -> list[list[tuple[int, int]]]:
-    """The simple rings of a ring that passes some vertices twice (only corners where pixels touch diagonally)."""
-    loops, path, seen = [], [], {}
-    for vertex in map(tuple, ring):
-        if vertex in seen:
-            start = seen[vertex]
-            loops.append(path[start:])
-            for dropped in path[start + 1:]:
-                del seen[dropped]
-            del path[start + 1:]
-        else:
-            seen[vertex] = len(path)
-            path.append(vertex)
-    loops.append(path)
-    return loops
+def _twice_areas(xy: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Twice the signed area (in x, y) of each ring [start, end) of `xy`: positive when it runs anticlockwise
+    in x, y (clockwise on screen)."""
+    lengths = ends - starts
+    index = np.repeat(starts, lengths) + _offsets(lengths)
+    following = index + 1
+    following[np.cumsum(lengths) - 1] = starts
+    x, y = xy[:, 0], xy[:, 1]
+    return np.add.reduceat(x.take(index) * y.take(following) - x.take(following) * y.take(index),
+                           np.cumsum(lengths) - lengths)
 
 
-def _signed_area(ring: list[tuple[int, int]]) -> float:
-    """Positive when the ring runs anticlockwise in x, y (clockwise on screen)."""
-    return sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:] + ring[:1])) / 2
+def _parts(xy: np.ndarray, starts: np.ndarray, ends: np.ndarray, exterior: np.ndarray, inside: np.ndarray,
+           low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Each ring's part (the rank of its exterior) for rings of `_trace_background` (padded coordinates,
+    the mask on their right, all within the corners `low` to `high`).
+
+    The mask pixel just beside a hole belongs to the hole's part. Where the mask is dense in specks, OpenCV's
+    4-connected labels (a few ns a pixel) name that part; where a few large parts have holes, a sweep does:
+    the first pixel side met going left from a hole's leftmost side, along its row, is a side of the same
+    part (its exterior, or another of its holes reaching further left, followed in turn).
+    """
+    import cv2
+
+    rank = np.cumsum(exterior) - 1
+    holes = np.flatnonzero(~exterior)
+    if not len(holes):
+        return rank
+    if rank[-1] == 0:  # one part: every hole is its own
+        return np.zeros_like(rank)
+    lengths = ends - starts
+    (x0, y0), (x1, y1) = low.tolist(), high.tolist()
+    if (x1 - x0) * (y1 - y0) < 16 * int(lengths.sum()):  # dense: label the box of the outline
+        first, second = xy.take(starts, axis=0), xy.take(starts + 1, axis=0)
+        sx, sy = (second - first).T.clip(-1, 1)
+        cols, rows = first[:, 0] + (sx - sy - 1) // 2 - 1, first[:, 1] + (sx + sy - 1) // 2 - 1  # on its right
+        window = inside[y0 - 1:y1 - 1, x0 - 1:x1 - 1]
+        label = cv2.connectedComponents(window, connectivity=4, ltype=cv2.CV_32S)[1][rows - y0 + 1, cols - x0 + 1]
+        by_label = np.zeros(int(label.max()) + 1, dtype=np.intp)
+        by_label[label[exterior]] = rank[exterior]
+        return np.where(exterior, rank, by_label.take(label))
+    vertex = np.repeat(starts, lengths) + _offsets(lengths)
+    following = vertex + 1
+    following[np.cumsum(lengths) - 1] = starts
+    x, y, y_next = xy[vertex, 0], xy[vertex, 1], xy[following, 1]
+    vertical = np.flatnonzero(y != y_next)
+    top, rows = np.minimum(y, y_next).take(vertical), np.abs(y_next - y).take(vertical)
+    columns = int(x1) + 1
+    side_key = (np.repeat(top, rows) + _offsets(rows)) * columns + np.repeat(x.take(vertical), rows)
+    side_ring = np.repeat(np.repeat(np.arange(len(starts)), lengths).take(vertical), rows)
+    by_key = np.argsort(side_key, kind="stable")
+    side_key, side_ring = side_key.take(by_key), side_ring.take(by_key)
+    leftmost = np.where(exterior, -1, np.minimum.reduceat(x, np.cumsum(lengths) - lengths))
+    at_left = np.flatnonzero(side_key % columns == leftmost.take(side_ring))
+    hole, first = np.unique(side_ring.take(at_left), return_index=True)
+    link = np.arange(len(starts))
+    link[hole] = side_ring.take(np.searchsorted(side_key, side_key.take(at_left.take(first))) - 1)
+    while not exterior.take(link.take(holes)).all():
+        link = link.take(link)
+    return rank.take(link)
+
+
+def _relink(xy: np.ndarray, ends: np.ndarray, passes: np.ndarray,
+            corner_columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rings cut at corners they pass twice: the new order of the vertices, and where each new ring ends.
+
+    `passes` holds the vertex of each pass through such a corner (two per corner, on one ring). A border
+    touches itself there without crossing, so along a ring the pairs of passes nest like parentheses: the
+    vertices after a pair's first pass up to its second, less the pairs nested inside, make one new ring, and
+    what no pair encloses makes the ring's last one. Cut after every pass, the rings become segments; each
+    goes to the innermost pair enclosing it (found by depth, one sort), and sorting them by that ring and by
+    position lays every new ring out in order.
+    """
+    passes = np.sort(passes)
+    count = len(passes)
+    lengths = _lengths(ends)
+    starts = ends - lengths
+    ring = np.searchsorted(ends, passes, side="right")
+    by_corner = np.lexsort((passes, xy[passes, 1] * corner_columns + xy[passes, 0]))
+    opening = np.zeros(count, dtype=bool)
+    opening[by_corner[0::2]] = True  # the first of a corner's two passes along its ring
+    closes = np.empty(count, dtype=np.intp)  # the pair (its opening pass) each pass belongs to
+    closes[by_corner[0::2]] = closes[by_corner[1::2]] = by_corner[0::2]
+    run_start = np.r_[True, ring[1:] != ring[:-1]]
+    depth = np.cumsum(np.where(opening, 1, -1))  # pairs open after each pass, ring by ring
+    depth -= np.repeat((depth - np.where(opening, 1, -1))[run_start], np.diff(np.r_[np.flatnonzero(run_start),
+                                                                                     count]))
+    # the pair enclosing each pair: the last pass before its opening that opened a pair one level out
+    # (within its ring: a pair at depth 2 or more has its enclosing pair after any pass of an earlier ring)
+    opens = np.flatnonzero(opening)
+    level = depth.take(opens) * count + opens
+    by_level = np.argsort(level, kind="stable")
+    found = by_level.take(np.searchsorted(level.take(by_level), level - count) - 1)
+    parent = np.full(count, -1, dtype=np.intp)
+    parent[opens] = np.where(depth.take(opens) > 1, opens.take(found), -1)
+    # the segment after each pass runs to the next pass around its ring, inside this pair (or none: -1)
+    inside = np.where(opening, np.arange(count), parent.take(closes))
+    loop = np.where(inside >= 0, inside, count + ring)  # a new ring: a pair, or what is left of a traced ring
+    following = np.arange(1, count + 1)
+    following[np.r_[run_start[1:], True]] = np.flatnonzero(run_start)
+    order = np.lexsort((passes, loop))
+    size = lengths.take(ring)
+    segment_length = ((passes.take(following) - passes - 1) % size + 1).take(order)
+    segment_ring = ring.take(order)
+    whole = np.flatnonzero(np.bincount(ring, minlength=len(ends)) == 0)
+    piece_ring = np.concatenate([whole, segment_ring])
+    piece_length = np.concatenate([lengths.take(whole), segment_length])
+    offset = np.concatenate([np.zeros(len(whole), np.intp), ((passes + 1 - starts.take(ring)) % size).take(order)])
+    index = np.repeat(starts.take(piece_ring), piece_length) + (np.repeat(offset, piece_length) + _offsets(
+        piece_length)) % np.repeat(lengths.take(piece_ring), piece_length)
+    loop_first = np.flatnonzero(np.r_[True, np.diff(loop.take(order)) != 0])
+    new_lengths = np.concatenate([lengths.take(whole), np.add.reduceat(segment_length, loop_first)])
+    return index, np.cumsum(new_lengths)
+
+
+def _vertex_count(inside: np.ndarray, band: int = 512) -> int:
+    """How many vertices the exact outline has, from the 2x2 pixels around each pixel corner: one where the
+    outline turns (an odd count of mask pixels), two where two pixels touch only at that corner. OpenCV's
+    elementwise calls, a band of rows at a time, release the GIL."""
+    import cv2
+
+    height, width = inside.shape
+    count = 0
+    for top in range(0, height + 1, band):
+        bottom = min(top + band, height + 1)  # corner rows [top, bottom) see pixel rows [top - 1, bottom)
+        window = np.zeros((bottom - top + 1, width + 2), dtype=np.uint8)
+        window[max(1 - top, 0):bottom - top + (bottom <= height), 1:-1] = inside[max(top - 1, 0):bottom]
+        a, b, c, d = window[:-1, :-1], window[:-1, 1:], window[1:, :-1], window[1:, 1:]
+        ab, cd = cv2.bitwise_xor(a, b), cv2.bitwise_xor(c, d)
+        count += cv2.countNonZero(cv2.bitwise_xor(ab, cd))
+        crossed = cv2.bitwise_or(cv2.bitwise_xor(a, d), cv2.bitwise_xor(b, c))
+        count += 2 * cv2.countNonZero(cv2.subtract(ab, crossed))
+    return count
 
 
 # The 8 neighbours of a pixel, clockwise on screen (y down): E, SE, S, SW, W, NW, N, NE.
@@ -248,56 +444,139 @@ def _pinches(chains: _Chains, image: np.ndarray) -> np.ndarray:
     return diagonal[beside]
 
 
-def _passed_twice(chains: _Chains, pinches: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Per contour: does it pass the corner of a pinched step twice (so its ring is not simple)?"""
-    contour = np.searchsorted(chains.ends, pinches, side="right")
-    after = chains.following.take(pinches)
-    corners = (shape[0] + 1) * (shape[1] + 1)
-    corner = contour * corners + np.maximum(chains.y.take(pinches), chains.y.take(after)) * (shape[1] + 1) \
-        + np.maximum(chains.x.take(pinches), chains.x.take(after))
-    seen, passes = np.unique(corner, return_counts=True)
-    twice = np.zeros(len(chains.ends), dtype=bool)
-    twice[seen[passes > 1] // corners] = True
-    return twice
+class _Edges(NamedTuple):
+    """The outline's pixel sides along the traced pixels, in order, and the sides where it turns.
 
-
-def _rings(chains: _Chains, origin: tuple[int, int] = (0, 0)) -> list[np.ndarray]:
-    """The pixel-edge ring around each contour, in one vectorised pass.
-
-    Rings run with the traced pixels on their left, keep only the corners where they turn, and are moved by
-    `origin`.
+    Rings run with the traced pixels on their left and keep only the corners where they turn.
     """
-    key = chains.key
-    count = _SIDE_COUNT.take(key)
-    total = np.cumsum(count)
-    pixel = np.repeat(np.arange(len(key)), count)
-    side = _SIDES.take((key * 4 - total + count).take(pixel) + np.arange(len(pixel)))
-    ring_ends = total.take(chains.ends - 1)
-    ring_starts = np.empty_like(ring_ends)
-    ring_starts[0], ring_starts[1:] = 0, ring_ends[:-1]
-    turns = np.flatnonzero(side != _shifted(side, ring_starts, ring_ends))
-    kept, turn_side = pixel.take(turns), side.take(turns)
-    corners = np.empty((len(turns), 2))  # float, as Polygon keeps points
-    corners[:, 0] = chains.x.take(kept) + _START_X.take(turn_side) + origin[0]
-    corners[:, 1] = chains.y.take(kept) + _START_Y.take(turn_side) + origin[1]
-    return np.split(corners, np.searchsorted(turns, ring_ends[:-1]))
+
+    count: np.ndarray  # sides of each traced pixel that face out
+    total: np.ndarray  # their running total
+    side: np.ndarray  # the direction each side faces
+    pixel: np.ndarray  # the traced pixel of each side
+    turns: np.ndarray  # the sides that turn from the one before: each starts at a vertex
+
+    @classmethod
+    def of(cls, chains: _Chains, max_vertices: int | None) -> _Edges:
+        """`TooComplex` past `max_vertices`, before any vertex is built."""
+        key = chains.key
+        count = _SIDE_COUNT.take(key)
+        total = np.cumsum(count)
+        pixel = np.repeat(np.arange(len(key)), count)
+        side = _SIDES.take((key * 4 - total + count).take(pixel) + np.arange(len(pixel)))
+        ring_ends = total.take(chains.ends - 1)
+        turns = np.flatnonzero(side != _shifted(side, ring_ends - _lengths(ring_ends), ring_ends))
+        if max_vertices is not None and len(turns) > max_vertices:
+            raise TooComplex(len(turns), max_vertices)
+        return cls(count, total, side, pixel, turns)
+
+    def corners(self, chains: _Chains) -> np.ndarray:
+        kept, turn_side = self.pixel.take(self.turns), self.side.take(self.turns)
+        xy = np.empty((len(self.turns), 2), dtype=np.intp)
+        xy[:, 0] = chains.x.take(kept) + _START_X.take(turn_side)
+        xy[:, 1] = chains.y.take(kept) + _START_Y.take(turn_side)
+        return xy
+
+    def ring_ends(self, chains: _Chains) -> np.ndarray:
+        """Where each contour's ring ends among the vertices."""
+        return np.searchsorted(self.turns, self.total.take(chains.ends - 1))
+
+    def vertex_after(self, steps: np.ndarray, chains: _Chains) -> np.ndarray:
+        """The vertex at the corner each diagonal step passes: where the first side of the pixel after it
+        starts (the outline turns there, so it is a vertex)."""
+        after = chains.following.take(steps)
+        return np.searchsorted(self.turns, self.total.take(after) - self.count.take(after))
+
+
+def _simplify(outline: _Outline, tolerance: float, min_area: float) -> _Outline:
+    """Each ring simplified on its own by OpenCV (Douglas-Peucker: every vertex stays within `tolerance` of
+    the result), after dropping parts and holes of fewer than `min_area` pixels.
+
+    A ring that would collapse (under 3 vertices, or under half its area: a sliver) keeps its exact
+    outline, and so does every ring of a part that would no longer be valid (a hole crossing its exterior,
+    a ring crossing itself), checked per part by shapely, vectorised. Parts are simplified apart from each
+    other: two parts one pixel apart may touch at tolerance 0.5, and overlap above it.
+    """
+    import cv2
+
+    lengths = _lengths(outline.ends)
+    starts = outline.ends - lengths
+    following = np.arange(1, len(outline.xy) + 1)
+    following[outline.ends - 1] = starts
+    x, y = outline.xy[:, 0], outline.xy[:, 1]
+    area = np.abs(np.add.reduceat(x * y.take(following) - x.take(following) * y, starts)) / 2
+    part = np.cumsum(outline.exterior) - 1
+    keep = np.flatnonzero((area >= min_area) & (area >= min_area)[outline.exterior].take(part))
+    if not len(keep):
+        return _EMPTY
+    xy = outline.xy.astype(np.int32)
+    exact = [xy[start:end] for start, end in zip(starts.take(keep).tolist(), outline.ends.take(keep).tolist())]
+    simple = []
+    for ring, size in zip(exact, area.take(keep).tolist()):
+        fewer = cv2.approxPolyDP(ring, tolerance, True).reshape(-1, 2)
+        simple.append(fewer if len(fewer) >= 3 and abs(cv2.contourArea(fewer)) >= size / 2 else ring)
+    sizes = np.fromiter(map(len, simple), dtype=np.intp, count=len(simple))
+    rings = shapely.linearrings(np.concatenate(simple), indices=np.repeat(np.arange(len(simple)), sizes))
+    exterior = outline.exterior.take(keep)
+    part = np.cumsum(exterior) - 1  # a kept hole's exterior is kept: parts stay together
+    valid = shapely.is_valid(shapely.polygons(rings, indices=part)).take(part).tolist()
+    chosen = [fewer if ok else ring for fewer, ring, ok in zip(simple, exact, valid)]
+    ends = np.cumsum(np.fromiter(map(len, chosen), dtype=np.intp, count=len(chosen)))
+    return _Outline(np.concatenate(chosen).astype(np.intp), ends, exterior)
 
 
 def polygon_to_mask(polygon: Polygon, height: int, width: int) -> np.ndarray:
-    """Rasterise: a pixel is in when its centre is inside (even-odd over all rings, so holes stay open)."""
-    mask = np.zeros((height, width), dtype=bool)
-    if height == 0 or width == 0:
-        return mask
-    for ring in (ring for part in polygon.parts for ring in part if len(ring) >= 3):
-        # each ring in its own window: memory and time follow the rings' sizes, not rings x image size
-        x0 = int(np.clip(np.floor(ring[:, 0].min()), 0, width))
-        y0 = int(np.clip(np.floor(ring[:, 1].min()), 0, height))
-        x1 = int(np.clip(np.ceil(ring[:, 0].max()), 0, width))
-        y1 = int(np.clip(np.ceil(ring[:, 1].max()), 0, height))
-        if x1 > x0 and y1 > y0:
-            window = [(ring - (x0, y0)).ravel().tolist()]
-            mask[y0:y1, x0:x1] ^= coco_mask.decode(coco_mask.frPyObjects(window, y1 - y0, x1 - x0))[:, :, 0] > 0
-    return mask
+    """Rasterise: a pixel is in when its centre is strictly inside (even-odd over all rings, so holes stay
+    open).
+
+    Every edge's crossings with the rows' centre lines, found for all edges at once, pair up along each row
+    into runs of pixels, which `np.repeat` writes (at memset speed) a band of rows at a time: work follows
+    the outline and the rows it spans, and no single call holds the GIL for long.
+    """
+    rings = [ring for part in polygon.parts for ring in part if len(ring) >= 3]
+    if not rings or not height or not width:
+        return np.zeros((height, width), dtype=bool)
+    sizes = np.fromiter(map(len, rings), dtype=np.intp, count=len(rings))
+    xy = np.concatenate(rings)
+    following = np.arange(1, len(xy) + 1)
+    following[np.cumsum(sizes) - 1] = np.cumsum(sizes) - sizes
+    x0, y0 = xy[:, 0], xy[:, 1]
+    x1, y1 = x0.take(following), y0.take(following)
+    # rows whose centre line y = row + 0.5 an edge crosses, counting its lower end and not its upper one
+    first = np.clip(np.ceil(np.minimum(y0, y1) - 0.5), 0, height).astype(np.intp)
+    rows = np.clip(np.ceil(np.maximum(y0, y1) - 0.5), 0, height).astype(np.intp) - first
+    edge = np.flatnonzero(rows > 0)
+    rows = rows.take(edge)
+    slope = (x1.take(edge) - x0.take(edge)) / (y1.take(edge) - y0.take(edge))
+    row = np.repeat(first.take(edge), rows) + _offsets(rows)
+    x = np.repeat(x0.take(edge) - y0.take(edge) * slope, rows) + (row + 0.5) * np.repeat(slope, rows)
+    by_row = np.argsort(row * (width + 3.0) + np.clip(x, -1, width + 1), kind="stable")
+    row, x = row.take(by_row[0::2]), x.take(by_row)  # crossings pair up along each row: even-odd
+    start = np.clip(np.floor(x[0::2] + 0.5), 0, width).astype(np.intp) + row * width
+    end = np.clip(np.ceil(x[1::2] - 0.5), 0, width).astype(np.intp) + row * width
+    runs = np.flatnonzero(end > start)
+    return _fill(start.take(runs), end.take(runs), height, width)
+
+
+_BAND = 1 << 22
+"""Pixels written per call when filling a mask: a few ms, so that other threads get the GIL in between."""
+
+
+def _fill(start: np.ndarray, end: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A (height, width) bool mask set on the runs [start, end) of its flat (row-major) index, increasing.
+
+    The mask starts as fresh zeros (pages the system zeroes on first touch), and only the stretch from each
+    band's first run to its last is written."""
+    flat = np.zeros(height * width, dtype=np.uint8)
+    rows = max(_BAND // width, 1)
+    for top in range(0, height, rows):
+        first, last = np.searchsorted(start, [top * width, min(top + rows, height) * width])
+        if last > first:
+            bounds = np.empty(2 * (last - first), dtype=np.intp)
+            bounds[0::2], bounds[1::2] = start[first:last], end[first:last]
+            flat[bounds[0]:bounds[-1]] = np.repeat((np.arange(len(bounds) - 1) & 1 ^ 1).astype(np.uint8),
+                                                   np.diff(bounds))
+    return flat.view(bool).reshape(height, width)
 
 
 def rasterize(shape: Shape, height: int, width: int) -> Mask:
@@ -346,12 +625,13 @@ def _rotation(degrees: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]])
 
 
-def to_polygon(shape: Shape, tolerance: float = 0.0) -> Polygon:
-    """Box, rotated box, ellipse or mask as a polygon; a polygon as itself."""
+def to_polygon(shape: Shape, tolerance: float = 0.0, *, min_area: float = MIN_AREA,
+               max_vertices: int | None = MAX_VERTICES) -> Polygon:
+    """Box, rotated box, ellipse or mask (`mask_to_polygon`) as a polygon; a polygon as itself."""
     if isinstance(shape, Polygon):
         return shape
     if isinstance(shape, Mask):
-        return mask_to_polygon(shape.array, tolerance)
+        return mask_to_polygon(shape.array, tolerance, min_area=min_area, max_vertices=max_vertices)
     if isinstance(shape, Box):
         return Polygon.from_ring([(shape.x, shape.y), (shape.x + shape.w, shape.y),
                                   (shape.x + shape.w, shape.y + shape.h), (shape.x, shape.y + shape.h)])

@@ -126,6 +126,9 @@ class Limits(Strict):
     hard_limit: float = Field(60.0, gt=0, description="Seconds after which a model call counts as stuck for good: "
                                                       "`bridge serve --workers` replaces its worker process.")
     shutdown_grace: float = Field(10.0, gt=0, description="Seconds in-flight requests get to finish at shutdown.")
+    max_vertices: int = Field(500_000, gt=0, description="Vertices one prediction's outline may have (its "
+                                                         "polygon's rings, or a mask's trace): past it the request "
+                                                         "fails naming the class, and a trace stops early.")
 
     def media(self) -> MediaLimits:
         return MediaLimits(
@@ -142,6 +145,10 @@ class Limits(Strict):
 class Geometry(Strict):
     simplify_tolerance: float = Field(
         0.5, ge=0, description="Pixels a traced mask outline may move when simplified (0: exact pixel edges)."
+    )
+    min_area: float = Field(
+        4.0, ge=0, description="Pixels: a simplified outline drops parts and holes smaller than this (at "
+                               "simplify_tolerance 0 nothing is dropped)."
     )
 
 

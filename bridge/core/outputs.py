@@ -11,14 +11,16 @@ mask work never touch the event loop, and every adapter receives predictions it 
 - predictions on a crop (V7's auto-annotate box) move back into full-image coordinates; shapes are clipped
   to the image, and those wholly outside it are dropped;
 - a shape takes its class's kind: a mask returned for a polygon class is traced (along pixel edges, simplified
-  by `geometry.simplify_tolerance`), a polygon returned for a mask class is rasterised, so that adapters
-  translate by shape alone;
+  by `geometry.simplify_tolerance`, parts under `geometry.min_area` dropped), a polygon returned for a mask
+  class is rasterised, so that adapters translate by shape alone;
 - predictions under the class's `min_confidence` (manifest, overridden per platform) are dropped;
 - a radio or free-text class keeps one answer per item (per video frame): the most confident, logged once per
   class. A single-choice question holds one answer on every platform, so the choice is made here, once.
 
-A model that breaks the first two rules gets `ModelFailed` naming the class and what is wrong: that is a bug
-the model's author must see, not something to paper over per platform.
+A model that breaks the first two rules, or returns an outline of more than `limits.max_vertices` vertices (a
+polygon's rings, or a mask traced for a polygon class: the trace stops there), gets `ModelFailed` naming the
+class and what is wrong: that is a bug the model's author must see, not something to paper over per platform
+or to spend the deadline on.
 """
 
 from __future__ import annotations
@@ -67,6 +69,10 @@ class Finish:
     """Per class name; classes not named pass at any confidence."""
     tolerance: float = 0.0
     """Pixels a traced outline may move (`geometry.simplify_tolerance`)."""
+    min_area: float = geometry.MIN_AREA
+    """Pixels: parts and holes of a simplified outline under it are dropped (`geometry.min_area`)."""
+    max_vertices: int | None = geometry.MAX_VERTICES
+    """Vertices one outline may have (`limits.max_vertices`)."""
 
 
 def finish(found: Iterable[Any], spec: ModelSpec, how: Finish) -> list[Prediction]:
@@ -127,6 +133,10 @@ def check(prediction: Any, spec: ModelSpec, how: Finish) -> ClassSpec:
         raise _bad(cls, f"has confidence {prediction.confidence!r}, not a number")
     if not _finite(shape):
         raise _bad(cls, f"has a {type(shape).__name__} with a NaN, infinite or non-numeric coordinate")
+    if isinstance(shape, Polygon) and how.max_vertices is not None:
+        vertices = sum(len(ring) for part in shape.parts for ring in part)
+        if vertices > how.max_vertices:
+            raise _bad(cls, f"has a polygon of {vertices} vertices, more than {how.max_vertices} (limits.max_vertices)")
     if isinstance(shape, Mask) and how.seen is not None and tuple(shape.size) != tuple(how.seen):
         raise _bad(cls, f"has a mask of {shape.size[1]}x{shape.size[0]} (width x height) on an image of "
                         f"{how.seen[1]}x{how.seen[0]}: a mask must have the size of the image the model was given")
@@ -224,7 +234,11 @@ def _place(shape: Shape, how: Finish, cls: ClassSpec) -> Shape | None:
         shape = geometry.translate(shape, how.offset.x, how.offset.y, canvas=how.canvas)
     shape = geometry.clip(shape, width, height)
     if cls.kind == "polygon" and isinstance(shape, Mask):
-        shape = geometry.mask_to_polygon(shape.array, how.tolerance)
+        try:
+            shape = geometry.mask_to_polygon(shape.array, how.tolerance, min_area=how.min_area,
+                                             max_vertices=how.max_vertices)
+        except geometry.TooComplex as too_many:
+            raise _bad(cls, f"returned a mask for a polygon class: {too_many}") from None
         return shape if shape.parts else None
     if cls.kind == "mask" and isinstance(shape, Polygon):
         return geometry.rasterize(shape, height, width)

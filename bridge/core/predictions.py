@@ -9,6 +9,8 @@ between an array and COCO RLE and keeps whichever forms it has computed.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -106,10 +108,12 @@ class Mask:
         rle = self._rle
         if rle is None or not isinstance(rle["counts"], str):
             if rle is None:
-                rle = coco_mask.frPyObjects(_runs(self.array), *self.array.shape)
+                rle = {"size": self.array.shape, "counts": _rle_string(self.array)}
             elif isinstance(rle["counts"], list):
-                rle = coco_mask.frPyObjects(rle, *rle["size"])
-            rle = {"size": [int(n) for n in rle["size"]], "counts": rle["counts"].decode("ascii")}
+                rle = {"size": rle["size"], "counts": _compressed([np.asarray(rle["counts"])])}
+            else:
+                rle = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+            rle = {"size": [int(n) for n in rle["size"]], "counts": rle["counts"]}
             object.__setattr__(self, "_rle", rle)
         return rle
 
@@ -121,25 +125,72 @@ class Mask:
         return tuple(self._rle["size"])
 
 
-def _runs(array: np.ndarray) -> dict:
-    """Uncompressed COCO RLE of a bool mask (runs down the columns, 0s first), as `pycocotools.mask.encode` counts.
+def _rle_string(array: np.ndarray) -> str:
+    """COCO's compressed RLE counts of a bool mask, as `pycocotools.mask.encode` writes them."""
+    return _compressed(_runs(array))
+
+
+_CHUNK = 1 << 20
+"""Pixels per step of finding a mask's runs: a huge mask never needs them all at once."""
+_BATCH = 1 << 18
+"""Runs per pycocotools call compressing them: a few ms each, holding the GIL (pycocotools does)."""
+
+
+def _runs(array: np.ndarray, chunk: int = _CHUNK) -> Iterator[np.ndarray]:
+    """The runs of a bool mask down its columns, 0s first (`pycocotools.mask.encode`'s uncompressed counts), a
+    slab of about `chunk` pixels of columns at a time.
 
     Work follows the mask's columns that have set pixels, not the image: one vectorised scan finds them, and
-    only that band is read again, turned column-major (what RLE runs along) by OpenCV's fast transpose.
+    only those are read again, turned column-major (what RLE runs along) by OpenCV's fast transpose.
     """
     import cv2  # here, not at import: importing OpenCV rewrites LD_LIBRARY_PATH and costs start-up time
 
     height, width = array.shape
     columns = np.flatnonzero(array.any(axis=0))
-    if columns.size == 0:
-        return {"size": [height, width], "counts": [height * width]}
-    c0, c1 = int(columns[0]), int(columns[-1]) + 1
-    band = array[:, c0:c1].view(np.uint8)
-    flat = (cv2.transpose(band) if band.strides[1] == 1 else np.ascontiguousarray(band.T)).ravel()
-    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1 + c0 * height
-    first, last = [c0 * height] * int(flat[0]), [c1 * height] * int(flat[-1])  # the band starts or ends with 1s
-    counts = np.diff(np.concatenate([[0], first, changes, last, [height * width]]).astype(np.int64))
-    return {"size": [height, width], "counts": (counts if counts[-1] else counts[:-1]).tolist()}
+    last, value = 0, 0  # where the current run starts, and its value
+    if columns.size:
+        c0, c1 = int(columns[0]), int(columns[-1]) + 1
+        step = max(chunk // height, 1)
+        for left in range(c0, c1, step):
+            slab = array[:, left:min(left + step, c1)].view(np.uint8)
+            flat = (cv2.transpose(slab) if slab.strides[1] == 1 else np.ascontiguousarray(slab.T)).ravel()
+            changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1 + left * height
+            if flat[0] != value:
+                changes = np.r_[left * height, changes]
+            if len(changes):
+                yield np.diff(changes, prepend=last)
+                last = int(changes[-1])
+            value = int(flat[-1])
+        if value:
+            yield np.array([c1 * height - last])
+            last = c1 * height
+    if last < height * width:
+        yield np.array([height * width - last])
+
+
+def _compressed(runs: Iterable[np.ndarray], batch_size: int = _BATCH) -> str:
+    """COCO's compressed string of uncompressed counts, by pycocotools, about `batch_size` counts a call.
+
+    A count is written relative to the one two before it (from the fourth on), so each batch is encoded
+    after the three counts before it, whose characters (written as they stand) are then dropped.
+    """
+    def encode(counts: np.ndarray) -> str:
+        return coco_mask.frPyObjects({"size": [1, 1], "counts": counts}, 1, 1)["counts"].decode("ascii")
+
+    pieces, lead, batch = [], np.empty(0, dtype=np.uint32), []
+    for counts in itertools.chain(runs, [None]):  # None: the end, to write what is left
+        if counts is not None:
+            batch.append(counts)
+            if sum(map(len, batch)) < batch_size:
+                continue
+        if batch:
+            counts = np.concatenate(batch).astype(np.uint32)
+            for start in range(0, len(counts), batch_size):
+                part = np.concatenate([lead, counts[start:start + batch_size]])
+                pieces.append(encode(part)[len(encode(lead)) if len(lead) else 0:])
+                lead = part[-3:]
+            batch = []
+    return "".join(pieces)
 
 
 @dataclass(frozen=True, slots=True)

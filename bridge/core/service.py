@@ -236,12 +236,14 @@ class Service:
         """Predict on whole images with the prompts, or on the crop to the box prompt for a model that takes
         none; results come back in full-image terms."""
         region, thresholds = job.prompts.box, self.thresholds(job.platform)
-        tolerance = self.manifest.geometry.simplify_tolerance
+        drawn = self.manifest.geometry
+        outlines = dict(tolerance=drawn.simplify_tolerance, min_area=drawn.min_area,
+                        max_vertices=self.limits.max_vertices)
         if self.spec.prompts or region is None:
             prompts = checked(job.prompts, images[0].shape[:2]) if self.spec.prompts else Prompts()
             context = Context(params=params, prompts=prompts, platform=job.platform, min_confidence=thresholds)
             finishes = [Finish(seen=image.shape[:2], canvas=image.shape[:2], min_confidence=thresholds,
-                               tolerance=tolerance) for image in images]
+                               **outlines) for image in images]
             return await self._predict(images, [context] * len(images), finishes)
         crops, cuts = zip(*(geometry.crop(image, region) for image in images))
         if any(cut.w == 0 or cut.h == 0 for cut in cuts):
@@ -249,7 +251,7 @@ class Service:
         contexts = [Context(params=params, region=cut, platform=job.platform, min_confidence=thresholds)
                     for cut in cuts]
         finishes = [Finish(seen=crop.shape[:2], canvas=image.shape[:2], offset=cut, min_confidence=thresholds,
-                           tolerance=tolerance) for crop, image, cut in zip(crops, images, cuts)]
+                           **outlines) for crop, image, cut in zip(crops, images, cuts)]
         return await self._predict(list(crops), contexts, finishes)
 
     def thresholds(self, platform: str) -> Mapping[str, float]:
