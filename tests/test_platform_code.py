@@ -313,7 +313,7 @@ def test_small_shapes_on_labelbox_are_as_the_table_declares(tmp_path, serve_app,
     assert "labelbox: class 'speck': a shape that covers no pixel centre has no mask: left out" in caplog.text
 
     why = labelbox.conversions["rotated_box"].why
-    assert "within 0.9 px" in why and "IoU 0.1 to 1" in why and "left out (logged)" in why
+    assert "within 0.71 px" in why and "IoU 0.25 to 1" in why and "left out (logged)" in why
     spec = ModelSpec(classes=[ClassSpec(name="r", kind="rotated_box")])
     manifest = Manifest(name="m", model={"factory": "m:M"})
     ious, left_out = [], 0
@@ -325,8 +325,7 @@ def test_small_shapes_on_labelbox_are_as_the_table_declares(tmp_path, serve_app,
                 mask = rasterize(box, 40, 40).array
                 corners = np.concatenate([ring for part in mask_to_polygon(mask).parts for ring in part]) \
                     if mask.any() else np.empty((0, 2))
-                assert all(shape.distance(shapely.Point(p)) <= 0.9 for p in corners)  # a pixel's half diagonal +
-                # pycocotools' 0.17 px
+                assert all(shape.distance(shapely.Point(p)) <= 0.71 for p in corners)  # a pixel's half diagonal
                 answer = labelbox.write_answer(Result([Prediction("r", box)], (40, 40)), spec, LabelboxSection(),
                                                manifest)
                 back = labelbox.read_answer(answer, spec, LabelboxSection(), (40, 40))
@@ -335,7 +334,8 @@ def test_small_shapes_on_labelbox_are_as_the_table_declares(tmp_path, serve_app,
                     continue
                 other = to_shapely(to_polygon(back[0].shape))
                 ious.append(shape.intersection(other).area / shape.union(other).area)
-    assert min(ious) >= 0.1 and max(ious) == pytest.approx(1) and sum(i < 0.5 for i in ious) > 0 and left_out > 0
+    assert min(ious) >= 0.25 and max(ious) == pytest.approx(1) and sum(i < 0.5 for i in ious) > 0
+    assert left_out == 0  # a 3x1 box always covers a pixel centre; the speck above shows what does not
 
 
 # --- Wrong for the user ---------------------------------------------------------------------------------------

@@ -335,7 +335,7 @@ def test_a_simplified_outline_comes_back_within_the_tolerance(platform: str, kin
     @given(masks())
     def check(mask: Mask) -> None:
         sent = finish([Prediction(KIND[kind].name, mask)], SPEC, Finish(seen=(HEIGHT, WIDTH), canvas=(HEIGHT, WIDTH),
-                                                                          tolerance=tolerance, min_area=min_area))
+                                                                          outlines=SIMPLIFIED.outlines()))
         assume(sent)  # rectangles that cancel out, or only parts under min_area, leave nothing to send
         section = adapter.section()
         answer = adapter.write_answer(Result(sent, (HEIGHT, WIDTH), TEXT), SPEC, section, SIMPLIFIED)

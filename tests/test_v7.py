@@ -16,7 +16,7 @@ import pytest
 
 from adapters.v7 import V7Section, to_results
 from bridge import Context
-from bridge.core.geometry import polygon_to_mask
+from bridge.core.geometry import Outlines, polygon_to_mask
 from bridge.core.predictions import Polygon
 from bridge.serving.app import create_app
 from tests.conftest import b64, encode_image, free_port
@@ -132,7 +132,7 @@ def test_request_envelope_external_model_and_params_image_are_tolerated(shapes_s
 def test_to_results_is_a_pure_function_usable_without_a_server(image_128):
     model = AllShapes()
     predictions = model.predict(image_128, Context())
-    results = to_results([p for p in predictions if p.label != "sharp"], model.spec, V7Section(), 0.5)
+    results = to_results([p for p in predictions if p.label != "sharp"], model.spec, V7Section(), Outlines(tolerance=0.5))
     valid_v7({"status": "succeeded", "results": results})
 
 

@@ -84,7 +84,7 @@ class AngoAdapter(Adapter):
                      run: AngoRun | None = None) -> dict[str, Any]:
         """A run's answer; without a run (the playground), as a run without a class mapping: objects carry
         `title`s."""
-        return write(result, spec, section, manifest.geometry.simplify_tolerance, run or AngoRun())
+        return write(result, spec, section, manifest.outlines(), run or AngoRun())
 
     def read_answer(self, answer: Any, spec: ModelSpec, section: AngoSection, size: tuple[int, int] | None = None,
                     text: str | None = None) -> list[Prediction]:

@@ -31,7 +31,7 @@ from typing import Any
 from adapters.ango.section import AngoSection
 from bridge.core.conversions import Conversion, dropped, exact, lossy
 from bridge.core.errors import InvalidInput
-from bridge.core.geometry import to_polygon
+from bridge.core.geometry import EXACT, Outlines
 from bridge.core.model import ModelSpec
 from bridge.core.offsets import Utf16
 from bridge.core.predictions import (
@@ -148,9 +148,9 @@ class AngoRun:
     """`modelClass` -> the type of the category it is mapped to, where `categorySchema` says (`class_tools`)."""
 
 
-def write(result: Result, spec: ModelSpec, section: AngoSection, tolerance: float, run: AngoRun) -> dict[str, list]:
+def write(result: Result, spec: ModelSpec, section: AngoSection, outlines: Outlines, run: AngoRun) -> dict[str, list]:
     """A run's answer; what the run's mapping drops is told in the run's log."""
-    answer, unmapped, attributes = to_answer(result.predictions, spec, section, run.ids, tolerance, run.tools,
+    answer, unmapped, attributes = to_answer(result.predictions, spec, section, run.ids, outlines, run.tools,
                                              result.text)
     if unmapped:
         run.note(f"dropped the predictions of {', '.join(map(repr, unmapped))}: no label category is "
@@ -169,7 +169,7 @@ def write(result: Result, spec: ModelSpec, section: AngoSection, tolerance: floa
 
 
 def to_answer(predictions: list[Prediction], spec: ModelSpec, section: AngoSection, ids: dict[str, str] | None,
-              tolerance: float = 0.0, tools: Mapping[str, str] | None = None,
+              outlines: Outlines = EXACT, tools: Mapping[str, str] | None = None,
               text: str | None = None) -> tuple[dict[str, list], list[str], list[str]]:
     """Ango's answer JSON; the (platform) names of the classes dropped because `ids` does not map them; the
     attributes left out because `ids` does not map them (without a mapping, attributes cannot be sent).
@@ -193,7 +193,7 @@ def to_answer(predictions: list[Prediction], spec: ModelSpec, section: AngoSecti
         else:
             extra = _nested(prediction, ids, tools)
             attributes.update(a for a in prediction.attributes if not ids or a not in ids)
-            for geometry in _geometries(prediction.shape, tolerance, offsets):
+            for geometry in _geometries(prediction.shape, outlines, offsets):
                 objects.append({**ref, **extra, **geometry})
     answer = {"objects": objects, "classifications": classifications, "relations": []}
     return answer, sorted(unmapped), sorted(attributes)
@@ -227,7 +227,7 @@ def _nested(prediction: Prediction, ids: dict[str, str] | None, tools: Mapping[s
     return extra
 
 
-def _geometries(shape: Any, tolerance: float, offsets: Utf16 | None = None) -> list[dict[str, Any]]:
+def _geometries(shape: Any, outlines: Outlines, offsets: Utf16 | None = None) -> list[dict[str, Any]]:
     """The Ango shape(s) of one neutral shape: several for a skeleton, none for an empty outline."""
     if isinstance(shape, Cuboid):
         shape = shape.front
@@ -249,7 +249,7 @@ def _geometries(shape: Any, tolerance: float, offsets: Utf16 | None = None) -> l
             return [{"ner": {"start": shape.start, "end": shape.end}}]
         return [{"ner": {"start": offsets.units(shape.start), "end": offsets.units(shape.end)}}]
     if isinstance(shape, (Polygon, Mask, Ellipse)):
-        polygon = to_polygon(shape, tolerance)
+        polygon = outlines.polygon(shape)
         if not polygon.parts:
             return []
         if isinstance(shape, Mask) or polygon.has_holes or len(polygon.parts) > 1:

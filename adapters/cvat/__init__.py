@@ -46,7 +46,7 @@ class CvatAdapter(Adapter):
         """A request's answer as the agent completes it, in the function's label ids (CVAT's driver replaces
         them with the task's); without a run (the playground), a detection request with no threshold."""
         return write(result.predictions, result.size, spec, section.rename, section.attributes,
-                     manifest.geometry.simplify_tolerance, run or CvatRun())
+                     manifest.outlines(), run or CvatRun())
 
     def writer(self, section: CvatSection, spec: ModelSpec, manifest: Manifest, run: CvatRun | None = None) -> Writer:
         """The table of the request's own form: masks as polygons, or an interaction's masks."""

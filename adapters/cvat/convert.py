@@ -53,7 +53,12 @@ import numpy as np
 
 from bridge.core.conversions import Table, dropped, exact, lossy
 from bridge.core.errors import InvalidInput
-from bridge.core.geometry import mask_to_polygon, polygon_to_mask, rasterize
+from bridge.core.geometry import (
+    EXACT,
+    Outlines,
+    polygon_to_mask,
+    rasterize,
+)
 from bridge.core.model import ClassSpec, ModelSpec, Prompts
 from bridge.core.predictions import (
     Box,
@@ -222,18 +227,18 @@ class CvatRun:
 
 
 def write(predictions: Iterable[Prediction], size: tuple[int, int], spec: ModelSpec, rename: Mapping[str, str],
-          attributes: Mapping[str, Sequence[str]], tolerance: float, run: CvatRun) -> dict[str, list[dict]]:
+          attributes: Mapping[str, Sequence[str]], outlines: Outlines, run: CvatRun) -> dict[str, list[dict]]:
     """A request's answer: the detection function's annotations, or the interaction function's masks."""
     if run.interaction:
         return to_interaction(predictions, size)
     labels = run.labels if run.labels is not None else function_labels(spec, rename, attributes)
     return to_cvat(predictions, labels, size=size, conf_threshold=run.conf_threshold,
-                   conv_mask_to_poly=run.conv_mask_to_poly, tolerance=tolerance)
+                   conv_mask_to_poly=run.conv_mask_to_poly, outlines=outlines)
 
 
 def to_cvat(predictions: Iterable[Prediction], labels: Mapping[str, Label], *, size: tuple[int, int],
             conf_threshold: float | None = None, conv_mask_to_poly: bool = False,
-            tolerance: float = 0.0) -> dict[str, list[dict[str, Any]]]:
+            outlines: Outlines = EXACT) -> dict[str, list[dict[str, Any]]]:
     """A detection function's answer for these predictions on an image of `size` (height, width): those at or
     above `conf_threshold`, masks as polygons when `conv_mask_to_poly`, classes CVAT lacks left out."""
     tags: list[dict[str, Any]] = []
@@ -247,12 +252,12 @@ def to_cvat(predictions: Iterable[Prediction], labels: Mapping[str, Label], *, s
             attributes = _answer(prediction.shape, label) + _declared(prediction, label)
             tags.append({"label_id": label.id, "frame": 0, "attributes": attributes})
         else:
-            shapes += _shapes(prediction, label, size, conv_mask_to_poly, tolerance, groups)
+            shapes += _shapes(prediction, label, size, conv_mask_to_poly, outlines, groups)
     return {"tags": tags, "shapes": shapes}
 
 
 def _shapes(prediction: Prediction, label: Label, size: tuple[int, int], conv_mask_to_poly: bool,
-            tolerance: float, groups: Iterator[int]) -> list[dict[str, Any]]:
+            outlines: Outlines, groups: Iterator[int]) -> list[dict[str, Any]]:
     shape = prediction.shape
 
     def annotation(kind: str, points: Any, **more: Any) -> dict[str, Any]:
@@ -278,7 +283,7 @@ def _shapes(prediction: Prediction, label: Label, size: tuple[int, int], conv_ma
     if label.cls.kind == "mask" and not conv_mask_to_poly:
         array = shape.array if isinstance(shape, Mask) else polygon_to_mask(shape, *size)
         return [annotation("mask", encode_mask(array))] if array.any() else []
-    polygon = mask_to_polygon(shape.array, tolerance) if isinstance(shape, Mask) else shape
+    polygon = outlines.trace(shape.array) if isinstance(shape, Mask) else shape
     rings = [part[0] for part in polygon.parts if len(part[0]) >= 3]
     group = {"group": next(groups)} if len(rings) > 1 else {}
     return [annotation("polygon", ring, **group) for ring in rings]

@@ -70,12 +70,12 @@ class CvatXml:
             raise ManifestError(f"{setup.manifest.where()}: platforms.cvat: {error}") from None
         self.by_id = {label.id: label for label in self.labels.values()}
         self.name = setup.manifest.name
-        self.tolerance = setup.manifest.geometry.simplify_tolerance
+        self.outlines = setup.manifest.outlines()
 
     def write(self, item: Item, result: Result, out_dir: Path) -> list[Path]:
         height, width = result.size
         image = ET.Element("image", {"name": item.identity, "width": str(width), "height": str(height)})
-        answer = to_cvat(result.predictions, self.labels, size=result.size, tolerance=self.tolerance)
+        answer = to_cvat(result.predictions, self.labels, size=result.size, outlines=self.outlines)
         for shape in answer["shapes"]:
             self._shape(image, shape)
         for tag in answer["tags"]:

@@ -62,10 +62,10 @@ from bridge.core.service import Job, Source
 PLATFORM = "labelbox"
 log = logging.getLogger("bridge.labelbox")
 
-_AREA = ("Foundry answers areas as masks: rasterised at the image's size (pycocotools': a pixel is in when its "
-         "centre is, give or take 0.17 px), so the mask lies within 0.9 px of the shape but parts thinner than a "
-         "pixel may vanish: small shapes come back coarse (a 3x1 rotated box at IoU 0.1 to 1, by where it sits), "
-         "and a shape that covers no pixel centre is left out (logged)")
+_AREA = ("Foundry answers areas as masks: rasterised at the image's size (a pixel is in when its centre is), so "
+         "the mask lies within 0.71 px (half a pixel's diagonal) of the shape but parts thinner than a pixel may "
+         "vanish: small shapes come back coarse (a 3x1 rotated box at IoU 0.25 to 1, by where it sits), and a "
+         "shape that covers no pixel centre is left out (logged)")
 _NONE = "Foundry documents no answer form for it"
 CONVERSIONS = {
     "box": exact("rectangle"),

@@ -39,7 +39,7 @@ from PIL import Image
 
 from adapters.labelbox.section import LabelboxSection
 from bridge.core.conversions import Table, dropped, exact, lossy
-from bridge.core.geometry import rasterize, to_polygon
+from bridge.core.geometry import EXACT, Outlines, rasterize
 from bridge.core.model import ModelSpec
 from bridge.core.offsets import Utf16
 from bridge.core.predictions import Line, Point, Prediction, Span
@@ -94,10 +94,10 @@ class PredictionNdjson:
     def __init__(self, section: LabelboxSection, setup: ExportSetup) -> None:
         self.section = section
         self.spec = setup.spec
-        self.tolerance = setup.manifest.geometry.simplify_tolerance
+        self.outlines = setup.manifest.outlines()
 
     def write(self, item: Item, result: Result, out_dir: Path) -> list[Path]:
-        lines = ndjson_lines(item.identity, result, self.spec, self.section, self.tolerance)
+        lines = ndjson_lines(item.identity, result, self.spec, self.section, self.outlines)
         data = "".join(json.dumps(line) + "\n" for line in lines).encode("utf-8")
         part = parts_dir(out_dir) / f"{file_name(item.identity)}.ndjson"
         write_atomic(part, data)
@@ -115,7 +115,7 @@ class PredictionNdjson:
 
 
 def ndjson_lines(global_key: str, result: Result, spec: ModelSpec, section: LabelboxSection,
-                 tolerance: float = 0.0) -> list[dict[str, Any]]:
+                 outlines: Outlines = EXACT) -> list[dict[str, Any]]:
     """The prediction-import lines of one data row, with confidences where the SDK puts them."""
     lines: list[dict[str, Any]] = []
     best: dict[str, tuple[float, str]] = {}  # a radio of tags: the most confident tag
@@ -140,7 +140,7 @@ def ndjson_lines(global_key: str, result: Result, spec: ModelSpec, section: Labe
             lines.append(line(name, answer=shape.answer, confidence=confidence))
         else:
             lines += [line(name, **form, confidence=confidence) for form in _objects(prediction, cls.kind, result,
-                                                                                       tolerance)]
+                                                                                       outlines)]
     lines += [line(question, answer={"name": tag, "confidence": confidence})
               for question, (confidence, tag) in best.items()]
     lines += [line(question, answer=[{"name": option, "confidence": score} for option, score in options.items()])
@@ -157,7 +157,7 @@ def without_confidence(value: Any) -> Any:
     return value
 
 
-def _objects(prediction: Prediction, kind: str, result: Result, tolerance: float) -> list[dict[str, Any]]:
+def _objects(prediction: Prediction, kind: str, result: Result, outlines: Outlines) -> list[dict[str, Any]]:
     shape = prediction.shape
     if kind == "box":
         return [{"bbox": {"top": float(shape.y), "left": float(shape.x), "height": max(float(shape.h), 0.0),
@@ -175,7 +175,7 @@ def _objects(prediction: Prediction, kind: str, result: Result, tolerance: float
         mask = rasterize(shape, *result.size).array
         return [{"mask": {"png": _png(mask)}}] if mask.any() else []
     if kind in ("polygon", "rotated_box", "ellipse"):
-        polygon = to_polygon(shape, tolerance)
+        polygon = outlines.polygon(shape)
         return [{"polygon": _xy(part[0])} for part in polygon.parts if len(part[0]) >= 3]
     return []  # skeleton, cuboid, vector: no form
 

@@ -92,7 +92,7 @@ class LabelStudioAdapter(Adapter):
                      run: Run | None = None) -> dict[str, Any]:
         """One task's prediction; without a run (the playground), into the config `label_config` writes."""
         run = run or Run(generated_mapping(spec, section), model_version(manifest), section.empty_score)
-        return write(result, run, manifest.geometry.simplify_tolerance)
+        return write(result, run, manifest.outlines())
 
     def read_answer(self, answer: Any, spec: ModelSpec, section: LabelStudioSection,
                     size: tuple[int, int] | None = None, text: str | None = None) -> list[Prediction]:

@@ -21,6 +21,7 @@ from adapters.labelstudio.mapping import Mapping
 from adapters.labelstudio.regions import from_regions, task_score, to_regions
 from bridge.core.conversions import dropped, exact, lossy
 from bridge.core.errors import InvalidInput
+from bridge.core.geometry import Outlines
 from bridge.core.model import ModelSpec, Prompts
 from bridge.core.outputs import warn_once
 from bridge.core.predictions import (
@@ -113,7 +114,7 @@ def to_job(value: str, url: str | None, headers: dict[str, str], text_model: boo
     return Job(platform=PLATFORM, image=source, prompts=prompts)
 
 
-def write(result: Result, run: Run, tolerance: float) -> dict[str, Any]:
+def write(result: Result, run: Run, outlines: Outlines) -> dict[str, Any]:
     """One task's prediction: its regions, its score (the lowest confidence, else the manifest's
     `empty_score`) and the model version. Answers to one choices control are one region."""
     regions: list[dict[str, Any]] = []
@@ -124,7 +125,7 @@ def write(result: Result, run: Run, tolerance: float) -> dict[str, Any]:
         if target is None:
             continue  # told at /setup
         try:
-            found = to_regions(prediction, target.control, result.size, target.label, tolerance)
+            found = to_regions(prediction, target.control, result.size, target.label, outlines)
         except ValueError as error:
             warn_once(PLATFORM, prediction.label, f"dropped: {error}")
             continue

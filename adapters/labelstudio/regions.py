@@ -55,7 +55,13 @@ from bridge import (
     Span,
     Tag,
 )
-from bridge.core.geometry import bounding_box, from_shapely, rasterize, to_polygon
+from bridge.core.geometry import (
+    EXACT,
+    Outlines,
+    bounding_box,
+    from_shapely,
+    rasterize,
+)
 
 Region = dict[str, Any]
 
@@ -66,12 +72,12 @@ DEFAULT_POINT_SIZE = 2.0
 
 
 def to_regions(prediction: Prediction, control: ControlTag, size: tuple[int, int] | None = None,
-               label: str | None = None, tolerance: float = 0.0) -> list[Region]:
+               label: str | None = None, outlines: Outlines = EXACT) -> list[Region]:
     """The regions of one prediction for a control tag.
 
     `size` is the image's (height, width) (image controls only); `label` the control's label the prediction
     answers with (by value or alias; the prediction's own label when None). A polygon of several parts, or a
-    skeleton, gives several regions; `tolerance` simplifies traced mask outlines (pixels).
+    skeleton, gives several regions; `outlines` says how masks are traced (`Manifest.outlines()`).
     Raises ValueError when the shape has no form on this control, or the label is not the control's.
     """
     kind = control.result_type.removesuffix("labels") or "labels"  # the tool: rectangle, polygon...; text labels
@@ -86,7 +92,7 @@ def to_regions(prediction: Prediction, control: ControlTag, size: tuple[int, int
     if size is None:
         raise ValueError(f"{control.type} {control.name!r} labels an image: the image's size is needed")
     height, width = size
-    values = _geometry(kind, shape, control, height, width, tolerance)
+    values = _geometry(kind, shape, control, height, width, outlines)
     named = label or prediction.label
     identity = prediction.id or uuid.uuid4().hex[:10]
     return [_region(prediction, control, size, _labelled(value, control, named), k if len(values) > 1 else None,
@@ -94,7 +100,7 @@ def to_regions(prediction: Prediction, control: ControlTag, size: tuple[int, int
 
 
 def _geometry(kind: str, shape: Any, control: ControlTag, height: int, width: int,
-              tolerance: float) -> list[dict[str, Any]]:
+              outlines: Outlines) -> list[dict[str, Any]]:
     sx, sy = 100.0 / width, 100.0 / height
     if kind == "rectangle" and isinstance(shape, (Box, RotatedBox)):
         box = shape if isinstance(shape, RotatedBox) else RotatedBox(shape.x + shape.w / 2, shape.y + shape.h / 2,
@@ -104,7 +110,7 @@ def _geometry(kind: str, shape: Any, control: ControlTag, height: int, width: in
         y = box.cy - (s * box.w + c * box.h) / 2
         return [{"x": x * sx, "y": y * sy, "width": box.w * sx, "height": box.h * sy, "rotation": box.angle % 360}]
     if kind == "polygon" and isinstance(shape, AREA_SHAPES):
-        parts = to_polygon(shape, tolerance).parts
+        parts = outlines.polygon(shape).parts
         return [{"points": (_bridged(part) * (sx, sy)).tolist(), "closed": True} for part in parts]
     if kind == "keypoint" and isinstance(shape, (Point, Skeleton)):
         points = [(shape.x, shape.y)] if isinstance(shape, Point) else [(n.x, n.y) for n in shape.nodes]

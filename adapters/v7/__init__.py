@@ -59,7 +59,7 @@ class V7Adapter(Adapter):
 
     def write_answer(self, result: Result, spec: ModelSpec, section: V7Section, manifest: Manifest,
                      run: Any = None) -> dict[str, Any]:
-        results = to_results(result.predictions, spec, section, manifest.geometry.simplify_tolerance)
+        results = to_results(result.predictions, spec, section, manifest.outlines())
         return {"status": "succeeded", "results": results}
 
     def read_answer(self, answer: Any, spec: ModelSpec, section: V7Section, size: tuple[int, int] | None = None,

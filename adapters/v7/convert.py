@@ -25,7 +25,7 @@ from adapters.v7.api import V7InferRequest
 from adapters.v7.section import V7Section
 from bridge.core.conversions import Conversion, dropped, exact, lossy
 from bridge.core.errors import InvalidInput
-from bridge.core.geometry import mask_to_polygon, rotated_box_corners
+from bridge.core.geometry import Outlines, rotated_box_corners
 from bridge.core.model import ClassSpec, ModelSpec, Prompts
 from bridge.core.predictions import (
     Box,
@@ -124,12 +124,12 @@ def v7_classes(spec: ModelSpec, section: V7Section) -> list[dict[str, str]]:
 
 
 def to_results(predictions: list[Prediction], spec: ModelSpec, section: V7Section,
-               tolerance: float) -> list[dict[str, Any]]:
+               outlines: Outlines) -> list[dict[str, Any]]:
     """Darwin-JSON results: exactly one main annotation type each, confidence in [0, 1]."""
     results = []
     for prediction in predictions:
         cls = spec.get(prediction.label)
-        for name, main in main_types(prediction, cls, section, tolerance):
+        for name, main in main_types(prediction, cls, section, outlines):
             result: dict[str, Any] = {"name": name, "label": name, "confidence": prediction.confidence, **main}
             if prediction.attributes:
                 result["attributes"] = list(prediction.attributes)
@@ -142,7 +142,7 @@ def to_results(predictions: list[Prediction], spec: ModelSpec, section: V7Sectio
 
 
 def main_types(prediction: Prediction, cls: ClassSpec, section: V7Section,
-                tolerance: float) -> list[tuple[str, dict[str, Any]]]:
+                outlines: Outlines) -> list[tuple[str, dict[str, Any]]]:
     """(V7 class name, {main type: value}) pairs; several for a checklist, none for what V7 cannot take."""
     name = section.platform_name(cls.name)
     shape = prediction.shape
@@ -153,17 +153,17 @@ def main_types(prediction: Prediction, cls: ClassSpec, section: V7Section,
         return [(_tag_name(section, cls, option), {"tag": {}}) for option in options]
     if CONVERSIONS[cls.kind].fidelity == "dropped":
         return []
-    main = _geometry(shape, tolerance)
+    main = _geometry(shape, outlines)
     return [(name, main)] if main else []
 
 
-def _geometry(shape: Any, tolerance: float) -> dict[str, Any] | None:
+def _geometry(shape: Any, outlines: Outlines) -> dict[str, Any] | None:
     if isinstance(shape, Box):
         return {"bounding_box": _box(shape)}
     if isinstance(shape, Tag):
         return {"tag": {}}
     if isinstance(shape, Mask):
-        shape = mask_to_polygon(shape.array, tolerance)
+        shape = outlines.trace(shape.array)
     if isinstance(shape, RotatedBox):
         shape = Polygon.from_ring(rotated_box_corners(shape))
     if isinstance(shape, Polygon):

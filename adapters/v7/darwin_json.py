@@ -26,7 +26,7 @@ from adapters.v7.convert import CONVERSIONS as BYOM
 from adapters.v7.convert import main_types
 from adapters.v7.section import V7Section
 from bridge.core.conversions import Table, dropped, exact, lossy
-from bridge.core.geometry import rasterize
+from bridge.core.geometry import EXACT, Outlines, rasterize
 from bridge.core.predictions import Mask, Prediction
 from bridge.core.service import Result
 from bridge.platforms.export import (
@@ -62,10 +62,10 @@ class DarwinJson:
         self.section = section
         self.spec = setup.spec
         self.model = setup.manifest.name
-        self.tolerance = setup.manifest.geometry.simplify_tolerance
+        self.outlines = setup.manifest.outlines()
 
     def write(self, item: Item, result: Result, out_dir: Path) -> list[Path]:
-        document = darwin_file(item.identity, result, self.spec, self.section, self.model, self.tolerance)
+        document = darwin_file(item.identity, result, self.spec, self.section, self.model, self.outlines)
         path = out_dir / f"{file_name(item.identity)}.json"
         write_atomic(path, json.dumps(document).encode("utf-8"))
         return [path]
@@ -75,7 +75,7 @@ class DarwinJson:
 
 
 def darwin_file(identity: str, result: Result, spec: Any, section: V7Section, model: str,
-                tolerance: float = 0.0) -> dict[str, Any]:
+                outlines: Outlines = EXACT) -> dict[str, Any]:
     """The Darwin JSON 2.0 document of one item."""
     path = PurePosixPath("/" + identity.lstrip("/"))
     slots = []
@@ -90,7 +90,7 @@ def darwin_file(identity: str, result: Result, spec: Any, section: V7Section, mo
         if cls.kind == "mask" and result.size is not None:
             masks.append(prediction)
             continue
-        for name, main in main_types(prediction, cls, section, tolerance):
+        for name, main in main_types(prediction, cls, section, outlines):
             if "polygon" in main:
                 main = _polygon(main["polygon"])
             annotations.append(_annotation(name, main, prediction, inference))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -23,6 +23,7 @@ from shapely.geometry import MultiPolygon
 from shapely.geometry import Polygon as ShapelyPolygon
 from shapely.geometry import box as shapely_box
 
+from bridge.core.errors import ModelFailed
 from bridge.core.predictions import (
     Box,
     Cuboid,
@@ -83,12 +84,37 @@ MAX_VERTICES = 500_000
 """Vertices one prediction's outline may have (`limits.max_vertices`): past it a trace stops."""
 
 
-class TooComplex(ValueError):
-    """An outline with more vertices than allowed, refused before it is built."""
+class TooComplex(ModelFailed):
+    """An outline with more vertices than allowed, refused before it is built: a model's fault (500)."""
 
     def __init__(self, vertices: int, bound: int) -> None:
         super().__init__(f"its outline has {vertices} vertices, more than {bound} (limits.max_vertices)")
         self.vertices, self.bound = vertices, bound
+
+
+@dataclass(frozen=True)
+class Outlines:
+    """How masks become outlines, as the manifest says (`Manifest.outlines()`): the one setting every trace of
+    the core and of the adapters takes."""
+
+    tolerance: float = 0.0
+    """Pixels a traced outline may move (`geometry.simplify_tolerance`; 0: exact pixel edges)."""
+    min_area: float = MIN_AREA
+    """Pixels: parts and holes of a simplified outline under it are dropped (`geometry.min_area`)."""
+    max_vertices: int | None = MAX_VERTICES
+    """Vertices one outline may have (`limits.max_vertices`): past it a trace stops (`TooComplex`)."""
+
+    def trace(self, mask: np.ndarray) -> Polygon:
+        """`mask_to_polygon` with these settings."""
+        return mask_to_polygon(mask, self.tolerance, min_area=self.min_area, max_vertices=self.max_vertices)
+
+    def polygon(self, shape: Shape) -> Polygon:
+        """`to_polygon` with these settings."""
+        return to_polygon(shape, self.tolerance, min_area=self.min_area, max_vertices=self.max_vertices)
+
+
+EXACT = Outlines()
+"""Outlines along the pixels' edges, nothing simplified."""
 
 
 def mask_to_polygon(mask: np.ndarray, tolerance: float = 0.0, *, min_area: float = MIN_AREA,

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from bridge.core.geometry import Outlines
 from bridge.core.media import MediaLimits
 from bridge.core.model import ClassSpec
 
@@ -261,6 +262,10 @@ class Manifest(Strict):
             return model.model_validate(self.platforms.get(platform) or {})
         except ValidationError as error:
             raise ManifestError(describe(error, self.where(), prefix=f"platforms.{platform}")) from None
+
+    def outlines(self) -> Outlines:
+        """How masks become outlines here: `geometry` and `limits.max_vertices`."""
+        return Outlines(self.geometry.simplify_tolerance, self.geometry.min_area, self.limits.max_vertices)
 
     def min_confidence_for(self, platform: str) -> MinConfidence:
         """The manifest's thresholds under the platform section's own, when it has one."""

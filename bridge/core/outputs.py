@@ -67,12 +67,8 @@ class Finish:
     """The text a text model read."""
     min_confidence: Mapping[str, float] = field(default_factory=dict)
     """Per class name; classes not named pass at any confidence."""
-    tolerance: float = 0.0
-    """Pixels a traced outline may move (`geometry.simplify_tolerance`)."""
-    min_area: float = geometry.MIN_AREA
-    """Pixels: parts and holes of a simplified outline under it are dropped (`geometry.min_area`)."""
-    max_vertices: int | None = geometry.MAX_VERTICES
-    """Vertices one outline may have (`limits.max_vertices`)."""
+    outlines: geometry.Outlines = geometry.EXACT
+    """How a mask returned for a polygon class is traced, and the vertices an outline may have."""
 
 
 def finish(found: Iterable[Any], spec: ModelSpec, how: Finish) -> list[Prediction]:
@@ -133,10 +129,10 @@ def check(prediction: Any, spec: ModelSpec, how: Finish) -> ClassSpec:
         raise _bad(cls, f"has confidence {prediction.confidence!r}, not a number")
     if not _finite(shape):
         raise _bad(cls, f"has a {type(shape).__name__} with a NaN, infinite or non-numeric coordinate")
-    if isinstance(shape, Polygon) and how.max_vertices is not None:
+    if isinstance(shape, Polygon) and (bound := how.outlines.max_vertices) is not None:
         vertices = sum(len(ring) for part in shape.parts for ring in part)
-        if vertices > how.max_vertices:
-            raise _bad(cls, f"has a polygon of {vertices} vertices, more than {how.max_vertices} (limits.max_vertices)")
+        if vertices > bound:
+            raise _bad(cls, f"has a polygon of {vertices} vertices, more than {bound} (limits.max_vertices)")
     if isinstance(shape, Mask) and how.seen is not None and tuple(shape.size) != tuple(how.seen):
         raise _bad(cls, f"has a mask of {shape.size[1]}x{shape.size[0]} (width x height) on an image of "
                         f"{how.seen[1]}x{how.seen[0]}: a mask must have the size of the image the model was given")
@@ -235,8 +231,7 @@ def _place(shape: Shape, how: Finish, cls: ClassSpec) -> Shape | None:
     shape = geometry.clip(shape, width, height)
     if cls.kind == "polygon" and isinstance(shape, Mask):
         try:
-            shape = geometry.mask_to_polygon(shape.array, how.tolerance, min_area=how.min_area,
-                                             max_vertices=how.max_vertices)
+            shape = how.outlines.trace(shape.array)
         except geometry.TooComplex as too_many:
             raise _bad(cls, f"returned a mask for a polygon class: {too_many}") from None
         return shape if shape.parts else None

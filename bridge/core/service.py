@@ -34,7 +34,13 @@ from bridge.core.errors import (
     TooLarge,
 )
 from bridge.core.manifest import Manifest, ManifestError
-from bridge.core.media import MediaLoader, decode_base64, decode_image, decode_video, from_array
+from bridge.core.media import (
+    MediaLoader,
+    decode_base64,
+    decode_image,
+    decode_video,
+    from_array,
+)
 from bridge.core.metrics import (
     job_in_flight,
     observe_batch,
@@ -236,14 +242,12 @@ class Service:
         """Predict on whole images with the prompts, or on the crop to the box prompt for a model that takes
         none; results come back in full-image terms."""
         region, thresholds = job.prompts.box, self.thresholds(job.platform)
-        drawn = self.manifest.geometry
-        outlines = dict(tolerance=drawn.simplify_tolerance, min_area=drawn.min_area,
-                        max_vertices=self.limits.max_vertices)
+        outlines = self.manifest.outlines()
         if self.spec.prompts or region is None:
             prompts = checked(job.prompts, images[0].shape[:2]) if self.spec.prompts else Prompts()
             context = Context(params=params, prompts=prompts, platform=job.platform, min_confidence=thresholds)
             finishes = [Finish(seen=image.shape[:2], canvas=image.shape[:2], min_confidence=thresholds,
-                               **outlines) for image in images]
+                               outlines=outlines) for image in images]
             return await self._predict(images, [context] * len(images), finishes)
         crops, cuts = zip(*(geometry.crop(image, region) for image in images))
         if any(cut.w == 0 or cut.h == 0 for cut in cuts):
@@ -251,7 +255,7 @@ class Service:
         contexts = [Context(params=params, region=cut, platform=job.platform, min_confidence=thresholds)
                     for cut in cuts]
         finishes = [Finish(seen=crop.shape[:2], canvas=image.shape[:2], offset=cut, min_confidence=thresholds,
-                           **outlines) for crop, image, cut in zip(crops, images, cuts)]
+                           outlines=outlines) for crop, image, cut in zip(crops, images, cuts)]
         return await self._predict(list(crops), contexts, finishes)
 
     def thresholds(self, platform: str) -> Mapping[str, float]:
