@@ -7,13 +7,19 @@ call as the model, never on the event loop. Predictions run on a thread pool of 
 the event loop keeps serving while the model works, and a job past its deadline answers 504 at once (the
 model's thread cannot be interrupted; its result is thrown away, and queued jobs past their deadline never
 start). An `async` model runs on the loop instead, `limits.concurrency` at once, and is cancelled at its
-deadline. What the caller does with the result (`then`, the platform's answer) runs under the same deadline.
+deadline. What the caller does with the result (`then`, the platform's answer) runs under the same deadline,
+and the work a given-up job leaves on threads stops at its next `check_deadline` (`bridge.core.admission`).
+
+A request pays one thread hop when it need not pay more: an image small enough to decode in well under a
+millisecond is decoded on the event loop, and an answer without areas to trace or rasterise is written there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
@@ -21,9 +27,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
+from PIL import Image
 
 from bridge.core import geometry
-from bridge.core.admission import Admission
+from bridge.core.admission import Admission, deadline
 from bridge.core.batching import Batcher
 from bridge.core.errors import (
     BridgeError,
@@ -53,10 +60,18 @@ from bridge.core.model import (
 )
 from bridge.core.outputs import Finish, finish
 from bridge.core.params import Params
-from bridge.core.predictions import Prediction
+from bridge.core.predictions import Ellipse, Mask, Polygon, Prediction, RotatedBox
 
 log = logging.getLogger("bridge")
 T = TypeVar("T")
+
+SMALL_IMAGE_PIXELS = 128 * 128
+"""Images up to this size decode on the event loop (a few hundred microseconds at most): a thread hop costs
+more than that."""
+SMALL_ANSWER = 64
+"""Answers of up to this many predictions, none of them an area (mask, polygon, rotated box, ellipse), are
+written on the event loop."""
+AREAS = (Mask, Polygon, RotatedBox, Ellipse)
 
 
 @dataclass(frozen=True)
@@ -112,7 +127,8 @@ class Service:
         self._workers = ThreadPoolExecutor(manifest.limits.concurrency, thread_name_prefix="model")
         self._async = is_async(model)
         self._slots = asyncio.Semaphore(manifest.limits.concurrency)
-        self.admission = Admission(manifest.limits.concurrency, manifest.limits.max_queue, manifest.limits.deadline)
+        self.admission = Admission(manifest.limits.concurrency, manifest.limits.max_queue, manifest.limits.deadline,
+                                   manifest.limits.max_held_bytes)
         self.params = Params(manifest.params)
         self._thresholds: dict[str, dict[str, float]] = {}
         for platform in ("", *manifest.platforms):  # a threshold naming no class fails at start-up
@@ -132,9 +148,10 @@ class Service:
         self._workers.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, job: Job, then: Callable[[Result], T] | None = None) -> Result | T:
-        """Run a job under the manifest's deadline, then `then(result)` (off the event loop: an answer's
-        conversions) under the same deadline; every failure is a `BridgeError` with a clear message."""
-        with job_in_flight(job.platform), self.admission.job():
+        """Run a job under the manifest's deadline, then `then(result)` (an answer's conversions: on a thread
+        unless the answer is small) under the same deadline; every failure is a `BridgeError` with a clear
+        message."""
+        with job_in_flight(job.platform), self.admission.job(), deadline(self.limits.deadline):
             try:
                 async with asyncio.timeout(self.limits.deadline):
                     result = await self._run(job, self.params.resolve(job.params))
@@ -142,6 +159,8 @@ class Service:
                     if then is None:
                         return result
                     with stage("convert"):
+                        if _small(result.predictions):
+                            return then(result)
                         return await asyncio.to_thread(then, result)
             except TimeoutError:
                 raise DeadlineExceeded(
@@ -200,10 +219,18 @@ class Service:
             yield list(zip(range(start, start + len(part)), images))
 
     async def load_image(self, source: Source, what: str = "image") -> np.ndarray:
+        """The image, decoded on one of the loader's decode threads (on the loop when it is small); the job
+        holds its pixels until it ends (`limits.max_held_bytes`)."""
         if source.url:
-            return await self.media.image(source.url, f"{what}.url")
-        data = source.data if source.data is not None else self._base64(source, what)
-        return await self.media.decode(decode_image, data, self.media.limits, what)
+            image = await self.media.image(source.url, f"{what}.url")
+        else:
+            data = source.data if source.data is not None else self._base64(source, what)
+            if _pixels(data) <= SMALL_IMAGE_PIXELS:
+                image = decode_image(data, self.media.limits, what)
+            else:
+                image = await self.media.decode(decode_image, data, self.media.limits, what)
+        self.admission.hold(image.nbytes)
+        return image
 
     async def load_text(self, source: Source, what: str = "text") -> str:
         """A text given by URL or as bytes, read as UTF-8."""
@@ -270,10 +297,12 @@ class Service:
             if self._async:
                 async with self._slots:
                     ticket.start()
+                    start = asyncio.get_running_loop().time()
                     results = await _guarded_async(predict_batch_async(self.model, items, contexts))
+                    self.admission.observe((asyncio.get_running_loop().time() - start) / len(items))
                 return await asyncio.to_thread(self._finish, results, finishes)
             return await self.admission.call(self._workers, ticket.wrap(self._predict_sync), items, contexts,
-                                             finishes)
+                                             finishes, items=len(items))
 
     @timed("predict")
     async def _predict(self, items: list[Any], contexts: list[Context],
@@ -281,6 +310,25 @@ class Service:
         if self._batcher is not None and len(items) == 1:
             return [await self._batcher.predict(items[0], contexts[0], finishes[0])]
         return await self._call_model(items, contexts, finishes)
+
+
+def _pixels(data: bytes) -> int:
+    """The pixel count a small file's header declares (without decoding it); a large or unreadable file counts
+    as large, for a decode thread (and the decoder's messages)."""
+    if len(data) > SMALL_IMAGE_PIXELS:  # compressed, a small image's file is smaller than its pixel count
+        return SMALL_IMAGE_PIXELS + 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the decoder refuses it
+            with Image.open(io.BytesIO(data)) as image:
+                return image.width * image.height
+    except Exception:
+        return SMALL_IMAGE_PIXELS + 1
+
+
+def _small(predictions: list[Prediction]) -> bool:
+    """An answer cheap enough to write on the event loop: a few predictions, no area among them."""
+    return len(predictions) <= SMALL_ANSWER and not any(isinstance(p.shape, AREAS) for p in predictions)
 
 
 def _guarded(predict: Any, *args: Any) -> list[list[Any]]:

@@ -1,10 +1,13 @@
 """The platforms' HTTP routes: built from what each adapter declares, every failure in the platform's form.
 
 One route class for every adapter: credentials are checked before any of the body is read (a caller without
-them learns nothing about the request form), the body is capped at `limits.max_request_bytes` before FastAPI
-parses it, and every failure is answered in the platform's error form (`Adapter.error_body`) with the
-status of a `BridgeError`: malformed JSON 400, a body that does not fit the route's request model 422,
-anything unexpected 500 with the traceback in the log only. The server keeps serving either way.
+them learns nothing about the request form), then a job route admits its job (`bridge.core.admission`: a
+refusal costs no parsing), the body is capped at `limits.max_request_bytes`, parsed and validated against the
+route's request model in one pass (pydantic's JSON parser: no dict in between, no FastAPI dependency solving;
+FastAPI keeps only the OpenAPI declaration), and every failure is answered in the platform's error form
+(`Adapter.error_body`) with the status of a `BridgeError`: malformed JSON 400, a body that does not fit the
+route's request model 422, anything unexpected 500 with the traceback in the log only. The server keeps
+serving either way.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import (
     HTTPException,  # FastAPI raises Starlette's own for unreadable bodies
 )
 from starlette.requests import ClientDisconnect
 
 from bridge.core.errors import BadRequest, BridgeError, InvalidInput, NotReady
+from bridge.core.logs import one_line
 from bridge.core.media import read_capped
 from bridge.core.metrics import note_error
 from bridge.core.service import Service
@@ -58,19 +62,23 @@ def get_service(request: Request) -> Service:
 
 def bridge_route(body: ErrorBody = default_error_body,
                  authenticate: Callable[[Request], None] | None = None) -> type[APIRoute]:
-    """A route class that checks credentials, limits the body size and answers every failure with `body`."""
+    """A route class that checks credentials, admits a job before reading its body, limits the body size,
+    parses it once, and answers every failure with `body`."""
 
     class BridgeRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            handler = super().get_route_handler()
+            declared: Route | None = getattr(self.endpoint, "declared", None)
+            handler = super().get_route_handler() if declared is None else None
 
             async def route(request: Request) -> Response:
                 try:
                     if authenticate is not None:
                         authenticate(request)
-                    request = LimitedRequest(request.scope, request.receive)
-                    await request.body()  # enforce the size limit before FastAPI parses anything
-                    return await handler(request)
+                    if handler is not None:
+                        request = LimitedRequest(request.scope, request.receive)
+                        await request.body()  # enforce the size limit before FastAPI parses anything
+                        return await handler(request)
+                    return await run(declared, request)
                 except ClientDisconnect:
                     log.info("%s %s: the client went away before sending its whole request",
                              request.method, request.url.path)
@@ -81,6 +89,36 @@ def bridge_route(body: ErrorBody = default_error_body,
             return route
 
     return BridgeRoute
+
+
+async def run(declared: Route, request: Request) -> Response:
+    """An adapter's route: its job admitted (503 before the body is read), its body read within the limit and
+    validated against its request model in one pass, its answer as JSON."""
+    service = get_service(request)
+    if declared.request is None:
+        return json_answer(await declared.endpoint(service))
+    size = request.headers.get("content-length")
+    with service.admission.job(int(size) if size and size.isdigit() else 0):
+        body = await LimitedRequest(request.scope, request.receive).body()
+        return json_answer(await declared.endpoint(parse(declared.request, body, request), service))
+
+
+def parse(model: type[BaseModel], body: bytes, request: Request) -> BaseModel:
+    """The body as `model`, parsed and validated in one pass: 400 when it is not JSON, 422 naming each field
+    that does not fit (the same lines FastAPI's own parsing gave)."""
+    kind = request.headers.get("content-type", "")
+    if not body:
+        raise InvalidInput("invalid request: body: Field required")
+    main, _, subtype = kind.partition(";")[0].strip().lower().partition("/")
+    if main != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        raise InvalidInput(f"invalid request: body: a JSON body is needed (Content-Type: application/json), "
+                           f"got {one_line(kind) or 'no Content-Type'}")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as error:
+        raise describe_validation(RequestValidationError(
+            [{**problem, "loc": ("body", *problem["loc"])} for problem in error.errors(include_url=False)]
+        )) from None
 
 
 def as_bridge_error(error: Exception, request: Request) -> BridgeError:
@@ -161,16 +199,17 @@ def build_router(adapter: Adapter, section: Any) -> APIRouter | None:
 
 
 def _endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
-    """A FastAPI endpoint taking the route's request model as its body and answering JSON."""
+    """A FastAPI endpoint taking the route's request model as its body and answering JSON: its signature is
+    what the OpenAPI schema declares; requests go through `run` (the route class finds the route in
+    `declared`)."""
 
     async def endpoint(request: Request, body: Any = None) -> Response:
-        service = get_service(request)
-        found = await (route.endpoint(body, service) if route.request is not None else route.endpoint(service))
-        return json_answer(found)
+        return await run(route, request)  # what `bridge_route` calls directly, without FastAPI's parsing
 
     parameters = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)]
     if route.request is not None:
         parameters.append(inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                             annotation=route.request))
     endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    endpoint.declared = route  # type: ignore[attr-defined]
     return endpoint
