@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
@@ -36,6 +38,9 @@ from typing import Any, TypeVar
 from bridge.core.errors import DeadlineExceeded, Overloaded
 
 T = TypeVar("T")
+
+SMALL_CALLS = 8
+"""Model calls on small items whose times decide whether the next runs on the event loop (their median)."""
 
 
 @dataclass
@@ -60,6 +65,8 @@ class Admission:
         self.held = 0
         self._calls: dict[object, float] = {}  # model calls running on threads -> start (monotonic)
         self._item_seconds = 0.0  # moving average of a model call's time per item
+        self.in_flight = 0  # model calls handed to threads and not yet back
+        self._small: deque[float] = deque(maxlen=SMALL_CALLS)  # seconds of the last calls on a small item
 
     @contextmanager
     def job(self, size: int = 0) -> Iterator[Ticket]:
@@ -109,9 +116,10 @@ class Admission:
             ticket.held += size
             self.held += size
 
-    async def call(self, executor: Executor, function: Callable[..., T], *args: Any, items: int = 1) -> T:
+    async def call(self, executor: Executor, function: Callable[..., T], *args: Any, items: int = 1,
+                   small: bool = False) -> T:
         """`function(*args)` on `executor` in the caller's context (its deadline, its request's timings),
-        timed while it runs (a queued call that is cancelled never runs)."""
+        timed while it runs (a queued call that is cancelled never runs). `small`: a call on one small item."""
         token = object()
         context = contextvars.copy_context()
 
@@ -121,9 +129,32 @@ class Admission:
                 return context.run(function, *args)
             finally:
                 del self._calls[token]
-                self.observe((time.monotonic() - start) / items)
+                self._timed(time.monotonic() - start, items, small)
 
-        return await asyncio.get_running_loop().run_in_executor(executor, timed)
+        self.in_flight += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, timed)
+        finally:
+            self.in_flight -= 1
+
+    def inline(self, below: float) -> bool:
+        """Whether a model call on one small item may run right here, on the event loop: no call is on a thread
+        (so never two at once), and the last calls on small items took under `below` seconds (median)."""
+        return (not self.in_flight and len(self._small) == SMALL_CALLS
+                and statistics.median(self._small) < below)
+
+    def run_inline(self, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` here (a small item, see `inline`), timed."""
+        start = time.monotonic()
+        try:
+            return function(*args)
+        finally:
+            self._timed(time.monotonic() - start, 1, True)
+
+    def _timed(self, seconds: float, items: int, small: bool) -> None:
+        if small:
+            self._small.append(seconds)
+        self.observe(seconds / items)
 
     def observe(self, item_seconds: float) -> None:
         """A model call took `item_seconds` per item (also for calls that do not run on threads); a hung call

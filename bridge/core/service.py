@@ -10,16 +10,16 @@ start). An `async` model runs on the loop instead, `limits.concurrency` at once,
 deadline. What the caller does with the result (`then`, the platform's answer) runs under the same deadline,
 and the work a given-up job leaves on threads stops at its next `check_deadline` (`bridge.core.admission`).
 
-A request pays one thread hop when it need not pay more: an image small enough to decode in well under a
-millisecond is decoded on the event loop, and an answer without areas to trace or rasterise is written there.
+A request pays no thread hop it does not need: an image small enough to decode in well under a millisecond is
+decoded on the event loop, an answer without areas to trace or rasterise is written there, and a model whose
+recent calls on small items took under `limits.inline_below` runs there too for small items, when no other call
+of it is running (a hop costs two thread wake-ups, milliseconds on a busy machine: more than such a call).
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
@@ -27,7 +27,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
-from PIL import Image
 
 from bridge.core import geometry
 from bridge.core.admission import Admission, deadline
@@ -124,6 +123,8 @@ class Service:
         self.model = model
         self.limits = manifest.limits
         self.media = MediaLoader(manifest.limits.media())
+        self._small = replace(self.media.limits, max_image_pixels=min(SMALL_IMAGE_PIXELS,
+                                                                      self.media.limits.max_image_pixels))
         self._workers = ThreadPoolExecutor(manifest.limits.concurrency, thread_name_prefix="model")
         self._async = is_async(model)
         self._slots = asyncio.Semaphore(manifest.limits.concurrency)
@@ -225,9 +226,11 @@ class Service:
             image = await self.media.image(source.url, f"{what}.url")
         else:
             data = source.data if source.data is not None else self._base64(source, what)
-            if _pixels(data) <= SMALL_IMAGE_PIXELS:
-                image = decode_image(data, self.media.limits, what)
-            else:
+            try:  # on the loop, as long as the header says it is small (a large one stops there)
+                image = decode_image(data, self._small, what)
+            except TooLarge:
+                if self._small.max_image_pixels == self.media.limits.max_image_pixels:
+                    raise
                 image = await self.media.decode(decode_image, data, self.media.limits, what)
         self.admission.hold(image.nbytes)
         return image
@@ -294,6 +297,10 @@ class Service:
     async def _call_model(self, items: list[Any], contexts: list[Context],
                           finishes: list[Finish]) -> list[list[Prediction]]:
         with queued() as ticket:
+            small = len(items) == 1 and _small_item(items[0])
+            if small and not self._async and self.admission.inline(self.limits.inline_below):
+                ticket.start()
+                return self.admission.run_inline(self._predict_sync, items, contexts, finishes)
             if self._async:
                 async with self._slots:
                     ticket.start()
@@ -302,7 +309,7 @@ class Service:
                     self.admission.observe((asyncio.get_running_loop().time() - start) / len(items))
                 return await asyncio.to_thread(self._finish, results, finishes)
             return await self.admission.call(self._workers, ticket.wrap(self._predict_sync), items, contexts,
-                                             finishes, items=len(items))
+                                             finishes, items=len(items), small=small)
 
     @timed("predict")
     async def _predict(self, items: list[Any], contexts: list[Context],
@@ -312,18 +319,11 @@ class Service:
         return await self._call_model(items, contexts, finishes)
 
 
-def _pixels(data: bytes) -> int:
-    """The pixel count a small file's header declares (without decoding it); a large or unreadable file counts
-    as large, for a decode thread (and the decoder's messages)."""
-    if len(data) > SMALL_IMAGE_PIXELS:  # compressed, a small image's file is smaller than its pixel count
-        return SMALL_IMAGE_PIXELS + 1
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the decoder refuses it
-            with Image.open(io.BytesIO(data)) as image:
-                return image.width * image.height
-    except Exception:
-        return SMALL_IMAGE_PIXELS + 1
+def _small_item(item: Any) -> bool:
+    """A small image (at most `SMALL_IMAGE_PIXELS`) or a short text."""
+    if isinstance(item, str):
+        return len(item) <= SMALL_IMAGE_PIXELS // 4
+    return isinstance(item, np.ndarray) and item.shape[0] * item.shape[1] <= SMALL_IMAGE_PIXELS
 
 
 def _small(predictions: list[Prediction]) -> bool:

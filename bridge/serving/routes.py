@@ -13,6 +13,7 @@ serving either way.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -25,8 +26,9 @@ from starlette.exceptions import (
     HTTPException,  # FastAPI raises Starlette's own for unreadable bodies
 )
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge.core.errors import BadRequest, BridgeError, InvalidInput, NotReady
+from bridge.core.errors import BadRequest, BridgeError, InvalidInput, NotReady, Overloaded
 from bridge.core.logs import one_line
 from bridge.core.media import read_capped
 from bridge.core.metrics import note_error
@@ -47,9 +49,11 @@ def default_error_body(error: BridgeError) -> Any:
 
 
 def error_response(body: ErrorBody, error: BridgeError) -> Response:
-    """The answer to `error` in a platform's form; the message goes on the request's log line."""
+    """The answer to `error` in a platform's form; the message goes on the request's log line. A refusal for
+    want of room closes the connection: a keep-alive client reconnects, maybe to a less busy worker."""
     note_error(error.message)
-    return JSONResponse(body(error), status_code=error.status, headers=error.headers or None)
+    headers = {**error.headers, "Connection": "close"} if isinstance(error, Overloaded) else error.headers
+    return JSONResponse(body(error), status_code=error.status, headers=headers or None)
 
 
 def get_service(request: Request) -> Service:
@@ -74,11 +78,11 @@ def bridge_route(body: ErrorBody = default_error_body,
                 try:
                     if authenticate is not None:
                         authenticate(request)
-                    if handler is not None:
-                        request = LimitedRequest(request.scope, request.receive)
-                        await request.body()  # enforce the size limit before FastAPI parses anything
-                        return await handler(request)
-                    return await run(declared, request)
+                    if handler is None:
+                        return await run(declared, request)
+                    request = LimitedRequest(request.scope, request.receive)
+                    await request.body()  # enforce the size limit before FastAPI parses anything
+                    return await handler(request)
                 except ClientDisconnect:
                     log.info("%s %s: the client went away before sending its whole request",
                              request.method, request.url.path)
@@ -86,9 +90,30 @@ def bridge_route(body: ErrorBody = default_error_body,
                 except Exception as error:
                     return error_response(body, as_bridge_error(error, request))
 
+            self.direct = route if declared is not None else None
             return route
 
     return BridgeRoute
+
+
+class Direct:
+    """ASGI middleware: a request to an adapter's route goes straight to its route function (`bridge_route`),
+    past Starlette's exception middleware, router matching and endpoint wrapping, which it does not need
+    (the route function answers every failure itself); anything else goes through the app as usual."""
+
+    def __init__(self, app: ASGIApp, routes: list[Any]) -> None:
+        self.app = app
+        self.routes: dict[tuple[str, str], APIRoute] = {
+            (method, route.path): route for route in routes if getattr(route, "direct", None) is not None
+            and "{" not in route.path for method in route.methods}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.routes.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
+        if route is None:
+            return await self.app(scope, receive, send)
+        scope["route"] = route
+        response = await route.direct(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 async def run(declared: Route, request: Request) -> Response:
@@ -114,7 +139,18 @@ def parse(model: type[BaseModel], body: bytes, request: Request) -> BaseModel:
         raise InvalidInput(f"invalid request: body: a JSON body is needed (Content-Type: application/json), "
                            f"got {one_line(kind) or 'no Content-Type'}")
     try:
-        return model.model_validate_json(body)
+        try:
+            return model.model_validate_json(body)
+        except ValidationError as error:
+            if not any(problem["type"] == "json_invalid" for problem in error.errors()):
+                raise
+        # what pydantic's parser refuses and Python's takes (a lone surrogate, for the URL check to name), or
+        # refused by both, with Python's reason
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise BadRequest(f"request body is not valid JSON: {error}") from None
+        return model.model_validate(data)
     except ValidationError as error:
         raise describe_validation(RequestValidationError(
             [{**problem, "loc": ("body", *problem["loc"])} for problem in error.errors(include_url=False)]
