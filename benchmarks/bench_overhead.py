@@ -28,10 +28,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -42,6 +40,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bridge.commands.file_server import FileServer  # noqa: E402
 from bridge.core.media import MediaLimits, decode_image  # noqa: E402
 from bridge.core.model import Context  # noqa: E402
 from bridge.platforms.registry import discover
@@ -56,24 +55,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve_file(body: bytes, kind: str) -> tuple[ThreadingHTTPServer, str]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/astronaut"
+def serve_file(body: bytes, kind: str) -> tuple[FileServer, str]:
+    server = FileServer()
+    return server, server.add("/astronaut", body, kind)
 
 
 def write_manifest(folder: Path) -> Path:
@@ -164,7 +148,7 @@ def main() -> None:
                         times[name].append(time.perf_counter() - start)
         finally:
             client.close()
-            files.shutdown()
+            files.close()
             process.terminate()
             process.wait(timeout=10)
 

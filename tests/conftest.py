@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import uvicorn
 import yaml
 from PIL import Image
 
+from bridge.commands.file_server import FileServer, send
 from bridge.core.manifest import Manifest, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,9 +79,8 @@ def serve_app() -> Iterator[Callable[..., str]]:
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 60
-        state = getattr(app, "state", None)  # a bridge app's; None for other ASGI apps
-        while not server.started or (ready and state is not None and state.service is None
-                                     and not state.load_error):
+        bridge = hasattr(getattr(app, "state", None), "load_error")  # a bridge app, not any ASGI app
+        while not server.started or (ready and bridge and app.state.service is None and not app.state.load_error):
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.02)
@@ -99,73 +99,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class MediaServer:
-    """Serves `files` at /files/NAME; /slow/SECONDS, /redirect/N, /status/CODE and /endless for bad cases."""
+def _slow(handler: BaseHTTPRequestHandler, parts: list[str]) -> None:
+    time.sleep(float(parts[1]))
+    send(handler, 200, b"late", "text/plain")
+
+
+def _redirect(handler: BaseHTTPRequestHandler, parts: list[str]) -> None:
+    hops = int(parts[1])
+    target = f"/redirect/{hops - 1}/{parts[2]}" if hops > 1 else f"/files/{parts[2]}"
+    send(handler, 302, b"", "text/plain", {"Location": target})
+
+
+def _status(handler: BaseHTTPRequestHandler, parts: list[str]) -> None:
+    send(handler, int(parts[1]), b"nope", "text/plain")
+
+
+def _endless(handler: BaseHTTPRequestHandler, parts: list[str]) -> None:
+    handler.close_connection = True
+    handler.send_response(200)
+    handler.send_header("Content-Type", "image/png")
+    handler.end_headers()
+    for _ in range(4096):  # bounded: 256 MiB at most, the client stops far sooner
+        handler.wfile.write(b"\0" * 65536)
+
+
+class MediaServer(FileServer):
+    """Serves files at /files/NAME; /slow/SECONDS, /redirect/N/NAME, /status/CODE and /endless for bad cases."""
 
     def __init__(self) -> None:
-        self.files: dict[str, tuple[bytes, str]] = {}
-        self.requests: list[str] = []
-        media = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                media.requests.append(self.path)
-                parts = self.path.split("?")[0].strip("/").split("/")
-                if parts[0] == "files" and len(parts) == 2 and parts[1] in media.files:
-                    body, kind = media.files[parts[1]]
-                    self._send(200, body, kind)
-                elif parts[0] == "slow":
-                    time.sleep(float(parts[1]))
-                    self._send(200, b"late", "text/plain")
-                elif parts[0] == "redirect":
-                    hops = int(parts[1])
-                    target = f"/redirect/{hops - 1}" if hops > 1 else f"/files/{parts[2]}"
-                    if hops > 1:
-                        target += f"/{parts[2]}"
-                    self.send_response(302)
-                    self.send_header("Location", target)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                elif parts[0] == "status":
-                    self._send(int(parts[1]), b"nope", "text/plain")
-                elif parts[0] == "endless":
-                    self.send_response(200)
-                    self.send_header("Content-Type", "image/png")
-                    self.end_headers()
-                    try:
-                        for _ in range(4096):  # bounded: 256 MiB at most, the client stops far sooner
-                            self.wfile.write(b"\0" * 65536)
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
-                else:
-                    self._send(404, b"not found", "text/plain")
-
-            def _send(self, status: int, body: bytes, kind: str) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", kind)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test): nothing to tell it
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(routes={"slow": _slow, "redirect": _redirect, "status": _status, "endless": _endless})
 
     def add(self, name: str, body: bytes, kind: str = "image/png") -> str:
-        self.files[name] = (body, kind)
-        return f"{self.base}/files/{name}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return super().add(f"/files/{name}", body, kind)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ against the loopback stand-in of Ango's REST API."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -102,6 +103,23 @@ def test_a_run_pages_runs_imports_in_chunks_and_a_rerun_resumes(batch_plugin, an
     assert batch_plugin.on_plugin(run_message(session="batch-3"))["response"] == "pre-labelled 1 of 1 assets, 0 failed"
     assert batch_plugin.on_plugin(run_message(session="batch-4", batches=[]))["response"] == \
         "pre-labelled 1 of 1 assets, 0 failed"  # no batch given: the whole project (asset-5 of b-2)
+
+
+def test_a_run_over_two_batches_pre_labels_the_assets_of_either(batch_plugin, ango_api, project):
+    """The SDK documents `get_assets`' `batches` filter as an AND ("assets should have both"), and the stand-in
+    API filters so: one listing with both batches found no asset. A run over two batches means either."""
+    import inspect
+
+    from imerit_ango.sdk import SDK
+
+    assert "assets should have both" in inspect.getdoc(SDK.get_assets)
+    ango_api.batches["asset-0"] = {"b-1", "b-2"}  # in both: listed twice, run once
+    answer = batch_plugin.on_plugin(run_message(session="either", batches=["b-1", "b-2"]))
+    assert answer["response"] == "pre-labelled 6 of 7 assets, 1 failed"
+    filters = [json.loads(c.query["filters"][0]) for c in ango_api.calls_to("/v2/project/proj-1/assets")]
+    assert {tuple(f["batches"]) for f in filters} == {("b-1",), ("b-2",)}  # one batch per listing
+    imported = [label["externalId"] for c in ango_api.calls_to("/v2/import/labels") for label in c.body["jsonContent"]]
+    assert sorted(imported) == project  # asset-0 to asset-4 of b-1, asset-5 of b-2, each once
 
 
 def test_a_bad_config_fails_the_run_with_its_reason(batch_plugin, ango_api, project):

@@ -14,7 +14,6 @@ import queue
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -106,8 +105,9 @@ def hub() -> Iterator[Hub]:
 
 
 @contextmanager
-def bridge_ango(manifest_path: Any, *options: str) -> Iterator[Callable[[str], bool]]:
-    """`bridge ango MANIFEST [OPTIONS]` in a subprocess; yields `said(text)`: whether its log has said `text` yet."""
+def bridge_ango(manifest_path: Any, *options: str) -> Iterator[Callable[..., bool]]:
+    """`bridge ango MANIFEST [OPTIONS]` in a subprocess; yields `said(text, times=1)`: whether its log has said
+    `text` (that many times) yet."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
     environment.pop("CONNECTOR", None)
     process = subprocess.Popen([sys.executable, "-m", "bridge", "ango", str(manifest_path), *options], cwd=ROOT,
@@ -116,9 +116,9 @@ def bridge_ango(manifest_path: Any, *options: str) -> Iterator[Callable[[str], b
     reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
     reader.start()
 
-    def said(text: str) -> bool:
+    def said(text: str, times: int = 1) -> bool:
         assert process.poll() is None, "bridge ango exited:\n" + "".join(lines)
-        return any(text in line for line in lines)
+        return sum(text in line for line in lines) >= times
 
     try:
         yield said
@@ -199,8 +199,8 @@ def test_plugin_outlives_a_hub_restart(hub, hub_manifest, image_url):
         hub.stop()
         wait_until(lambda: said("lost the connection to the Ango hub"), timeout=15)
         wait_until(lambda: said("cannot reach the Ango hub"), timeout=15)
-        time.sleep(1.5)  # several heartbeats while the hub is away: the SDK's would os._exit(1) the plugin
-        assert said("no heartbeat while the hub is away")
+        # several heartbeats while the hub is away: the SDK's own would os._exit(1) the plugin at the first
+        wait_until(lambda: said("no heartbeat while the hub is away", times=3), timeout=15)
 
         hub.start()
         assert hub.heartbeat(timeout=15) == {"id": PLUGIN_ID, "secret": SECRET}
@@ -208,11 +208,13 @@ def test_plugin_outlives_a_hub_restart(hub, hub_manifest, image_url):
         assert hub.run(message(dataURL=image_url, session="after"))["session"] == "after"
 
 
-def test_a_workflow_run_beyond_the_concurrency_is_refused_and_told(hub, hub_manifest, ango_api, image_url):
+def test_a_workflow_run_beyond_the_concurrency_is_refused_and_told(hub, hub_manifest, ango_api, image_url,
+                                                                  media_server):
     with bridge_ango(hub_manifest()) as said:  # limits.concurrency: 1
         hub.heartbeat()
         hub.send(message(dataURL=image_url, workflow=True, taskId="task-1", session="first",
                          configJSON='{"sleep": 3}'))
+        wait_until(lambda: media_server.requests, timeout=30)  # the first run holds the slot: it fetches its image
         hub.send(message(dataURL=image_url, workflow=True, taskId="task-2", session="second"))
         assert hub.responses.get(timeout=30) == {"error": True, "session": "second"}
         refused = [log["msg"] for log in hub.logs if log["session"] == "second" and log["level"] == "ERROR"]

@@ -283,7 +283,7 @@ def test_the_packaged_v7_schema_is_v7s_published_one():
 def test_usage_mistakes_exit_2_with_one_line(capsys, tmp_path):
     bad = tmp_path / "model.yaml"
     bad.write_text("a: [\n")
-    for argv, said in ((["--platform", "cvat"], "--platform is one of ango, labelbox, v7"),
+    for argv, said in ((["--platform", "nowhere"], "--platform is one of ango, labelbox, labelstudio, v7"),
                        (["--platform", "labelbox", "--model-yaml", str(bad)], "not valid YAML"),
                        (["--platform", "v7", "--image", str(bad)], "not an image Pillow can read"),
                        (["--platform", "v7", "--basic", "no-colon"], "--basic takes USER:PASSWORD")):

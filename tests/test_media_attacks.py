@@ -20,8 +20,7 @@ import time
 import tracemalloc
 import zlib
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 
 import av
 import httpx
@@ -29,7 +28,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from bridge.commands.file_server import FileServer, send
 from bridge.core.errors import BadRequest, DeadlineExceeded, InvalidInput, TooLarge
+from bridge.core.logs import configure_logging
 from bridge.core.media import MediaLimits, MediaLoader, decode_image, decode_video
 from bridge.serving.app import create_app
 from tests.conftest import ROOT, b64, encode_image
@@ -38,54 +39,34 @@ from tests.test_media import make_video
 SECRET = "attack-secret"
 
 
-class AttackServer:
+class AttackServer(FileServer):
     """Loopback URLs an attacker would hand the bridge: /trickle/A/B (headers at once, a byte after A s and
     another B s later) and /encoded/NAME (a body sent with a Content-Encoding, e.g. a bomb)."""
 
     def __init__(self) -> None:
         self.seen = threading.Event()
         self.bodies: dict[str, tuple[bytes, str]] = {}
-        attack = self
+        super().__init__(routes={"trickle": self._trickle, "encoded": self._encoded})
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
+    def _trickle(self, handler: BaseHTTPRequestHandler, parts: list[str]) -> None:
+        self.seen.set()
+        handler.close_connection = True
+        handler.send_response(200)
+        handler.send_header("Content-Type", "image/png")
+        handler.end_headers()
+        for pause in parts[1:3]:
+            time.sleep(float(pause))
+            handler.wfile.write(b"\0")
+            handler.wfile.flush()
 
-            def do_GET(self) -> None:
-                attack.seen.set()
-                parts = self.path.split("?")[0].strip("/").split("/")
-                try:
-                    if parts[0] == "trickle":
-                        self.send_response(200)
-                        self.send_header("Content-Type", "image/png")
-                        self.end_headers()
-                        for pause in parts[1:3]:
-                            time.sleep(float(pause))
-                            self.wfile.write(b"\0")
-                            self.wfile.flush()
-                    else:
-                        body, encoding = attack.bodies[parts[1]]
-                        self.send_response(200)
-                        self.send_header("Content-Type", "image/png")
-                        self.send_header("Content-Encoding", encoding)
-                        self.send_header("Content-Length", str(len(body)))
-                        self.end_headers()
-                        self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def _encoded(self, handler: BaseHTTPRequestHandler, parts: list[str]) -> None:
+        self.seen.set()
+        body, encoding = self.bodies[parts[1]]
+        send(handler, 200, body, "image/png", {"Content-Encoding": encoding})
 
     def add(self, name: str, body: bytes, encoding: str) -> str:
         self.bodies[name] = (body, encoding)
         return f"{self.base}/encoded/{name}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -470,6 +451,7 @@ def test_signed_url_queries_are_not_logged(media_server, caplog):
     signed = f"{media_server.base}/redirect/2/x.bin?X-Amz-Signature=first-secret&X-Amz-Credential=AKIA"
     for name in (None, "httpx", "httpcore"):  # `bridge serve` quiets httpx; at debug level it speaks
         caplog.set_level(logging.DEBUG, logger=name)
+    configure_logging("debug")  # what every command does first: handlers that are not ours are covered too
     assert loader_run(MediaLimits(allow_private_urls=True), lambda loader: loader.fetch(signed)) == b"payload"
     with pytest.raises(InvalidInput, match="HTTP 404"):
         loader_run(MediaLimits(allow_private_urls=True),

@@ -23,7 +23,7 @@ ARTIFACTS = Path(os.environ.get("BRIDGE_TEST_ARTIFACTS", ROOT / "test-artifacts"
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here: `apt-get install chromium` (.ci/run does)")
 
-ALL = {"v7": {}, "labelbox": {}, "ango": {}}
+ALL = {"v7": {}, "labelbox": {}, "ango": {}, "labelstudio": {}}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_upload_switch_platform_and_see_what_each_keeps(browser, serve_app, make
     ARTIFACTS.mkdir(exist_ok=True)
 
     seen = {}
-    for platform in ("v7", "labelbox", "ango"):
+    for platform in ("v7", "labelbox", "ango", "labelstudio"):
         before = runs(page)
         page.locator(f'[data-platform="{platform}"]').click()  # with no input yet, this only chooses
         if platform == "v7":
@@ -86,6 +86,10 @@ def test_upload_switch_platform_and_see_what_each_keeps(browser, serve_app, make
     # ... and that it keeps no confidence: what Ango receives, its plugin runs included
     assert "confidence: dropped: Ango's answer carries no confidence" in seen["ango"]["losses"]
     assert not [p for p in seen["ango"]["drawn"] if p["label"] == "vector"]
+    # Label Studio: its regions, in the tools of the config `bridge labelstudio-config` prints
+    types = {region["type"] for region in seen["labelstudio"]["answer"]["result"]}
+    assert {"rectanglelabels", "polygonlabels", "brushlabels", "keypointlabels", "ellipselabels"} <= types
+    assert {"line", "cuboid"}.isdisjoint(kinds["labelstudio"]) and "ellipse" in kinds["labelstudio"]
     # the answer shown is the platform's own
     assert seen["v7"]["answer"]["status"] == "succeeded" and "objects" in seen["ango"]["answer"]
     assert errors == []

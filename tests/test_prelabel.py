@@ -86,7 +86,7 @@ def test_v7_files_read_by_darwin_py_hold_what_the_model_predicted(tmp_path, imag
         donut = by_class["donut"].data["paths"]
         assert len(donut) == 2  # exterior and hole
         assert by_class["person"].data["nodes"][1]["occluded"] is True
-        assert {"sunny", "car", "sky", "caption", "sharp"} <= set(by_class)
+        assert {"weather: sunny", "objects: car", "objects: sky", "caption", "sharp"} <= set(by_class)
         assert "vector" not in by_class and "name" not in by_class
         # the mask class: a `mask` annotation painted by the raster layer, exactly the model's mask
         mask, layer = by_class["blob"], by_class["__raster_layer__"]
@@ -252,7 +252,7 @@ def test_a_bad_item_is_recorded_and_the_run_goes_on_then_retried(tmp_path, image
     assert (report["done"], report["failed"]) == (2, 1)
     assert report["predictions"]["box"] == 2
     assert any("vector" in line and "dropped" in line for line in report["conversions"]["v7"])
-    assert report["files"]["labelbox"] == [str(out / "labelbox" / "predictions.ndjson")]
+    assert report["files"]["labelbox"] == [str(out / "labelbox" / n) for n in ("predictions.ndjson", "mal.ndjson")]
 
     code, text = prelabel(capsys, write_manifest(tmp_path), images, "--to", "v7,labelbox", "--out", out)
     assert code == 1 and "0 done, 0 failed, 3 skipped" in text  # failures are not redone unless asked

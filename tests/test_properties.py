@@ -213,7 +213,7 @@ def test_labelbox_requests_parse_to_a_job_or_our_error(body, reads, text_part):
         return
     section = LabelboxSection(text_part=text_part)
     try:
-        job = labelbox.to_job(request, reads, section)
+        job = labelbox.to_job(request, reads, section, PARAMS)
     except BridgeError as error:
         assert error.status == 422
         return

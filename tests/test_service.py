@@ -125,9 +125,8 @@ def test_deadline_answers_504_while_the_server_keeps_serving(serve_app, make_man
     finally:
         model.release.set()
     wait_until(lambda: model.finished == 1)
-    time.sleep(0.1)  # give the pool a chance to (wrongly) start the queued job
-    assert model.calls == 1
 
+    # one model thread takes jobs in order: a refused job that was queued anyway would run before this one
     again = infer(base, hold=0)
     assert again.status_code == 200 and again.json()["status"] == "succeeded"
     assert model.calls == 2

@@ -156,8 +156,7 @@ def test_beyond_the_queue_requests_answer_503_with_retry_after(serve_app, make_m
 def test_a_killed_worker_is_replaced_and_requests_keep_being_answered(serve):
     served = serve("--workers", "2", model={"factory": "tests.service_models:Finder"})
     workers = wait_until(lambda: len(served.workers()) == 2 and served.workers(), 30, "two workers")
-    wait_until(lambda: served.log().count("serving serving-test") == 2, 60, "both models loaded")
-    time.sleep(0.5)  # a worker listens within a tick (0.1 s) of its model loading
+    wait_until(lambda: all(f"worker {pid} listening" in served.log() for pid in workers), 60, "both listen")
     victim = min(workers)
     os.kill(victim, signal.SIGKILL)
     replaced = wait_until(lambda: (w := served.workers()) and victim not in w and len(w) == 2 and w, 30,

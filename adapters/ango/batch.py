@@ -3,8 +3,10 @@
 The SDK's `BatchModelPlugin` gives its callback the run message and no asset list (see the platform notes);
 one run here:
 
-1. pages the project's assets that carry no labels yet (`get_assets` with `{"isPreLabeled": false}` and the
-   run's `batches`, `PAGE` at a time) into a list, before importing anything, so imports cannot shift pages;
+1. pages the project's assets that carry no labels yet (`get_assets` with `{"isPreLabeled": false}`, `PAGE` at
+   a time) into a list, before importing anything, so imports cannot shift pages. With batches, one listing
+   per batch, merged: the SDK documents its `batches` filter as "assets should have both", and a run over
+   two batches means the assets of either;
 2. runs them through the service `CHUNK` at a time (the service bounds the model's concurrency);
 3. imports each chunk's labels with `import_labels` (each asset's answer is a plugin run's: the one answer
    path with the Ango writer and the run's class mapping, keyed by `externalId`), and tells the run's logger
@@ -93,10 +95,20 @@ class BatchCallback:
         return summary
 
     def pending(self, sdk: Any, project: str | None, batches: list[str]) -> list[dict[str, Any]]:
-        """Every asset without labels (in the run's batches), paged in before anything is imported."""
-        filters: dict[str, Any] = {"isPreLabeled": False}
-        if batches:
-            filters["batches"] = batches
+        """Every asset without labels in any of the run's batches (the whole project without batches), each
+        once, paged in before anything is imported."""
+        assets: dict[str, dict[str, Any]] = {}
+        for batch in batches or [None]:
+            filters: dict[str, Any] = {"isPreLabeled": False}
+            if batch is not None:
+                filters["batches"] = [batch]  # one at a time: a list of several is an AND
+            for asset in self.listing(sdk, project, filters):
+                assets.setdefault(asset.get("_id") or asset["externalId"], asset)
+        return list(assets.values())
+
+    @staticmethod
+    def listing(sdk: Any, project: str | None, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every asset passing `filters`, page by page until a short page."""
         assets: list[dict[str, Any]] = []
         page = 1
         while True:

@@ -4,7 +4,8 @@
 `GET {base}/heartbeat` answers 200; `POST {base}/plugin` with a run message (`dataURL` the image, or the text
 when `--text` is given; no class mapping, so objects name their class by `title`) answers `{"response":
 {"objects", "classifications", "relations"}, "session": <the run's session>}`, and each object has exactly one
-of Ango's object forms, well formed and inside the image (`ner` offsets inside the text), each classification
+of Ango's object forms, well formed and inside the image (`ner` offsets, in UTF-16 code units, inside the
+text), each classification
 an `answer` string or list of strings.
 """
 
@@ -14,6 +15,7 @@ import uuid
 from typing import Any
 
 from adapters.ango.read import OBJECT_TYPES
+from bridge.core.offsets import Utf16
 from bridge.platforms.probe import Probe, Problem, json_of, number, request
 
 FIX_FORMS = "see Ango's answer forms (bounding-box {x, y, width, height}, point [x, y], polygon [[x, y], ...], ...)"
@@ -88,9 +90,11 @@ def _object(probe: Probe, entry: Any, at: str, problems: list[Problem]) -> None:
     at = f"{at}.{kind}"
     if kind == "ner":
         ok = isinstance(value, dict) and isinstance(value.get("start"), int) and isinstance(value.get("end"), int)
-        if not ok or not 0 <= value["start"] <= value["end"] <= len(probe.text):
-            problems.append(Problem(at, f"{value!r:.80} is not a span inside the text of {len(probe.text)} "
-                                        "characters", 'send {"start": int, "end": int}, end exclusive'))
+        length = Utf16(probe.text).length
+        if not ok or not 0 <= value["start"] <= value["end"] <= length:
+            problems.append(Problem(at, f"{value!r:.80} is not a span inside the text of {length} UTF-16 code "
+                                        "units", 'send {"start": int, "end": int} in UTF-16 code units (JavaScript\'s '
+                                                 "count), end exclusive"))
         return
     points = _points(kind, value)
     if points is None:

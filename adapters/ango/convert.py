@@ -5,12 +5,19 @@
 - each class answers with the `schemaId` that `categorySchema` maps its name (after the section's `rename`)
   to; predictions of unmapped classes are dropped (the run's log says which); with no mapping at all
   (`categorySchema` null or empty) objects and classifications carry `title` (the class name) instead;
-- boxes, rotated boxes, points, lines (`polyline`) and entity spans (`ner`) map one to one; a polygon answers
-  `polygon` unless holes or several parts make it `segmentation` zones; a mask answers `segmentation`; an
-  ellipse leaves as a 64-point `polygon`, a skeleton as one `point` per node, a cuboid as the `bounding-box`
-  of its front face; vectors have no Ango form;
+- boxes, points, lines (`polyline`) and entity spans (`ner`) map one to one; a polygon answers `polygon`
+  unless holes or several parts make it `segmentation` zones; a mask answers `segmentation`; an ellipse
+  leaves as a 64-point `polygon`, a skeleton as one `point` per node, a cuboid as the `bounding-box` of its
+  front face; vectors have no Ango form;
+- a rotated box answers as Ango's import document has it: `x, y` the top-left corner of the box before it
+  turns, `width`, `height`, and `rotation` in degrees (-180..180, clockwise on screen) about the box's
+  centre ("Boxes rotate from their center"). Ango's exports add `corners`; its import document does not
+  name them, so none are sent;
+- `ner` offsets count UTF-16 code units, as Ango's editor (JavaScript) does (`bridge.core.offsets`);
 - classifications answer the option text (a string, or a list for a checklist), free text its text, a tag
   the class name; attributes that the mapping names become nested classifications answering themselves.
+  When `categorySchema` gives the type (`tool`) of the category a class or attribute is mapped to, the
+  answer takes that type's form: a list for a checkbox or a multiple dropdown, a string for the others.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.ango.section import AngoSection
@@ -26,6 +33,7 @@ from bridge.core.conversions import Conversion, dropped, exact, lossy
 from bridge.core.errors import InvalidInput
 from bridge.core.geometry import to_polygon
 from bridge.core.model import ModelSpec
+from bridge.core.offsets import Utf16
 from bridge.core.predictions import (
     Box,
     Classification,
@@ -93,6 +101,18 @@ def run_params(config_json: Any) -> dict[str, Any]:
     return given
 
 
+LIST_TOOLS = ("checkbox", "multi-dropdown", "tree-dropdown")
+"""Ango classification types whose answer is a list of options (its export format's `tool`s); the others
+(`radio`, `single-dropdown`, `text`) answer a string."""
+
+
+def class_tools(category_schema: Any) -> dict[str, str]:
+    """`modelClass` -> the type (`tool`) of the category it is mapped to, for the entries that give it."""
+    return {entry["modelClass"]: entry["tool"] for entry in category_schema or ()
+            if isinstance(entry, dict) and isinstance(entry.get("tool"), str)
+            and isinstance(entry.get("modelClass"), str)}
+
+
 def class_ids(category_schema: Any) -> dict[str, str] | None:
     """`modelClass` -> `schemaId` from `categorySchema`; None when the user mapped nothing (answer titles)."""
     if not category_schema:
@@ -123,11 +143,14 @@ class AngoRun:
     ids: dict[str, str] | None = None
     overwrite: bool = True
     note: Callable[[str], None] = log.warning
+    tools: Mapping[str, str] = field(default_factory=dict)
+    """`modelClass` -> the type of the category it is mapped to, where `categorySchema` says (`class_tools`)."""
 
 
 def write(result: Result, spec: ModelSpec, section: AngoSection, tolerance: float, run: AngoRun) -> dict[str, list]:
     """A run's answer; what the run's mapping drops is told in the run's log."""
-    answer, unmapped, attributes = to_answer(result.predictions, spec, section, run.ids, tolerance)
+    answer, unmapped, attributes = to_answer(result.predictions, spec, section, run.ids, tolerance, run.tools,
+                                             result.text)
     if unmapped:
         run.note(f"dropped the predictions of {', '.join(map(repr, unmapped))}: no label category is "
                        "mapped to them in this run's class mapping")
@@ -145,13 +168,17 @@ def write(result: Result, spec: ModelSpec, section: AngoSection, tolerance: floa
 
 
 def to_answer(predictions: list[Prediction], spec: ModelSpec, section: AngoSection, ids: dict[str, str] | None,
-              tolerance: float = 0.0) -> tuple[dict[str, list], list[str], list[str]]:
+              tolerance: float = 0.0, tools: Mapping[str, str] | None = None,
+              text: str | None = None) -> tuple[dict[str, list], list[str], list[str]]:
     """Ango's answer JSON; the (platform) names of the classes dropped because `ids` does not map them; the
-    attributes left out because `ids` does not map them (without a mapping, attributes cannot be sent)."""
+    attributes left out because `ids` does not map them (without a mapping, attributes cannot be sent).
+    `tools` gives the type of the categories mapped to, `text` the text that `ner` offsets count in."""
     objects: list[dict[str, Any]] = []
     classifications: list[dict[str, Any]] = []
     unmapped: set[str] = set()
     attributes: set[str] = set()
+    tools = tools or {}
+    offsets = Utf16(text) if text is not None else None
     for prediction in predictions:
         cls = spec.get(prediction.label)
         name = section.platform_name(cls.name)
@@ -161,11 +188,11 @@ def to_answer(predictions: list[Prediction], spec: ModelSpec, section: AngoSecti
         if ref is None:
             unmapped.add(name)
         elif isinstance(prediction.shape, (Classification, Tag)):
-            classifications.append({**ref, "answer": _answer(prediction.shape, name)})
+            classifications.append({**ref, "answer": _as_tool(_answer(prediction.shape, name), tools.get(name))})
         else:
-            extra = _nested(prediction, ids)
+            extra = _nested(prediction, ids, tools)
             attributes.update(a for a in prediction.attributes if not ids or a not in ids)
-            for geometry in _geometries(prediction.shape, tolerance):
+            for geometry in _geometries(prediction.shape, tolerance, offsets):
                 objects.append({**ref, **extra, **geometry})
     answer = {"objects": objects, "classifications": classifications, "relations": []}
     return answer, sorted(unmapped), sorted(attributes)
@@ -177,18 +204,29 @@ def _answer(shape: Classification | Tag, name: str) -> str | list[str]:
     return shape.answer if isinstance(shape.answer, str) else list(shape.answer)
 
 
-def _nested(prediction: Prediction, ids: dict[str, str] | None) -> dict[str, Any]:
+def _as_tool(answer: str | list[str], tool: str | None) -> str | list[str]:
+    """The answer in the form of the category's type, when it is known: a list for a checkbox or multiple
+    dropdown, a string for the others (a list of one option gives that option)."""
+    if tool in LIST_TOOLS and isinstance(answer, str):
+        return [answer]
+    if tool is not None and tool not in LIST_TOOLS and isinstance(answer, list) and len(answer) == 1:
+        return answer[0]
+    return answer
+
+
+def _nested(prediction: Prediction, ids: dict[str, str] | None, tools: Mapping[str, str]) -> dict[str, Any]:
     """`objectId` from the prediction's id, and its attributes that the mapping names as classifications."""
     extra: dict[str, Any] = {}
     if prediction.id is not None:
         extra["objectId"] = prediction.id
-    nested = [{"schemaId": ids[a], "answer": a} for a in prediction.attributes if ids and a in ids]
+    nested = [{"schemaId": ids[a], "answer": _as_tool(a, tools.get(a))} for a in prediction.attributes
+              if ids and a in ids]
     if nested:
         extra["classifications"] = nested
     return extra
 
 
-def _geometries(shape: Any, tolerance: float) -> list[dict[str, Any]]:
+def _geometries(shape: Any, tolerance: float, offsets: Utf16 | None = None) -> list[dict[str, Any]]:
     """The Ango shape(s) of one neutral shape: several for a skeleton, none for an empty outline."""
     if isinstance(shape, Cuboid):
         shape = shape.front
@@ -206,7 +244,9 @@ def _geometries(shape: Any, tolerance: float) -> list[dict[str, Any]]:
     if isinstance(shape, Line):
         return [{"polyline": shape.points.tolist()}]
     if isinstance(shape, Span):
-        return [{"ner": {"start": shape.start, "end": shape.end}}]
+        if offsets is None:
+            return [{"ner": {"start": shape.start, "end": shape.end}}]
+        return [{"ner": {"start": offsets.units(shape.start), "end": offsets.units(shape.end)}}]
     if isinstance(shape, (Polygon, Mask, Ellipse)):
         polygon = to_polygon(shape, tolerance)
         if not polygon.parts:

@@ -1,9 +1,11 @@
 """Ango's file import for `bridge prelabel`: the payload of `SDK.import_labels(project_id, labels)`.
 
 Each label is `{"externalId": <the item's identity>, "objects": [...], "classifications": [...]}`, built with
-the SDK's own `Answer` from the Ango adapter's answer (`Adapter.write_answer`, as a plugin run answers). With a `categorySchema`-style mapping file (`--mapping ango=FILE`: a JSON list of
-`{"schemaId", "modelClass"}`), every object and classification answers its `schemaId` and classes the file
-does not map are dropped; without one, they carry `title` (the class name after `rename`).
+the SDK's own `Answer` from the Ango adapter's answer (`Adapter.write_answer`, as a plugin run answers). With a
+`categorySchema`-style mapping file (`--mapping ango=FILE`: a JSON list of `{"schemaId", "modelClass"}`, and
+the category's `tool` where known), every object and classification answers its `schemaId`, in the form of
+the category's type, and classes the file does not map are dropped; without one, they carry `title` (the
+class name after `rename`).
 
 `ango/labels-00001.json`, ... hold the labels in chunks of `CHUNK` (a JSON list each), assembled from one
 part per item at the end of every run; import them one call per file.
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.ango.convert import CONVERSIONS as ANSWER
-from adapters.ango.convert import AngoRun, class_ids
+from adapters.ango.convert import AngoRun, class_ids, class_tools
 from adapters.ango.section import AngoSection
 from bridge.core.conversions import Table, dropped
 from bridge.core.errors import InvalidInput
@@ -50,8 +52,8 @@ class ImportLabels:
     conversions = CONVERSIONS
 
     def __init__(self, adapter: Any, section: AngoSection, setup: ExportSetup) -> None:
-        ids = read_mapping(setup.mapping) if setup.mapping else None
-        run = AngoRun(ids, note=functools.partial(warn_once, PLATFORM, ""))
+        schema = read_mapping(setup.mapping) if setup.mapping else None
+        run = AngoRun(class_ids(schema), note=functools.partial(warn_once, PLATFORM, ""), tools=class_tools(schema))
         self.answer = adapter.writer(section, setup.spec, setup.manifest, run).write
 
     def write(self, item: Item, result: Result, out_dir: Path) -> None:
@@ -74,14 +76,16 @@ class ImportLabels:
         return files
 
 
-def read_mapping(path: Path) -> dict[str, str]:
-    """`modelClass` -> `schemaId` from a categorySchema-style JSON file."""
+def read_mapping(path: Path) -> list[dict[str, str]]:
+    """A categorySchema-style JSON file: `[{"schemaId", "modelClass"}, ...]` (with the category's `tool` where
+    known), checked."""
     try:
-        ids = class_ids(json.loads(path.read_text(encoding="utf-8")))
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        ids = class_ids(schema)
     except (OSError, ValueError) as error:
         raise ManifestError(f"--mapping ango={path}: {error}") from None
     except InvalidInput as error:
         raise ManifestError(f"--mapping ango={path}: {error.message}") from None
     if not ids:
         raise ManifestError(f"--mapping ango={path}: the mapping is empty")
-    return ids
+    return schema

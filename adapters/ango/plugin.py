@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from adapters.ango.convert import AngoRun, class_ids, run_params, to_job
+from adapters.ango.convert import AngoRun, class_ids, class_tools, run_params, to_job
 from adapters.ango.section import AngoSection
 from bridge.core.errors import BridgeError, InvalidInput, NotReady
 from bridge.core.params import InvalidParams
@@ -125,7 +125,8 @@ def run_job(data: Mapping[str, Any], service: Service, section: AngoSection) -> 
 def run_of(data: Mapping[str, Any]) -> AngoRun:
     """What only this run knows: its class mapping, whether it keeps the task's answer, its log."""
     logger = data.get("logger") or log
-    return AngoRun(class_ids(data.get("categorySchema")), data.get("overwrite") is not False, logger.warning)
+    schema = data.get("categorySchema")
+    return AngoRun(class_ids(schema), data.get("overwrite") is not False, logger.warning, class_tools(schema))
 
 
 class PluginCallback:

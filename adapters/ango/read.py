@@ -4,8 +4,12 @@ The inverse of `convert.to_answer`, pure. An object or classification names its 
 back through the run's `categorySchema` (`ids`: class name on Ango -> schemaId; without one a schemaId is the
 class name itself, as `bridge check` and remote models send it), or by `title`. Then:
 
-- `bounding-box`, `rotated-bounding-box` (top-left and rotation back to centre and angle), `point`,
-  `polyline`, `polygon`, `segmentation` zones (region and holes), `ner` map back one to one; a mask class
+- `bounding-box` (a negative width or height, which Ango's exports have when the box was drawn from another
+  corner, reads as the same box), `rotated-bounding-box`, `point`, `polyline`, `polygon`, `segmentation`
+  zones (region and holes), `ner` (UTF-16 offsets, with the text) map back one to one. A rotated box is
+  placed by its `corners` when it has them (Ango's exports: its `x, y` there is the corner it turns about),
+  else as Ango's import document has it (`x, y` the top-left corner before turning about the centre: what
+  the writer sends); a mask class
   gets the zones' mask (with the image's size), an ellipse class the ellipse fitted to its polygon, a cuboid
   class its front face (the back is lost: read as the front), a skeleton class one node per `point` in order;
 - nested classifications that name a mapped category are the object's attributes; `objectId` its id;
@@ -17,12 +21,16 @@ The REST connector's envelope `{"response": ..., "session": ...}` is unwrapped. 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from bridge.core.errors import BadAnswer
 from bridge.core.geometry import fit_ellipse, polygon_to_mask
 from bridge.core.model import ClassSpec, ModelSpec
+from bridge.core.offsets import Utf16
 from bridge.core.predictions import (
     Box,
     Classification,
@@ -100,9 +108,12 @@ def _list(value: Any, where: str) -> list:
 
 def _shape(kind: str, value: Any, cls: ClassSpec, size: tuple[int, int] | None, text: str | None) -> Any:
     if kind == "bounding-box":
-        box = Box(float(value["x"]), float(value["y"]), float(value["width"]), float(value["height"]))
+        x, y, w, h = (float(value[key]) for key in ("x", "y", "width", "height"))
+        box = Box(min(x, x + w), min(y, y + h), abs(w), abs(h))
         return Cuboid(box, box) if cls.kind == "cuboid" else box
     if kind == "rotated-bounding-box":
+        if value.get("corners") is not None:
+            return _by_corners(np.asarray(value["corners"], dtype=np.float64), value.get("rotation"))
         w, h = float(value["width"]), float(value["height"])
         return RotatedBox(float(value["x"]) + w / 2, float(value["y"]) + h / 2, w, h, float(value.get("rotation", 0)))
     if kind == "point":
@@ -112,9 +123,13 @@ def _shape(kind: str, value: Any, cls: ClassSpec, size: tuple[int, int] | None, 
         return Line(value)
     if kind == "ner":
         start, end = int(value["start"]), int(value["end"])
-        if text is not None and not 0 <= start <= end <= len(text):
-            raise ValueError(f"[{start}, {end}) lies outside the text of {len(text)} characters")
-        return Span(start, end, text[start:end] if text is not None else "")
+        if text is None:
+            return Span(start, end, "")
+        if start > end:
+            raise ValueError(f"[{start}, {end}) ends before it starts")
+        offsets = Utf16(text)
+        start, end = offsets.points(start), offsets.points(end)
+        return Span(start, end, text[start:end])
     if kind == "polygon":
         polygon = Polygon.from_ring(value)
     else:
@@ -126,9 +141,25 @@ def _shape(kind: str, value: Any, cls: ClassSpec, size: tuple[int, int] | None, 
     return polygon
 
 
+def _by_corners(corners: np.ndarray, rotation: Any) -> RotatedBox:
+    """The box of Ango's exported `corners`: from the corner it turns about, the next one lies along its
+    height and the last along its width (objects.md's example); `rotation` when given, else the width's
+    direction, is its angle."""
+    if corners.shape != (4, 2):
+        raise ValueError(f"`corners` are 4 [x, y] points, got an array of shape {corners.shape}")
+    across, down = corners[3] - corners[0], corners[1] - corners[0]
+    angle = float(rotation) if rotation is not None else math.degrees(math.atan2(across[1], across[0]))
+    cx, cy = corners.mean(axis=0)
+    return RotatedBox(float(cx), float(cy), float(np.hypot(*across)), float(np.hypot(*down)), angle)
+
+
 def _classification(cls: ClassSpec, answer: Any, where: str) -> Tag | Classification:
     if cls.kind == "tag":
         return Tag()
+    if cls.kind in ("radio", "text") and isinstance(answer, list) and len(answer) == 1:
+        answer = answer[0]  # a list-type category (checkbox) holding the one answer
+    if cls.kind == "checklist" and isinstance(answer, str):
+        answer = [answer]  # a single-answer category (radio) holding one of the options
     if cls.kind == "checklist" and isinstance(answer, list) and all(isinstance(a, str) for a in answer):
         return Classification(tuple(answer))
     if cls.kind in ("radio", "text") and isinstance(answer, str):

@@ -5,29 +5,12 @@ section's `secret` as the model's secret. Every request must carry `Authorizatio
 in constant time before the body is parsed; without a configured secret the endpoint refuses every request,
 so it is never open by accident. `bridge labelbox-manifest MANIFEST --endpoint URL` writes the `model.yaml`.
 
-What the model receives from `{"prompt": [{"role": ..., "parts": [{"text": ...} | {"image": <base64>}]}]}`:
-
-- an image model: the last image part of the last `user` message;
-- a text model: text part number `text_part` (default -1, the last) of the last `user` message. Labelbox puts
-  the data row after any instruction text, so the last text part is the row;
-- `system` and `assistant` messages are accepted and not read;
-- inference parameters: every key beside `prompt`, then the keys of `inference_params` (which win), checked
-  against the manifest's `params` schema with its defaults applied.
-
-What it answers, keyed by feature name (the class name after the section's `rename`):
-
-- box: `{"f": {"boxes": [[left, top, width, height], ...], "scores": [...]}}`;
-- mask, polygon (holes kept), rotated box, ellipse: `{"f": {"masks": [{"size": [h, w], "counts": ...}]}}`,
-  rasterised at the image's size (a pixel is in when its centre is), COCO compressed RLE as ASCII;
-- radio `"f": "option"` and free text `"f": "text"` (the most confident answer), checklist `"f": [options]`;
-- tag classes: the options of one classification feature set by the section's `tags` (default a checklist
-  named "tags" holding every tag found; `kind: radio` answers the most confident tag only);
-- entity: `{"f": [{"start": 0, "end": 3, "text": "Tom"}]}`, offsets into the data row, `end` exclusive
-  (Python slicing): `text == row[start:end]`.
-
-Points, lines, skeletons, cuboids and vectors have no Foundry form: they are dropped, logged once per class,
-and listed by `bridge check` and `bridge labelbox-manifest`. Attributes and a prediction's `text` have no place
-in these forms and are dropped too. `CONVERSIONS` declares all of it (`bridge formats` prints it).
+What the model receives and what it answers (`convert`, whose `CONVERSIONS` `bridge formats` prints): the
+last user message's image or text; the top-level keys the manifest's `params` declares and the keys of
+`inference_params` as parameters (Labelbox's own and unknown top-level keys are ignored); an answer keyed by
+feature name: boxes with scores, areas as COCO RLE masks, options, free text, entity spans in UTF-16 code
+units. Points, lines, skeletons, cuboids and vectors have no Foundry form: they are dropped, logged once per
+class, and listed by `bridge check` and `bridge labelbox-manifest`.
 
 The package: `convert` (the dialect, pure), `api` (request and answer models), `section`, `read` (answers back
 to predictions), `model_yaml` and `commands` (`bridge labelbox-manifest`), `client` (an endpoint of this form,
@@ -68,7 +51,7 @@ class LabelboxAdapter(Adapter):
 
     def write_answer(self, result: Result, spec: ModelSpec, section: LabelboxSection, manifest: Manifest,
                      run: Any = None) -> dict[str, Any]:
-        return to_answer(result.predictions, spec, section, result.size)
+        return to_answer(result.predictions, spec, section, result.size, result.text)
 
     def read_answer(self, answer: Any, spec: ModelSpec, section: LabelboxSection,
                     size: tuple[int, int] | None = None, text: str | None = None) -> list[Prediction]:
@@ -77,7 +60,7 @@ class LabelboxAdapter(Adapter):
     def routes(self, section: LabelboxSection) -> list[Route]:
         async def infer(body: LabelboxRequest, service: Service) -> dict[str, Any]:
             """Run the model on the last user message's image or text; the answer is keyed by feature name."""
-            job = to_job(body, service.spec.input, section)
+            job = to_job(body, service.spec.input, section, service.params)
             return await answer(service, job, self.writer(section, service.spec, service.manifest))
 
         return [Route("POST", "/infer", infer, LabelboxRequest, LabelboxAnswer, params_at=())]

@@ -10,7 +10,9 @@ from bridge.platforms.requests import OneOf
 
 
 class LabelboxPart(OneOf):
-    model_config = ConfigDict(extra="forbid")
+    """One part of a message: a text or an image; other keys (`mime_type`, say) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
     one_of = ("text", "image")
     text: str | None = None
     image: str | None = Field(None, description="Base64-encoded image (a `data:...;base64,` prefix is allowed).")
@@ -22,7 +24,8 @@ class LabelboxMessage(BaseModel):
 
 
 class LabelboxRequest(BaseModel):
-    """Labelbox's request; keys beside `prompt` (and those under `inference_params`) are inference params."""
+    """Labelbox's request; the keys of `inference_params`, and those beside `prompt` that the model's `params`
+    declare, are inference params; other keys are Labelbox's own, ignored."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"example": {"prompt": [
         {"role": "user", "parts": [{"text": "what is in this image?"}, {"image": "<base64>"}]}]}})
@@ -45,8 +48,8 @@ class LabelboxMasks(BaseModel):
 
 
 class LabelboxEntity(BaseModel):
-    start: int
-    end: int = Field(description="Exclusive: text == row[start:end].")
+    start: int = Field(description="In UTF-16 code units, as JavaScript counts.")
+    end: int = Field(description="Exclusive, in UTF-16 code units: text == row.slice(start, end) in JavaScript.")
     text: str
 
 

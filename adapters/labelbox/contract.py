@@ -4,9 +4,9 @@
 One request, `{"prompt": [{"role": "user", "parts": [{"image": <base64>}]}]}` (or a `text` part for a text
 model: the `model.yaml`'s media type says which, else `--text` given means text), then each feature of the
 answer in its form: boxes with one score in [0, 1] per box, inside the image; COCO RLE masks that decode to
-the image's size; entity spans whose offsets lie in the text and whose `text` quotes it; radio and free-text
-answers as strings, checklists as lists of strings. With `--model-yaml`, every feature must be one the
-ontology names, answered in the form of its kind, with options it lists.
+the image's size; entity spans whose offsets (UTF-16 code units) lie in the text and whose `text` quotes
+it; radio and free-text answers as strings, checklists as lists of strings. With `--model-yaml`, every
+feature must be one the ontology names, answered in the form of its kind, with options it lists.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.labelbox.read import KIND_OF_FEATURE
+from bridge.core.offsets import Utf16
 from bridge.core.predictions import Mask
 from bridge.platforms.probe import Probe, Problem, json_of, number, request
 
@@ -157,11 +158,18 @@ def _span(probe: Probe, span: Any, at: str, problems: list[Problem]) -> None:
         problems.append(Problem(at, f"{str(span)[:80]} is not an entity span",
                                 'send {"start": int, "end": int, "text": str}'))
         return
-    start, end = span["start"], span["end"]
-    if not 0 <= start <= end <= len(probe.text):
-        problems.append(Problem(at, f"[{start}, {end}) lies outside the text of {len(probe.text)} characters",
-                                "send character offsets into the text, end exclusive"))
-    elif span.get("text") != probe.text[start:end]:
+    start, end, offsets = span["start"], span["end"], Utf16(probe.text)
+    try:
+        if not start <= end:
+            raise ValueError(f"[{start}, {end}) ends before it starts")
+        quoted = offsets.quote(start, end)
+    except ValueError as error:
+        problems.append(Problem(at, f"{error} (the text has {offsets.length} UTF-16 code units)",
+                                "send offsets into the text in UTF-16 code units (JavaScript's count), end "
+                                "exclusive"))
+        return
+    if span.get("text") != quoted:
         problems.append(Problem(f"{at}.text", f"{span.get('text')!r} does not quote the text at [{start}, {end}): "
-                                              f"{probe.text[start:end]!r}",
-                                "send text == row[start:end] (Python slicing: end exclusive)"))
+                                              f"{quoted!r}",
+                                "send text == row.slice(start, end) (JavaScript: UTF-16 code units, end "
+                                "exclusive)"))

@@ -1,4 +1,4 @@
-"""Labelbox's file import for `bridge prelabel`: prediction NDJSON for model-assisted labelling (any plan).
+"""Labelbox's file import for `bridge prelabel`: prediction NDJSON (any plan), in two files.
 
 One JSON object per annotation, keyed by the data row's global key (the item's identity) and named by the
 feature (the class name after the section's `rename`), as `labelbox.data.serialization.ndjson` reads them:
@@ -8,18 +8,21 @@ feature (the class name after the section's `rename`), as `labelbox.data.seriali
   corners, ellipses as 64 points; a mask a polygon class returns is traced first;
 - mask `mask {png}`: a base64 PNG of the item's size, 1 inside and 0 outside (a polygon a mask class returns
   is rasterised);
-- entity `location {start, end}`, `end` inclusive (the SDK's `TextEntity` allows `start == end`: one
-  character), so a span `[start, end)` leaves as `end - 1`;
-- radio `answer {name}` (the most confident), checklist `answer [{name}, ...]` (every option found), free
-  text `answer "..."` (the most confident); tag classes answer the classification the section's `tags`
-  names, as the Foundry endpoint does;
-- every annotation carries the prediction's `confidence`.
+- entity `location {start, end}` in UTF-16 code units (JavaScript's count, as Labelbox's text editor), `end`
+  inclusive (the SDK's `TextEntity` allows `start == end`: one code unit), so a span `[start, end)` leaves as
+  `end - 1`;
+- radio `answer {name}`, checklist `answer [{name}, ...]` (every option found), free text `answer "..."`;
+  tag classes answer the classification the section's `tags` names, as the Foundry endpoint does;
+- confidences where the SDK's own serializer puts them (`NDJsonConverter`): objects and free text at the top,
+  a radio's inside its `answer`, a checklist's on each option.
 
 Skeletons, cuboids and vectors have no NDJSON form here and are dropped; so are attributes and a prediction's
 `text` (Labelbox nests them as classifications that your ontology would have to declare).
 
-`labelbox/predictions.ndjson` is assembled from one part per item at the end of every run (upload it with
-`MALPredictionImport.create_from_file` or, for a model run, `model_run.add_predictions`).
+Two files, assembled from one part per item at the end of every run: `labelbox/predictions.ndjson` with the
+confidences, for a model run (`model_run.add_predictions`, an MEA prediction import, keeps them), and
+`labelbox/mal.ndjson` without them, for model-assisted labelling (`MALPredictionImport`: the SDK warns that MAL
+ignores confidences, so the file carries none).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from adapters.labelbox.section import LabelboxSection
 from bridge.core.conversions import Table, dropped, exact, lossy
 from bridge.core.geometry import rasterize, to_polygon
 from bridge.core.model import ModelSpec
+from bridge.core.offsets import Utf16
 from bridge.core.predictions import Line, Point, Prediction, Span
 from bridge.core.service import Result
 from bridge.platforms.export import (
@@ -49,6 +53,9 @@ from bridge.platforms.export import (
 )
 
 OUTPUT = "predictions.ndjson"
+"""For a model run (`model_run.add_predictions`): the predictions with their confidences."""
+MAL = "mal.ndjson"
+"""For model-assisted labelling (`MALPredictionImport`): the same annotations without confidences."""
 
 CONVERSIONS: Table = {
     "box": exact("bbox"),
@@ -62,13 +69,16 @@ CONVERSIONS: Table = {
     "cuboid": dropped("Labelbox prediction imports have no cuboid for images"),
     "vector": dropped("Labelbox has no vector"),
     "tag": lossy("checklist/radio answer", "tags answer the classification platforms.labelbox.tags names"),
-    "radio": lossy("radio answer", "one answer per item: the most confident"),
+    "radio": exact("radio answer"),
     "checklist": exact("checklist answer"),
-    "text": lossy("text answer", "one answer per item: the most confident"),
+    "text": exact("text answer"),
     "entity": exact("location"),
     "prediction.attributes": dropped("nested classifications need your ontology's feature names"),
     "prediction.text": dropped("nested classifications need your ontology's feature names"),
-    "prediction.confidence": exact("confidence"),
+    "prediction.confidence": lossy("confidence", f"{OUTPUT} (a model run's predictions) keeps it where the SDK "
+                                                 "puts it (a radio's in its answer, a checklist's per option); "
+                                                 f"{MAL} (model-assisted labelling) has none: Labelbox ignores "
+                                                 "confidences there"),
     "prediction.frame": dropped("bridge prelabel reads images, not videos"),
 }
 
@@ -92,41 +102,54 @@ class PredictionNdjson:
         parts = sorted(parts_dir(out_dir).glob("*.ndjson"))
         if not parts:
             return []
-        write_atomic(out_dir / OUTPUT, b"".join(part.read_bytes() for part in parts))
-        return [out_dir / OUTPUT]
+        data = b"".join(part.read_bytes() for part in parts)
+        write_atomic(out_dir / OUTPUT, data)
+        mal = "".join(json.dumps(without_confidence(json.loads(line))) + "\n" for line in data.splitlines())
+        write_atomic(out_dir / MAL, mal.encode("utf-8"))
+        return [out_dir / OUTPUT, out_dir / MAL]
 
 
 def ndjson_lines(global_key: str, result: Result, spec: ModelSpec, section: LabelboxSection,
                  tolerance: float = 0.0) -> list[dict[str, Any]]:
-    """The prediction-import lines of one data row."""
+    """The prediction-import lines of one data row, with confidences where the SDK puts them."""
     lines: list[dict[str, Any]] = []
-    best: dict[str, tuple[float, Any]] = {}  # radio and free-text questions: the most confident answer
-    chosen: dict[str, tuple[float, list[str]]] = {}  # checklist questions: every option found
+    best: dict[str, tuple[float, str]] = {}  # a radio of tags: the most confident tag
+    chosen: dict[str, dict[str, float]] = {}  # checklist questions: each option found, at its best confidence
 
-    def line(name: str, confidence: float, **form: Any) -> dict[str, Any]:
-        return {"uuid": str(uuid.uuid4()), "name": name, "dataRow": {"globalKey": global_key}, **form,
-                "confidence": confidence}
+    def line(name: str, **form: Any) -> dict[str, Any]:
+        return {"uuid": str(uuid.uuid4()), "name": name, "dataRow": {"globalKey": global_key}, **form}
 
     for prediction in result.predictions:
         cls = spec.get(prediction.label)
         name, shape, confidence = section.platform_name(cls.name), prediction.shape, prediction.confidence
-        if cls.kind == "tag":
-            if section.tags.kind == "checklist":
-                _choose(chosen, section.tags.question, confidence, [name])
-            else:
-                _keep_best(best, section.tags.question, confidence, {"name": name})
+        if cls.kind == "tag" and section.tags.kind == "checklist":
+            _choose(chosen, section.tags.question, confidence, [name])
+        elif cls.kind == "tag":
+            if section.tags.question not in best or confidence > best[section.tags.question][0]:
+                best[section.tags.question] = (confidence, name)
         elif cls.kind == "checklist":
-            _choose(chosen, name, confidence, list(shape.answer))
-        elif cls.kind == "radio":
-            _keep_best(best, name, confidence, {"name": shape.answer})
+            _choose(chosen, name, confidence, shape.answer)
+        elif cls.kind == "radio":  # one per item (`bridge.core.outputs.one_answer`)
+            lines.append(line(name, answer={"name": shape.answer, "confidence": confidence}))
         elif cls.kind == "text":
-            _keep_best(best, name, confidence, shape.answer)
+            lines.append(line(name, answer=shape.answer, confidence=confidence))
         else:
-            lines += [line(name, confidence, **form) for form in _objects(prediction, cls.kind, result, tolerance)]
-    lines += [line(name, confidence, answer=answer) for name, (confidence, answer) in best.items()]
-    lines += [line(name, confidence, answer=[{"name": option} for option in options])
-              for name, (confidence, options) in chosen.items()]
+            lines += [line(name, **form, confidence=confidence) for form in _objects(prediction, cls.kind, result,
+                                                                                       tolerance)]
+    lines += [line(question, answer={"name": tag, "confidence": confidence})
+              for question, (confidence, tag) in best.items()]
+    lines += [line(question, answer=[{"name": option, "confidence": score} for option, score in options.items()])
+              for question, options in chosen.items()]
     return lines
+
+
+def without_confidence(value: Any) -> Any:
+    """A line without any `confidence` key, for model-assisted labelling."""
+    if isinstance(value, dict):
+        return {key: without_confidence(item) for key, item in value.items() if key != "confidence"}
+    if isinstance(value, list):
+        return [without_confidence(item) for item in value]
+    return value
 
 
 def _objects(prediction: Prediction, kind: str, result: Result, tolerance: float) -> list[dict[str, Any]]:
@@ -139,7 +162,10 @@ def _objects(prediction: Prediction, kind: str, result: Result, tolerance: float
     if kind == "line" and isinstance(shape, Line):
         return [{"line": _xy(shape.points)}]
     if kind == "entity" and isinstance(shape, Span):
-        return [{"location": {"start": shape.start, "end": shape.end - 1}}] if shape.end > shape.start else []
+        if shape.end == shape.start:
+            return []
+        offsets = Utf16(result.text or "")
+        return [{"location": {"start": offsets.units(shape.start), "end": offsets.units(shape.end) - 1}}]
     if kind == "mask":
         mask = rasterize(shape, *result.size).array
         return [{"mask": {"png": _png(mask)}}] if mask.any() else []
@@ -160,12 +186,7 @@ def _png(mask: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _keep_best(best: dict[str, tuple[float, Any]], question: str, confidence: float, answer: Any) -> None:
-    if question not in best or confidence > best[question][0]:
-        best[question] = (confidence, answer)
-
-
-def _choose(chosen: dict[str, tuple[float, list[str]]], question: str, confidence: float, options: list[str]) -> None:
-    top, found = chosen.get(question, (0.0, []))
-    chosen[question] = (max(top, confidence), found + [o for o in options if o not in found])
-
+def _choose(chosen: dict[str, dict[str, float]], question: str, confidence: float, options: Any) -> None:
+    found = chosen.setdefault(question, {})
+    for option in options:
+        found[option] = max(found.get(option, 0.0), confidence)

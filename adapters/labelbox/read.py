@@ -7,7 +7,8 @@ has that name itself. What the answer holds decides the shape, the class's kind 
 - boxes with their scores (one score per box);
 - COCO RLE masks: a mask class gets the mask, a polygon class its outline traced along pixel edges, a
   rotated-box or ellipse class the shape fitted to it (Foundry rasterised them);
-- radio, free text (a string) and checklist (a list) answers; entity spans `{start, end, text}`.
+- radio, free text (a string) and checklist (a list) answers; entity spans `{start, end, text}`, whose
+  offsets count UTF-16 code units (JavaScript's), read back into code points with the text.
 
 Confidence: boxes carry scores; nothing else does, so other predictions read 1.0. `spec_from_model_yaml`
 gives the classes of a remote endpoint from its `model.yaml` ontology.
@@ -22,6 +23,7 @@ import numpy as np
 from bridge.core.errors import BadAnswer
 from bridge.core.geometry import fit_ellipse, fit_rotated_box, mask_to_polygon
 from bridge.core.model import ClassSpec, ModelSpec
+from bridge.core.offsets import Utf16
 from bridge.core.predictions import (
     Box,
     Classification,
@@ -137,11 +139,19 @@ def _span(span: Any, where: str, text: str | None) -> Span:
     if not (isinstance(span, dict) and isinstance(span.get("start"), int) and isinstance(span.get("end"), int)):
         raise BadAnswer(f"{where}: a span is {{\"start\": int, \"end\": int, \"text\": str}}")
     start, end = span["start"], span["end"]
-    if text is not None and not 0 <= start <= end <= len(text):
-        raise BadAnswer(f"{where}: [{start}, {end}) lies outside the text of {len(text)} characters")
-    quoted = text[start:end] if text is not None else span.get("text", "")
+    if text is None:
+        return Span(start, end, span.get("text", ""))
+    offsets = Utf16(text)
+    try:
+        if start > end:
+            raise ValueError(f"[{start}, {end}) ends before it starts")
+        start, end = offsets.points(start), offsets.points(end)
+    except ValueError as error:
+        raise BadAnswer(f"{where}: {error} (offsets count UTF-16 code units)") from None
+    quoted = text[start:end]
     if "text" in span and span["text"] != quoted:
-        raise BadAnswer(f"{where}.text: {span['text']!r} does not quote the text at [{start}, {end}): {quoted!r}")
+        raise BadAnswer(f"{where}.text: {span['text']!r} does not quote the text at [{span['start']}, "
+                        f"{span['end']}) (UTF-16 code units): {quoted!r}")
     return Span(start, end, quoted)
 
 

@@ -14,12 +14,12 @@ from typing import Any
 
 from adapters.v7.api import V7Class, V7Failed, V7InferRequest, V7InferResponse
 from adapters.v7.client import V7Client
-from adapters.v7.convert import CONVERSIONS, PLATFORM, to_job, to_results, v7_classes
+from adapters.v7.convert import CONVERSIONS, PLATFORM, names, to_job, to_results, v7_classes
 from adapters.v7.darwin_json import DarwinJson
 from adapters.v7.read import read_results
 from adapters.v7.section import V7Section
 from bridge.core.errors import BridgeError
-from bridge.core.manifest import Manifest
+from bridge.core.manifest import Manifest, ManifestError
 from bridge.core.model import ModelSpec
 from bridge.core.pipeline import answer
 from bridge.core.predictions import Prediction
@@ -59,6 +59,12 @@ class V7Adapter(Adapter):
                     text: str | None = None) -> list[Prediction]:
         return read_results(answer, spec, section, size)
 
+    def check(self, spec: ModelSpec, section: V7Section, manifest: Manifest) -> list[str]:
+        """What V7 loses of the model; a `ManifestError` when two names V7 would receive are the same (at
+        start-up and in `bridge check`: V7 would merge the two classes)."""
+        unique_names(spec, section, manifest.where())
+        return super().check(spec, section, manifest)
+
     def routes(self, section: V7Section) -> list[Route]:
         async def classes(service: Service) -> list[dict[str, str]]:
             """The classes V7 links to its own: name and main annotation type."""
@@ -72,7 +78,16 @@ class V7Adapter(Adapter):
                 Route("POST", "/infer", infer, V7InferRequest, V7InferResponse, params_at=("params",))]
 
     def exporter(self, section: V7Section, setup: ExportSetup) -> Exporter:
+        unique_names(setup.spec, section, setup.manifest.where())
         return DarwinJson(section, setup)
+
+
+def unique_names(spec: ModelSpec, section: V7Section, where: str) -> None:
+    """`names` as a manifest error naming the file and the key."""
+    try:
+        names(spec, section)
+    except ValueError as error:
+        raise ManifestError(f"{where}: platforms.v7.tag_name: {error}") from None
 
 
 adapter = V7Adapter()

@@ -6,10 +6,14 @@
   further parts, filled even-odd), rotated boxes as 4-corner polygons;
 - ellipse angles leave in radians in [0, 2 pi), as Darwin JSON has them (ours are degrees);
 - a radio or checklist answer becomes one `tag` per chosen option, named by the section's `tag_name`
-  template; free text becomes a `tag` named after the class with a `text` sub-annotation;
+  template (`{class}: {option}` by default); free text becomes a `tag` named after the class with a `text`
+  sub-annotation. Every name V7 receives is unique in the model (`names`: a clash is a start-up error), so
+  an answer reads back to one class and option;
 - `attributes` leave as a list of strings: V7's schema declares `attributes` an array;
 - entity spans (text) have no V7 form; vectors neither (V7 registers no standalone vector class: a
-  directional vector is a sub-annotation there).
+  directional vector is a sub-annotation there);
+- video results carry `frame`, the index of the frame: V7's response schema defines no per-frame result, so
+  the key is the bridge's own (read back by its reader; V7 itself documents nothing it does with it).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from adapters.v7.api import V7InferRequest
 from adapters.v7.section import V7Section
 from bridge.core.conversions import Conversion, dropped, exact, lossy
+from bridge.core.errors import InvalidInput
 from bridge.core.geometry import mask_to_polygon, rotated_box_corners
 from bridge.core.model import ClassSpec, ModelSpec, Prompts
 from bridge.core.predictions import (
@@ -60,7 +65,9 @@ CONVERSIONS = {
     "prediction.text": lossy("text", "a free-text class's answer is its `text` sub-annotation: a prediction's "
                                      "own text is dropped on free-text classes"),
     "prediction.confidence": exact("confidence"),
-    "prediction.frame": exact("frame"),
+    "prediction.frame": lossy("frame", "V7's response schema defines no frame: `frame` (the frame's index) is "
+                                       "the bridge's own key, read back by the bridge; V7 documents no per-frame "
+                                       "result"),
 }
 """What V7 receives of each class kind; the `form` of a class kind is its V7 type in `/classes` (one `tag`
 per option for radio and checklist; free text is a `tag` whose answer rides in a `text` sub-annotation)."""
@@ -72,6 +79,9 @@ V7_PARAMS = ("id", "image")
 def to_job(request: V7InferRequest) -> Job:
     """The neutral job of a V7 request: the media, the model's params, and the auto-annotate box."""
     bbox = request.params.bbox
+    if bbox is not None and (bbox.w == 0 or bbox.h == 0):
+        raise InvalidInput(f"params.bbox is empty ({bbox.w:g} x {bbox.h:g} pixels at {bbox.x:g}, {bbox.y:g}): "
+                           "draw an auto-annotate box with an area")
     prompts = Prompts(box=Box(bbox.x, bbox.y, bbox.w, bbox.h)) if bbox else Prompts()
     model_params = {k: v for k, v in (request.params.model_extra or {}).items() if k not in V7_PARAMS}
     image = video = None
@@ -83,18 +93,33 @@ def to_job(request: V7InferRequest) -> Job:
     return Job(platform=PLATFORM, image=image, video=video, params=model_params, prompts=prompts)
 
 
+def names(spec: ModelSpec, section: V7Section) -> dict[str, tuple[ClassSpec, str | None]]:
+    """V7 name -> (class, option) of each class (by its V7 name, after `rename`) and of each radio and
+    checklist option (by its tag name). `ValueError` naming the clash when two are the same: V7 would hold one
+    class for both, and an answer could not say which it is."""
+    found: dict[str, tuple[ClassSpec, str | None]] = {}
+    clashes = []
+    for cls in spec.classes:
+        options = cls.options if cls.kind in ("radio", "checklist") else (None,)
+        for option in options:
+            name = section.platform_name(cls.name) if option is None else _tag_name(section, cls, option)
+            if name in found:
+                clashes.append(f"{name!r} is {_what(*found[name])} and {_what(cls, option)}")
+            found.setdefault(name, (cls, option))
+    if clashes:
+        raise ValueError(f"V7 names must be unique in a model: {'; '.join(clashes)} (set platforms.v7.tag_name "
+                         "to a template with {class}, e.g. '{class}: {option}', or rename the classes)")
+    return found
+
+
+def _what(cls: ClassSpec, option: str | None) -> str:
+    return f"class {cls.name!r}" if option is None else f"option {option!r} of class {cls.name!r}"
+
+
 def v7_classes(spec: ModelSpec, section: V7Section) -> list[dict[str, str]]:
     """The `/classes` answer: one entry per class, one tag per radio/checklist option."""
-    classes = []
-    for cls in spec.classes:
-        conversion = CONVERSIONS[cls.kind]
-        if conversion.fidelity == "dropped":
-            continue
-        if cls.kind in ("radio", "checklist"):
-            classes += [{"name": _tag_name(section, cls, option), "type": conversion.form} for option in cls.options]
-        else:
-            classes.append({"name": section.platform_name(cls.name), "type": conversion.form})
-    return classes
+    return [{"name": name, "type": CONVERSIONS[cls.kind].form} for name, (cls, _) in names(spec, section).items()
+            if CONVERSIONS[cls.kind].fidelity != "dropped"]
 
 
 def to_results(predictions: list[Prediction], spec: ModelSpec, section: V7Section,

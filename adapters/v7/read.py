@@ -1,7 +1,8 @@
 """V7's dialect read back: a BYOM `/infer` answer (Darwin-JSON results) to neutral predictions.
 
 The inverse of `to_results`, pure. Results are matched to the model's classes by V7 name (after the
-section's `rename`; radio and checklist options by the section's `tag_name`):
+section's `rename`; radio and checklist options by the section's `tag_name`), which `convert.names` keeps
+unique, so each name reads back as one class and option:
 
 - `polygon`: `path` and `additional_paths` are filled even-odd, as V7 draws them, and rebuilt into parts and
   holes; a mask class gets the mask of that outline (when the image's size is known), a rotated-box class the
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from adapters.v7.convert import names
 from bridge.core.errors import BadAnswer
 from bridge.core.geometry import from_rings, polygon_to_mask
 from bridge.core.model import ClassSpec, ModelSpec
@@ -45,19 +47,6 @@ MAIN_TYPES = ("bounding_box", "cuboid", "directional_vector", "ellipse", "line",
 """V7's main annotation types: a result has exactly one."""
 
 
-def names(spec: ModelSpec, section: Any) -> dict[str, tuple[ClassSpec, str | None]]:
-    """V7 name -> (class, option): classes by their V7 name, radio and checklist options by their tag name."""
-    found: dict[str, tuple[ClassSpec, str | None]] = {}
-    for cls in spec.classes:
-        if cls.kind in ("radio", "checklist"):
-            for option in cls.options:
-                name = section.tag_name.format(**{"class": section.platform_name(cls.name), "option": option})
-                found.setdefault(name, (cls, option))
-        else:
-            found.setdefault(section.platform_name(cls.name), (cls, None))
-    return found
-
-
 def read_results(answer: Any, spec: ModelSpec, section: Any, size: tuple[int, int] | None = None) -> list[Prediction]:
     """The predictions of a V7 answer (`{"status", "results"}`, or the results list itself)."""
     if isinstance(answer, dict):
@@ -66,7 +55,10 @@ def read_results(answer: Any, spec: ModelSpec, section: Any, size: tuple[int, in
         answer = answer.get("results")
     if not isinstance(answer, list):
         raise BadAnswer("$.results: not a list of results")
-    known = names(spec, section)
+    try:
+        known = names(spec, section)
+    except ValueError as error:
+        raise BadAnswer(f"$: cannot read V7 names back: {error}") from None
     predictions: list[Prediction] = []
     checklists: dict[tuple[str, int | None], int] = {}  # (class, frame) -> index of its merged answer
     for index, result in enumerate(answer):

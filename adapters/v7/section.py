@@ -33,5 +33,6 @@ class V7Auth(Strict):
 class V7Section(PlatformSection):
     base_path: str = "/v7"
     auth: V7Auth = Field(default_factory=V7Auth)
-    tag_name: str = Field("{option}", description="V7 tag name for a radio/checklist option: "
-                                                  "'{option}' or e.g. '{class}: {option}'.")
+    tag_name: str = Field("{class}: {option}", description="V7 tag name for a radio/checklist option, from "
+                                                           "'{class}' and '{option}'; every name V7 receives must "
+                                                           "be unique in the model (checked at start-up).")

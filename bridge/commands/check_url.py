@@ -37,7 +37,7 @@ from PIL import Image
 from bridge import samples
 from bridge.commands.file_server import serving
 from bridge.core.remote import auth_headers
-from bridge.platforms.probe import Probe
+from bridge.platforms.probe import Probe, Problem
 from bridge.platforms.protocol import Adapter, Client
 
 SAMPLE_IMAGE, SAMPLE_TEXT = "astronaut.jpg", "contact.txt"
@@ -70,6 +70,23 @@ def credentials(client: Client, basic: str | None = None, headers: list[str] = (
         raise argparse.ArgumentTypeError("--basic takes USER:PASSWORD") from None
 
 
+def basic_newline(headers: Mapping[str, str]) -> str | None:
+    """Why Basic credentials that end in a line break are refused, or None: V7's registration snippet builds
+    the header with `echo "$USER:$PASSWORD" | base64`, which encodes echo's newline into the password."""
+    kind, _, encoded = next((v for k, v in headers.items() if k.lower() == "authorization"), "").partition(" ")
+    if kind.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except ValueError:
+        return None
+    if not decoded.endswith("\n"):
+        return None
+    return ("the Basic credentials end in a newline, so the password is wrong: `echo \"$U:$P\" | base64` (as in "
+            "V7's registration snippet) encodes echo's newline; encode with `printf '%s' \"$U:$P\" | base64 -w0`, "
+            "or pass --basic USER:PASSWORD (curl -u USER:PASSWORD)")
+
+
 def add_arguments(parser: argparse.ArgumentParser, platforms: list[str]) -> None:
     """The options of `bridge check URL`."""
     group = parser.add_argument_group(
@@ -86,6 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser, platforms: list[str]) -> None
     group.add_argument("--bearer", metavar="SECRET", help="send `Authorization: Bearer SECRET`")
     group.add_argument("--secret", metavar="SECRET", help="the platform's secret, where the platform sends it")
     group.add_argument("--model-yaml", type=Path, help="Labelbox: the model.yaml naming the endpoint's features")
+    group.add_argument("--label-config", type=Path, help="Label Studio: the project's label config (XML)")
     group.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
 
 
@@ -105,6 +123,7 @@ def run(args: argparse.Namespace, adapters: Mapping[str, Adapter]) -> int:
         image = args.image.read_bytes() if args.image else samples.read(SAMPLE_IMAGE)
         text = resolve(args.text) if args.text is not None else samples.read(SAMPLE_TEXT).decode("utf-8")
         model_yaml = yaml.safe_load(args.model_yaml.read_text(encoding="utf-8")) if args.model_yaml else None
+        label_config = args.label_config.read_text(encoding="utf-8") if args.label_config else None
         headers = credentials(adapter.client, args.basic, args.header, args.bearer, args.secret)
     except OSError as error:
         raise argparse.ArgumentTypeError(f"cannot read {error.filename}: {error.strerror}") from None
@@ -117,10 +136,13 @@ def run(args: argparse.Namespace, adapters: Mapping[str, Adapter]) -> int:
         raise argparse.ArgumentTypeError(f"{args.image}: not an image Pillow can read") from None
     with httpx.Client(headers=headers, timeout=args.timeout) as client, \
             media_urls(url, image, text, args.image_url) as (image_url, text_url, note):
-        probe = Probe(url, client, image, size, text, image_url, text_url, model_yaml, args.text is not None)
+        probe = Probe(url, client, image, size, text, image_url, text_url, model_yaml, args.text is not None,
+                      label_config)
         if note:
             probe.notes.append(note)
         problems = adapter.client.check(probe)
+    if cause := basic_newline(headers):
+        problems = [Problem(p.where, p.what, cause) if p.what.startswith("refused with 401") else p for p in problems]
     print(f"bridge check: {url} against the {adapter.title or adapter.name} contract")
     for note in probe.notes:
         print(f"  note: {note}")

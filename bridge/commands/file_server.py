@@ -7,6 +7,7 @@ for the behaviours they need (slow, redirecting or hostile URLs).
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -14,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Route = Callable[[BaseHTTPRequestHandler, list[str]], None]
-"""Answers a GET whose first path segment names it; given the handler and the path's segments."""
+"""Answers a GET whose first path segment names it; given the handler and the path's segments. Connections are
+kept alive (HTTP/1.1): a route that answers without a Content-Length sets `handler.close_connection`."""
 
 
 class FileServer:
@@ -28,6 +30,8 @@ class FileServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args: Any) -> None:
                 pass
 
@@ -45,8 +49,7 @@ class FileServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout, a size cap): nothing to tell it
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, name="file-server", daemon=True).start()
 
@@ -58,6 +61,15 @@ class FileServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that drops a kept-alive connection is no error; anything else is reported as usual."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def send(handler: BaseHTTPRequestHandler, status: int, body: bytes, kind: str,

@@ -139,13 +139,13 @@ class Prelabel:
 
     def __init__(self, service: Service, exporters: dict[str, Exporter], out: Path,
                  params: dict[str, Any] | None = None, retry_failed: bool = False,
-                 stream: TextIO = sys.stderr) -> None:
+                 stream: TextIO | None = None) -> None:
         self.service = service
         self.exporters = exporters
         self.out = out
         self.params = params or {}
         self.retry_failed = retry_failed
-        self.stream = stream
+        self.stream = stream or sys.stderr  # the process's at the run, not at import (tests replace it)
         self.journal = Journal(out / "journal.jsonl")
         self.report = Run()
         """What this run did so far: complete even when it is interrupted."""

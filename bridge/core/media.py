@@ -32,7 +32,7 @@ import ipaddress
 import socket
 import warnings
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -281,13 +281,14 @@ class MediaLoader:
                 items.close()
 
     @timed("fetch")
-    async def fetch(self, url: str, what: str = "image.url") -> bytes:
-        """The body at `url`, following redirects, within the byte limit and the fetch timeout.
+    async def fetch(self, url: str, what: str = "image.url", headers: Mapping[str, str] | None = None) -> bytes:
+        """The body at `url`, following redirects, within the byte limit and the fetch timeout. `headers`
+        (credentials) go to `url`'s origin only: a redirect elsewhere is fetched without them.
 
         The fetch runs as a task of its own: a caller cancelled by its deadline stops waiting at once, and
         the fetch ends by its own time-outs, so no request is ever cancelled inside the connection pool.
         """
-        task = asyncio.ensure_future(self._fetch(url, what))
+        task = asyncio.ensure_future(self._fetch(url, what, headers or {}))
         self._fetches.add(task)
         task.add_done_callback(self._fetch_done)
         return await asyncio.shield(task)
@@ -297,7 +298,8 @@ class MediaLoader:
         if not task.cancelled():
             task.exception()  # retrieved here too: a caller that gave up must not leave it "never retrieved"
 
-    async def _fetch(self, url: str, what: str) -> bytes:
+    async def _fetch(self, url: str, what: str, headers: Mapping[str, str]) -> bytes:
+        origin = _origin(url)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.fetch_timeout
         late = DeadlineExceeded(f"fetching {what} took longer than {self.limits.fetch_timeout:g} s "
@@ -309,7 +311,8 @@ class MediaLoader:
                 raise late
             waited = False
             try:
-                async with self._client.stream("GET", url, timeout=httpx.Timeout(left)) as response:
+                sent = headers if _origin(url) == origin else None
+                async with self._client.stream("GET", url, headers=sent, timeout=httpx.Timeout(left)) as response:
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue
@@ -361,8 +364,8 @@ class MediaLoader:
                     "in the manifest to allow it"
                 )
 
-    async def image(self, url: str, what: str = "image.url") -> np.ndarray:
-        data = await self.fetch(url, what)
+    async def image(self, url: str, what: str = "image.url", headers: Mapping[str, str] | None = None) -> np.ndarray:
+        data = await self.fetch(url, what, headers)
         return await self.decode(decode_image, data, self.limits, what)
 
 
@@ -373,6 +376,15 @@ async def _until(chunks: AsyncIterator[bytes], deadline: float, late: DeadlineEx
         if loop.time() > deadline:
             raise late
         yield chunk
+
+
+def _origin(url: str) -> tuple[str, str]:
+    """(scheme, host and port); empty for a URL that does not parse (`_check_url` says why)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "", ""
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _parse_url(url: str, what: str) -> SplitResult:

@@ -7,12 +7,15 @@ mask work never touch the event loop, and every adapter receives predictions it 
 - coordinates are finite numbers, a mask has the size of the item the model saw, an entity span lies inside
   the text (and quotes it: a span whose `text` differs takes the text's own slice);
 - a confidence outside [0, 1] (or NaN) is clamped (NaN to 0), logged once per class;
+- a box with a negative width or height (its corners swapped) is normalised, logged once per class;
 - predictions on a crop (V7's auto-annotate box) move back into full-image coordinates; shapes are clipped
   to the image, and those wholly outside it are dropped;
 - a shape takes its class's kind: a mask returned for a polygon class is traced (along pixel edges, simplified
   by `geometry.simplify_tolerance`), a polygon returned for a mask class is rasterised, so that adapters
   translate by shape alone;
-- predictions under the class's `min_confidence` (manifest, overridden per platform) are dropped.
+- predictions under the class's `min_confidence` (manifest, overridden per platform) are dropped;
+- a radio or free-text class keeps one answer per item (per video frame): the most confident, logged once per
+  class. A single-choice question holds one answer on every platform, so the choice is made here, once.
 
 Between predictions it checks the job's deadline (`bridge.core.admission.check_deadline`): a job answered 504
 does not go on tracing its masks on a model thread.
@@ -79,9 +82,38 @@ def finish(found: Iterable[Any], spec: ModelSpec, how: Finish) -> list[Predictio
         confidence = _unit(prediction.confidence, cls)
         if confidence < how.min_confidence.get(cls.name, 0.0):
             continue
-        shape = _place(prediction.shape, how, cls)
+        shape = _place(_upright(prediction.shape, cls), how, cls)
         if shape is not None:
             kept.append(replace(prediction, shape=shape, confidence=confidence))
+    return one_answer(kept, spec)
+
+
+SINGLE_ANSWER = ("radio", "text")
+"""Class kinds whose question takes one answer per item."""
+
+
+def one_answer(predictions: list[Prediction], spec: ModelSpec) -> list[Prediction]:
+    """The predictions with one answer per radio or free-text class and video frame: the most confident (the
+    first of equals), in the place of the first; the others are dropped, logged once per class."""
+    best: dict[tuple[str, int | None], int] = {}
+    for index, prediction in enumerate(predictions):
+        if spec.get(prediction.label).kind in SINGLE_ANSWER:
+            key = (prediction.label, prediction.frame)
+            if key not in best or prediction.confidence > predictions[best[key]].confidence:
+                best[key] = index
+    if not best:
+        return predictions
+    kept, first = [], set()
+    for prediction in predictions:
+        key = (prediction.label, prediction.frame)
+        if key not in best:
+            kept.append(prediction)
+        elif key not in first:
+            first.add(key)
+            kept.append(predictions[best[key]])
+        else:
+            warn_once("model", prediction.label, f"a {spec.get(prediction.label).kind} question takes one "
+                                                 "answer per item: of several, the most confident is kept")
     return kept
 
 
@@ -164,6 +196,19 @@ def _unit(confidence: float, cls: ClassSpec) -> float:
         warn_once("model", cls.name, "confidences outside [0, 1] are clamped to it (NaN to 0): the model should "
                                      "return probabilities")
     return clamped
+
+
+def _upright(shape: Shape, cls: ClassSpec) -> Shape:
+    """A box (or a cuboid's face) with a negative width or height, as the same box with its corners in order:
+    a model that swaps corners means that box, and every platform drops or refuses a negative size."""
+    if isinstance(shape, Cuboid):
+        front, back = _upright(shape.front, cls), _upright(shape.back, cls)
+        return shape if (front, back) == (shape.front, shape.back) else Cuboid(front, back)
+    if not isinstance(shape, Box) or (shape.w >= 0 and shape.h >= 0):
+        return shape
+    warn_once("model", cls.name, "a box with a negative width or height (corners swapped) is normalised: "
+                                 "x, y should be its top-left corner")
+    return Box(min(shape.x, shape.x + shape.w), min(shape.y, shape.y + shape.h), abs(shape.w), abs(shape.h))
 
 
 def _place(shape: Shape, how: Finish, cls: ClassSpec) -> Shape | None:

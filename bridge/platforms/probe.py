@@ -44,6 +44,8 @@ class Probe:
     text_url: str
     model_yaml: dict[str, Any] | None = None
     text_given: bool = False
+    label_config: str | None = None
+    """Label Studio: the project's label config (`--label-config`), whose controls the answers must use."""
     """Whether `--text` was given (a text model is then what the user means to check)."""
     notes: list[str] = field(default_factory=list)
     """What the check did, printed before the problems."""

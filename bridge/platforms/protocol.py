@@ -53,6 +53,8 @@ class Route:
     summary: str = ""
     params_at: tuple[str, ...] | None = None
     """Where the model's parameters sit in the request body (e.g. `("params",)`), for the OpenAPI schema."""
+    public: bool = False
+    """Answers without the platform's credentials (Label Studio posts webhooks without the backend's)."""
 
 
 class Client:

@@ -2,9 +2,11 @@
 
 One route class for every adapter: credentials are checked before any of the body is read (a caller without
 them learns nothing about the request form), then a job route admits its job (`bridge.core.admission`: a
-refusal costs no parsing), the body is capped at `limits.max_request_bytes`, parsed and validated against the
-route's request model in one pass (pydantic's JSON parser: no dict in between, no FastAPI dependency solving;
-FastAPI keeps only the OpenAPI declaration), and every failure is answered in the platform's error form
+refusal costs no parsing), the body is capped at `limits.max_request_bytes`, read as JSON whatever its
+declared `Content-Type` (`curl -d` says form-urlencoded, some clients say nothing or text/plain) while a
+multipart upload is refused with 415 saying what to send, and parsed and validated against the route's
+request model in one pass (pydantic's JSON parser: no dict in between, no FastAPI dependency solving; FastAPI
+keeps only the OpenAPI declaration). Every failure is answered in the platform's error form
 (`Adapter.error_body`) with the status of a `BridgeError`: malformed JSON 400, a body that does not fit the
 route's request model 422, anything unexpected 500 with the traceback in the log only. The server keeps
 serving either way.
@@ -29,7 +31,6 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.core.errors import BadRequest, BridgeError, InvalidInput, NotReady, Overloaded
-from bridge.core.logs import one_line
 from bridge.core.media import read_capped
 from bridge.core.metrics import note_error
 from bridge.core.service import Service
@@ -80,7 +81,7 @@ def bridge_route(body: ErrorBody = default_error_body,
                         authenticate(request)
                     if handler is None:
                         return await run(declared, request)
-                    request = LimitedRequest(request.scope, request.receive)
+                    request = LimitedRequest(as_json(request.scope), request.receive)
                     await request.body()  # enforce the size limit before FastAPI parses anything
                     return await handler(request)
                 except ClientDisconnect:
@@ -122,22 +123,18 @@ async def run(declared: Route, request: Request) -> Response:
     service = get_service(request)
     if declared.request is None:
         return json_answer(await declared.endpoint(service))
+    as_json(request.scope)  # a multipart upload: 415
     size = request.headers.get("content-length")
     with service.admission.job(int(size) if size and size.isdigit() else 0):
         body = await LimitedRequest(request.scope, request.receive).body()
-        return json_answer(await declared.endpoint(parse(declared.request, body, request), service))
+        return json_answer(await declared.endpoint(parse(declared.request, body), service))
 
 
-def parse(model: type[BaseModel], body: bytes, request: Request) -> BaseModel:
+def parse(model: type[BaseModel], body: bytes) -> BaseModel:
     """The body as `model`, parsed and validated in one pass: 400 when it is not JSON, 422 naming each field
     that does not fit (the same lines FastAPI's own parsing gave)."""
-    kind = request.headers.get("content-type", "")
     if not body:
         raise InvalidInput("invalid request: body: Field required")
-    main, _, subtype = kind.partition(";")[0].strip().lower().partition("/")
-    if main != "application" or not (subtype == "json" or subtype.endswith("+json")):
-        raise InvalidInput(f"invalid request: body: a JSON body is needed (Content-Type: application/json), "
-                           f"got {one_line(kind) or 'no Content-Type'}")
     try:
         try:
             return model.model_validate_json(body)
@@ -169,6 +166,25 @@ def as_bridge_error(error: Exception, request: Request) -> BridgeError:
         return BridgeError(str(error.detail), status=error.status_code)
     log.error("unexpected failure on %s %s", request.method, request.url.path, exc_info=error)
     return BridgeError(f"internal error: {type(error).__name__}")
+
+
+JSON_TYPE = (b"content-type", b"application/json")
+
+
+def as_json(scope: dict[str, Any]) -> dict[str, Any]:
+    """The request's scope with its body declared JSON: FastAPI parses a body only when its `Content-Type`
+    says JSON, and otherwise answers an opaque 422 ("Input should be a valid dictionary"). Every platform
+    route takes JSON, so a body is read as JSON whatever it was declared; a multipart upload (a form with a
+    file, as Label Studio and CVAT users try) is not JSON at all: 415 saying what to send."""
+    headers = [(name, value) for name, value in scope.get("headers", ()) if name != b"content-type"]
+    declared = dict(scope.get("headers", ())).get(b"content-type", b"").split(b";")[0].strip().lower()
+    if declared.startswith(b"multipart/"):
+        raise BridgeError(f"the body is a {declared.decode('latin-1')} upload: send the request as a JSON body "
+                          "(Content-Type: application/json), with an image as a URL or base64 inside it",
+                          status=415)
+    if declared == JSON_TYPE[1] or declared.endswith(b"+json"):
+        return scope
+    return {**scope, "headers": [*headers, JSON_TYPE]}
 
 
 class LimitedRequest(Request):
@@ -206,6 +222,7 @@ ERRORS = {
     400: "The body is not JSON, base64 is broken, or a URL is not allowed (not http(s), or a private address).",
     401: "Missing or wrong credentials.",
     413: "The body, a download, an image or a video is over the manifest's limits.",
+    415: "The body is a multipart upload: send JSON.",
     422: "The request does not fit the schema, a parameter is invalid, or the media is not usable.",
     500: "The model failed, or returned a prediction that does not fit its classes.",
     503: "The model is still loading.",
@@ -223,13 +240,16 @@ def build_router(adapter: Adapter, section: Any) -> APIRouter | None:
     scheme = adapter.auth(section)
     router = APIRouter(prefix=section.base_path.rstrip("/"), tags=[adapter.title or adapter.name],
                        route_class=bridge_route(adapter.error_body, scheme.check))
+    public = bridge_route(adapter.error_body)
     security = scheme.openapi()
     error = adapter.error_model or DefaultErrorBody
     responses = {status: {"model": error, "description": why} for status, why in ERRORS.items()}
     for route in routes:
         router.add_api_route(route.path, _endpoint(route), methods=[route.method], response_model=route.response,
                              summary=route.summary or None, description=inspect.getdoc(route.endpoint),
-                             responses=responses, dependencies=[Depends(security)] if security else [],
+                             responses=responses,
+                             dependencies=[Depends(security)] if security and not route.public else [],
+                             route_class_override=public if route.public else None,
                              openapi_extra=None if route.params_at is None else {"x-params-at": list(route.params_at)})
     return router
 

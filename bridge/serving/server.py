@@ -268,6 +268,7 @@ class BridgeServer(uvicorn.Server):
 
         server = await asyncio.get_running_loop().create_server(protocol, sock=sock, backlog=config.backlog)
         self.servers.append(server)
+        log.info("worker %d listening on http://%s:%d", os.getpid(), config.host, config.port)
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
