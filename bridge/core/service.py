@@ -225,8 +225,7 @@ class Service:
         """The image, decoded on one of the loader's decode threads (on the loop when it is small); the job
         holds its pixels until it ends (`limits.max_held_bytes`)."""
         if source.url:
-<<<<<<< HEAD
-            image = await self.media.image(source.url, f"{what}.url")
+            image = await self.media.image(source.url, f"{what}.url", source.headers)
         else:
             data = source.data if source.data is not None else self._base64(source, what)
             try:  # on the loop, as long as the header says it is small (a large one stops there)
@@ -237,11 +236,6 @@ class Service:
                 image = await self.media.decode(decode_image, data, self.media.limits, what)
         self.admission.hold(image.nbytes)
         return image
-=======
-            return await self.media.image(source.url, f"{what}.url", source.headers)
-        data = source.data if source.data is not None else self._base64(source, what)
-        return await self.media.decode(decode_image, data, self.media.limits, what)
->>>>>>> main
 
     async def load_text(self, source: Source, what: str = "text") -> str:
         """A text given by URL or as bytes, read as UTF-8."""
