@@ -5,8 +5,8 @@
   snippet writes the file without flushing it, which reads an empty file for small images: flushed here.
 - `bare_app`: the least a FastAPI server does for the same request: parse the JSON, decode the image,
   return a fixed answer. The no-op model through the bridge is compared with it.
-- `bare_faces_app`: the face detector behind a bare FastAPI endpoint (`uvicorn --workers 2`), and
-  `litserve_server`: the same on LitServe (2 workers): the peers a user would pick.
+- `bare_faces_app`: the face detector behind a bare FastAPI endpoint (`uvicorn --workers 2`), a peer a user
+  would pick (LitServe's is `litserve_faces.py`, Ray Serve's `ray_plain.py`).
 - `NoOp`: a model that returns one fixed box, so that only the bridge's own cost is measured.
 - `bridge_app`: the bridge's app for `uvicorn --factory` (the old way of running several workers).
 - `model_alone`: the face detector called in a loop on a decoded image, the ceiling of any server.
@@ -118,28 +118,6 @@ def bare_faces_app() -> FastAPI:
         return faces_answer(model, np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), params)
 
     return app
-
-
-def litserve_server(port: int) -> None:
-    """The face detector on LitServe, 2 workers, answering V7's form at /v7/infer."""
-    import litserve as ls
-
-    class Faces(ls.LitAPI):
-        def setup(self, device: str) -> None:
-            self.model = FaceDetector()
-            self.params = {"threshold": 0.0, "min_neighbors": 5}
-
-        def decode_request(self, request: dict) -> np.ndarray:
-            data = base64.b64decode(request["image"]["base64"])
-            return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-        def predict(self, image: np.ndarray) -> dict:
-            return faces_answer(self.model, image, self.params)
-
-        def encode_response(self, output: dict) -> dict:
-            return output
-
-    ls.LitServer(Faces(api_path="/v7/infer"), accelerator="cpu", workers_per_device=2).run(port=port)
 
 
 def bridge_app():

@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import multiprocessing
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -122,7 +124,7 @@ class Target:
     def start(self, folder: Path) -> None:
         command = [part.replace("{port}", str(self.port)) for part in self.command]
         log = open(folder / f"{self.name}.log", "wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                         env={**os.environ, "PYTHONPATH": str(ROOT), "LABELBOX_SECRET": SECRET,
                                              **self.env})
 
@@ -152,12 +154,17 @@ class Target:
         return children or [main]
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        """SIGTERM to its process group (LitServe's workers outlive their parent otherwise), SIGKILL after 30 s."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def bridge(name: str, manifest: str, *args: str) -> Target:
@@ -262,22 +269,22 @@ def main() -> None:
         Target("FastAPI, uvicorn --workers 2", [str(BIN / "uvicorn"), "--factory",
                                                 "benchmarks.baselines:bare_faces_app", "--workers", "2",
                                                 "--port", "{port}", *uvicorn_fast]),
-        Target("LitServe, 2 workers", [sys.executable, "-c", "import sys; from benchmarks.baselines import "
-                                       "litserve_server; litserve_server(int(sys.argv[1]))", "{port}"]),
+        Target("LitServe, 2 workers", [sys.executable, "benchmarks/litserve_faces.py", "{port}"]),
         bridge("shapes batch_wait 20 ms", str(ROOT / "manifests/shapes.yaml")),
         bridge("shapes no batching", str(shapes_nobatch)),
     ]}
     ray_head = None
     if args.ray_venv:  # one local cluster; both applications behind Serve's one proxy
         ray_bin, ray_head, proxy = args.ray_venv / "bin", f"127.0.0.1:{free_port()}", free_port()
+        ray_env = {"RAY_AUTH_MODE": "token"}  # the cluster `ray start` makes takes its token only
         subprocess.run([str(ray_bin / "ray"), "start", "--head", "--port", ray_head.split(":")[1], "--num-cpus", "8",
                         "--disable-usage-stats"], check=True, capture_output=True)
         targets["plain Ray Serve, 2 replicas"] = Target(
             "plain Ray Serve, 2 replicas", [str(ray_bin / "python"), "benchmarks/ray_plain.py", ray_head, str(proxy),
-                                            "2"], port=proxy, prefix="/plain", cpu=False)
+                                            "2"], env=ray_env, port=proxy, prefix="/plain", cpu=False)
         targets["bridge serve --ray, 2 replicas"] = Target(
             "bridge serve --ray, 2 replicas", [str(ray_bin / "bridge"), "serve", faces, "--ray", "--address", ray_head,
-                                               "--port", str(proxy)], port=proxy, cpu=False)
+                                               "--port", str(proxy)], env=ray_env, port=proxy, cpu=False)
         peers += ["bridge serve --ray, 2 replicas", "plain Ray Serve, 2 replicas"]
     comparisons = [  # (goal, title, path, body, [targets], baseline, clients)
         ("1", "no-op model, V7 64x64 JPEG", "/v7/infer", "v7-64", ["bridge no-op", "bare FastAPI"], "bare FastAPI",
