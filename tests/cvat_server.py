@@ -75,6 +75,22 @@ def sublabel(name: str, id: int, attributes: Iterable[dict] = ()) -> dict[str, A
             "has_parent": True}
 
 
+def task_labels_of(spec: Any, first_id: int = 100) -> list[dict[str, Any]]:
+    """The labels a CVAT user would give a task for a function's `DetectionFunctionSpec`: the same names, types,
+    attributes and skeleton nodes, in the reverse order and under ids of the task's own."""
+    ids = itertools.count(first_id)
+
+    def attributes(of: Any) -> list[dict[str, Any]]:
+        return [attribute(a.name, next(ids), a.input_type.value,
+                          ["false"] if a.input_type.value == "checkbox" else a.values)
+                for a in reversed(getattr(of, "attributes", []))]
+
+    return [label(lb.name, next(ids), lb.type, attributes=attributes(lb),
+                  sublabels=[sublabel(node.name, next(ids), attributes(node))
+                             for node in reversed(getattr(lb, "sublabels", []))])
+            for lb in reversed(spec.labels)]
+
+
 @dataclass
 class Frame:
     name: str

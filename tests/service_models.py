@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -85,10 +86,12 @@ class Finder:
     def __init__(self, prompts: bool = False) -> None:
         self.spec = ModelSpec(classes=self.CLASSES, prompts=prompts)
         self.seen: list[tuple[int, ...]] = []
+        self.dtypes: list[np.dtype] = []
         self.contexts: list[Context] = []
 
     def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
         self.seen.append(image.shape)
+        self.dtypes.append(image.dtype)
         self.contexts.append(context)
         bright = (image > 200).any(axis=2)
         rows, cols = np.nonzero(bright)
@@ -138,8 +141,12 @@ class Misbehaving:
             return [Prediction("box", Box(0, 0, 1, 1), c) for c in (1.5, -0.2, float("nan"), 0.3, 1.0, 0.0)]
         if bad == "refuse":
             raise InvalidInput("the image is too dark to say anything")
-        if bad == "not a list":
+        if bad == "none":
             return None  # type: ignore[return-value]
+        if bad == "dict":
+            return {"box": [1, 1, 2, 2]}  # type: ignore[return-value]
+        if bad == "one":
+            return self.CASES["ok"]  # type: ignore[return-value]
         if bad == "not a prediction":
             return [self.CASES["ok"], {"label": "box", "box": [1, 1, 2, 2]}]  # type: ignore[list-item]
         if bad == "confidence":
@@ -168,6 +175,28 @@ class Batcher:
         if any(context.params.get("fail") for context in contexts):
             raise RuntimeError("one bad item fails its batch")
         return [[Prediction("frame", Box(0, 0, 1, 1), text=f"{image.mean():.0f}")] for image in images]
+
+
+class BadBatches:
+    """A `predict_batch` that returns what the `bad` parameter asks for instead of one list per item."""
+
+    spec = ModelSpec(classes=[ClassSpec(name="frame", kind="box")])
+
+    def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        return []
+
+    def predict_batch(self, images: list[np.ndarray], contexts: list[Context]) -> Any:
+        return {"none": None, "dict": {"frame": []}, "none inside": [None for _ in images],
+                "one more": [[] for _ in range(len(images) + 1)]}[contexts[0].params["bad"]]
+
+
+class AwaitsNothing:
+    """An `async def predict` that returns None."""
+
+    spec = ModelSpec(classes=[ClassSpec(name="frame", kind="box")])
+
+    async def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        return None  # type: ignore[return-value]
 
 
 class Echo:

@@ -129,6 +129,18 @@ def test_a_bad_config_fails_the_run_with_its_reason(batch_plugin, ango_api, proj
     assert not ango_api.calls_to("/v2/import/labels")
 
 
+def test_ango_refusing_a_listing_or_an_import_is_told_with_its_status(batch_plugin, ango_api, project):
+    ango_api.failures["/v2/project/"] = [403]
+    assert batch_plugin.on_plugin(run_message(session="refused-list")) is None
+    ango_api.failures["/v2/import/labels"] = [400]
+    assert batch_plugin.on_plugin(run_message(session="refused-import")) is None
+    errors = [log["msg"] for log in ango_api.logs() if log["level"] == "ERROR"]
+    assert f"Ango's API at {ango_api.base} did not list the project's assets: answered 403 to GET " \
+           "/v2/project/proj-1/assets: try again" in errors
+    assert f"Ango's API at {ango_api.base} did not import the labels after 0/6: answered 400 to POST " \
+           "/v2/import/labels: try again; run again to resume" in errors
+
+
 def test_bridge_ango_batch_over_the_hub(hub, hub_manifest, ango_api, project):  # noqa: F811
     with bridge_ango(hub_manifest(), "--batch"):
         hub.heartbeat()

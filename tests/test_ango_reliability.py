@@ -75,3 +75,49 @@ def test_a_config_nested_too_deep_is_a_422(serve_app, make_manifest, ango_api, m
     reply = post(f"{base}/ango", message(dataURL="http://127.0.0.1:9/x.png", configJSON=deep))
     assert reply.status_code == 422 and reply.json()["error"].startswith("configJSON is nested too deeply")
     assert json.loads(json.dumps(reply.json()))["session"] == "sess-1"
+
+
+def test_a_hanging_task_read_with_overwrite_off_frees_the_run_threads(serve_app, make_manifest, ango_api):
+    """The SDK reads the task (to merge into its answer) with a client of its own and no timeout: every call to
+    Ango's API goes through the bridge's bounded client instead, so runs are answered again as soon as Ango is."""
+    from adapters.ango import RUN_THREADS
+    from tests.test_ango import wait_until
+
+    ango_api.tasks["task-1"] = {"_id": "task-1", "answer": {"tools": [], "classifications": [], "relations": []}}
+    ango_api.hang["/v2/task/"] = 60  # longer than `post` waits for an answer: a run stuck behind it fails the test
+    manifest = make_manifest(
+        model={"factory": "tests/shapes_model.py:AllShapes"}, params=PARAMS, limits={"fetch_timeout": 1},
+        platforms={"ango": {"plugin_id": "p", "secret": SECRET, "api_url": ango_api.base}})
+    base = serve_app(create_app(manifest, adapters={"ango": ango_adapter}))
+    image = "data:image/png;base64," + b64(encode_image(np.zeros((40, 60, 3), np.uint8)))  # no fetch to time out
+    replies: list[httpx.Response] = []
+    storm = [threading.Thread(target=lambda i=i: replies.append(post(f"{base}/ango", message(
+        dataURL=image, overwrite=False, categorySchema=None, session=f"hung-{i}")))) for i in range(RUN_THREADS)]
+    for run in storm:
+        run.start()
+    wait_until(lambda: len(ango_api.calls_to("/v2/task/")) >= RUN_THREADS, 30)  # every run thread reads the task
+    ango_api.hang.clear()  # Ango is back: the next run is answered, not queued behind the hung reads
+    reply = post(f"{base}/ango", message(dataURL=image, overwrite=False, categorySchema=None, session="after"))
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["session"] == "after"
+    for run in storm:
+        run.join(30)
+    assert len(replies) == RUN_THREADS
+    assert {reply.status_code for reply in replies} == {502}, [reply.text for reply in replies]
+    assert all(r.json()["error"].startswith(f"Ango's API at {ango_api.base} failed reading task task-1")
+               for r in replies)
+
+
+def test_a_workflow_answer_ango_refuses_is_a_502_naming_its_api_and_status(serve_app, make_manifest, ango_api,
+                                                                           media_server):
+    ango_api.failures["/v2/annotate/"] = [400]
+    manifest = make_manifest(model={"factory": "tests/shapes_model.py:AllShapes"}, params=PARAMS,
+                             platforms={"ango": {"plugin_id": "p", "secret": SECRET, "api_url": ango_api.base}})
+    base = serve_app(create_app(manifest, adapters={"ango": ango_adapter}))
+    image = media_server.add("scene.png", encode_image(np.zeros((40, 60, 3), np.uint8)))
+    reply = post(f"{base}/ango", message(dataURL=image, workflow=True, taskId="task-3"))
+    assert reply.status_code == 502, reply.text
+    assert reply.json() == {"session": "sess-1", "error": (
+        f"Ango's API at {ango_api.base} did not take the workflow answer of task task-3: answered 400 to POST "
+        "/v2/annotate/task-3: try again")}
+    assert len(ango_api.calls_to("/v2/annotate/")) == 1  # a refusal is not retried

@@ -102,3 +102,39 @@ def test_openapi_declares_the_exactly_one_of_rules(serve_app):
     assert schemas["V7Video"]["oneOf"] == [{"required": ["url"]}, {"required": ["frame_urls"]}]
     assert schemas["V7Image"]["anyOf"] == [{"required": ["base64"]}, {"required": ["url"]}]
     assert schemas["LabelboxPart"]["oneOf"] == [{"required": ["text"]}, {"required": ["image"]}]
+
+
+def test_non_ascii_credentials_get_in_and_wrong_ones_do_not(serve_app, make_manifest):
+    """Basic with UTF-8 (RFC 7617's charset), and secrets sent as UTF-8 header bytes (Starlette reads headers as
+    Latin-1); the OpenAPI declaration of each scheme lets in whoever the bridge's own check does."""
+    import base64
+
+    secret, user = "pässwörd-秘密", "jürgen"
+    basic = make_manifest(model={"factory": "examples/blur.py:BlurDetector"}, platforms={
+        "v7": {"auth": {"method": "basic", "username": user, "password": secret}},
+        "labelbox": {"secret": secret}, "ango": {"plugin_id": "p", "secret": secret}})
+    header = make_manifest(model={"factory": "examples/blur.py:BlurDetector"},
+                           platforms={"v7": {"auth": {"method": "header", "header": "X-Auth", "secret": secret}}})
+    with_basic, with_header = serve_app(create_app(basic)), serve_app(create_app(header))
+
+    def basic_of(name: str, password: str) -> dict[str, str]:
+        return {"authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
+
+    assert httpx.get(f"{with_basic}/v7/classes", headers=basic_of(user, secret)).status_code == 200
+    assert httpx.get(f"{with_basic}/v7/classes", headers=basic_of(user, secret + "x")).status_code == 401
+    assert httpx.get(f"{with_basic}/v7/classes", headers=basic_of("jurgen", secret)).status_code == 401
+    assert httpx.get(f"{with_header}/v7/classes", headers={"X-Auth": secret.encode()}).status_code == 200
+    assert httpx.get(f"{with_header}/v7/classes", headers={"X-Auth": b"p\xe4sswort"}).status_code == 401
+    body = {"prompt": [{"role": "user", "parts": [{"text": "x"}]}]}
+    bearer = httpx.post(f"{with_basic}/labelbox/infer", json=body, headers={"authorization": f"Bearer {secret}".encode()})
+    assert bearer.status_code != 401, bearer.text
+    assert httpx.post(f"{with_basic}/labelbox/infer", json=body,
+                      headers={"authorization": b"Bearer p\xe4sswort"}).status_code == 401
+    assert httpx.get(f"{with_basic}/ango/heartbeat", headers={"Secret": secret.encode()}).status_code == 200
+
+
+def test_docs_escape_the_manifests_name(serve_app, make_manifest):
+    manifest = make_manifest(name="</title><script>alert(1)</script>", model={"factory": "examples/blur.py:BlurDetector"})
+    page = httpx.get(f"{serve_app(create_app(manifest))}/docs").text
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt; - API" in page

@@ -91,6 +91,31 @@ def test_a_model_constructor_that_raises(tmp_path, command):
     assert_one_line_error(done, str(manifest), "detector.py:Broken", "RuntimeError: weights not found in /nowhere")
 
 
+KINDS = "'box', 'rotated_box', 'polygon', 'mask', 'point', 'line', 'ellipse', 'skeleton', 'cuboid', 'vector', " \
+        "'tag', 'radio', 'checklist', 'text' or 'entity'"
+WRONG_KIND = {
+    "at the top": ("from bridge import ClassSpec, ModelSpec\n\n"
+                   "SPEC = ModelSpec(classes=[ClassSpec(name='thing', kind='boxes')])\n\n\n"
+                   "class Detector:\n    spec = SPEC\n\n    def predict(self, image, context):\n        return []\n",
+                   "model.factory: {file}, line 3: ClassSpec: kind: Input should be " + KINDS + ", got 'boxes'"),
+    "in __init__": ("from bridge import ClassSpec, ModelSpec\n\n\n"
+                    "class Detector:\n    def __init__(self):\n"
+                    "        self.spec = ModelSpec(classes=[ClassSpec(name='thing', kind='boxes')])\n\n"
+                    "    def predict(self, image, context):\n        return []\n",
+                    "model: detector.py:Detector: {file}, line 6: ClassSpec: kind: Input should be " + KINDS
+                    + ", got 'boxes'"),
+}
+
+
+@pytest.mark.parametrize("where", sorted(WRONG_KIND))
+def test_a_wrong_kind_in_the_model_file_is_one_line(tmp_path, where):
+    """The README promises one line naming the file: pydantic's own error spans four, with a link."""
+    source, words = WRONG_KIND[where]
+    manifest = write_model(tmp_path, source=source)
+    done = run("check", str(manifest))
+    assert_one_line_error(done, f"bridge: {manifest}: " + words.format(file=tmp_path / "detector.py"))
+
+
 @pytest.mark.parametrize("port", ["99999", "-1", "http"])
 def test_a_port_out_of_range(tmp_path, capsys, port):
     with pytest.raises(SystemExit) as exit:
@@ -98,6 +123,15 @@ def test_a_port_out_of_range(tmp_path, capsys, port):
     err = capsys.readouterr().err
     assert exit.value.code == 2 and "Traceback" not in err
     assert f"argument --port: {port!r} is not a port number (0-65535)" in err
+
+
+def test_samples_lists_the_bundled_samples_and_prints_the_path_of_one():
+    listed = run("samples")
+    assert listed.returncode == 0
+    assert [line.split()[0] for line in listed.stdout.splitlines()[:3]] == ["astronaut.jpg", "coins.png", "contact.txt"]
+    path = Path(run("samples", "astronaut.jpg").stdout.strip())
+    assert path.is_absolute() and path.read_bytes().startswith(b"\xff\xd8\xff")  # a JPEG
+    assert_one_line_error(run("samples", "photo.jpg"), "no sample named 'photo.jpg'; samples: astronaut.jpg, ")
 
 
 # --- bridge init ----------------------------------------------------------------------------------------------
@@ -216,3 +250,33 @@ def test_serve_reload_picks_up_an_edited_model_and_manifest(tmp_path, started):
     assert wait_for(lambda: classes() == ["Dog"], "the edited manifest")
     assert not [line for line in output if "Traceback" in line or "change detected" in line]
     assert any(f"listening on http://127.0.0.1:{port}" in line for line in output)
+
+
+def test_serve_reload_with_a_broken_model_says_why_on_every_route(tmp_path, started, astronaut_jpeg):
+    """Under --reload a model that fails to load keeps the server up: the platforms' routes, like /readyz, say
+    the load error (not "the model is still loading") until an edit fixes it."""
+    manifest = write_model(tmp_path, factory="detector.py:Broken")
+    port = free_port()
+    process = subprocess.Popen([str(BRIDGE), "serve", str(manifest), "--port", str(port), "--reload"],
+                               cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    started.append(process)
+    base = f"http://127.0.0.1:{port}"
+    reason = "the model failed to load: " + str(manifest)
+
+    def failed() -> dict | None:
+        answer = httpx.get(f"{base}/readyz", timeout=5)
+        return answer.json() if answer.status_code == 503 and answer.json()["status"] == "failed" else None
+
+    assert "RuntimeError: weights not found in /nowhere" in wait_for(failed, "the load error")["error"]
+    classes = httpx.get(f"{base}/v7/classes", timeout=5)
+    infer = httpx.post(f"{base}/v7/infer", json={"image": {"base64": b64(astronaut_jpeg)}}, timeout=30)
+    for answer in (classes, infer):
+        assert answer.status_code == 503
+        assert answer.json()["status"] == "failed" and answer.json()["error"].startswith(reason)
+        assert "weights not found in /nowhere" in answer.json()["error"]
+    playground = httpx.get(f"{base}/playground/info", timeout=5)
+    assert playground.status_code == 503 and "weights not found in /nowhere" in playground.json()["error"]
+    # the fix is picked up
+    manifest.write_text(manifest.read_text().replace("detector.py:Broken", "detector.py:Detector"))
+    assert wait_for(lambda: answers(f"{base}/v7/classes"), "the fixed model")

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import base64
 import copy
+import gzip
 import io
 import json
 import threading
+import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -115,9 +118,12 @@ def _set(answer: dict, path: str, value: Any) -> dict:
 
 
 class Broken:
-    """A stand-in for someone's endpoint on loopback: right answers for the bundled sample, but for one mistake."""
+    """A stand-in for someone's endpoint on loopback: right answers for the bundled sample, but for one mistake.
 
-    def __init__(self, routes: dict[tuple[str, str], Callable[[Any], tuple[int, Any]]]) -> None:
+    A route answers `(status, JSON)`, or a writer that sends the whole answer itself (`raw`, `drip`): a hostile
+    endpoint's drips, lies and gzip bombs."""
+
+    def __init__(self, routes: dict[tuple[str, str], Callable[[Any], Any]]) -> None:
         self.routes = routes
         broken = self
 
@@ -133,16 +139,20 @@ class Broken:
 
             def _answer(self, body: Any) -> None:
                 route = broken.routes.get((self.command, self.path))
-                status, answer = route(body) if route else (404, {"error": "not found"})
-                data = json.dumps(answer).encode()
+                found = route(body) if route else (404, {"error": "not found"})
                 try:
+                    if callable(found):
+                        found(self)
+                        return
+                    status, answer = found
+                    data = json.dumps(answer).encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the caller gave up (a deadline test)
+                    pass  # the caller gave up (a deadline test, a size cap)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -289,3 +299,149 @@ def test_usage_mistakes_exit_2_with_one_line(capsys, tmp_path):
                        (["--platform", "v7", "--basic", "no-colon"], "--basic takes USER:PASSWORD")):
         assert main(["check", "http://127.0.0.1:9/v7", *argv]) == 2
         assert said in capsys.readouterr().err
+
+
+# --- hostile endpoints: bounded in bytes and time, and nothing printed raw -------------------------------------
+
+
+Writer = Callable[[BaseHTTPRequestHandler], None]
+
+
+def raw(body: bytes, status: int = 200, kind: str = "application/json",
+        encoding: str | None = None) -> Callable[[Any], Writer]:
+    """A route answering `body` as it is, with the headers given."""
+
+    def write(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", kind)
+        if encoding:
+            handler.send_header("Content-Encoding", encoding)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return lambda _: write
+
+
+def drip(every: float, count: int) -> Callable[[Any], Writer]:
+    """A route answering a JSON list one byte every `every` seconds (`count` bytes at most: bounded even if
+    nobody stops it)."""
+
+    def write(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(count + 2))
+        handler.end_headers()
+        handler.wfile.write(b"[")
+        for _ in range(count):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(every)
+        handler.wfile.write(b"]")
+
+    return lambda _: write
+
+
+def gzip_bomb(inflated: int) -> bytes:
+    """A gzip'd JSON list of `inflated` bytes (almost all spaces): about inflated / 1000 bytes on the wire."""
+    stream = io.BytesIO()
+    with gzip.GzipFile(fileobj=stream, mode="wb", compresslevel=9) as out:
+        out.write(b"[")
+        chunk = b" " * 2**20
+        for _ in range(inflated // len(chunk)):
+            out.write(chunk)
+        out.write(b"]")
+    return stream.getvalue()
+
+
+DEEP = b"[" * 200_000 + b"]" * 200_000
+
+
+def in_thread(work: Callable[[], Any], limit: float = 60.0) -> Any:
+    """`work()` on a thread, waited for at most `limit` seconds (a bound only a hang reaches)."""
+    found: list[Any] = []
+    thread = threading.Thread(target=lambda: found.append(work()), daemon=True)
+    thread.start()
+    thread.join(limit)
+    assert not thread.is_alive(), f"still running after {limit:g} s"
+    return found[0]
+
+
+def test_a_gzip_bomb_is_read_within_the_answer_cap(broken, capsys):
+    url = broken({("GET", "/v7/classes"): raw(gzip_bomb(256 * 2**20), encoding="gzip")}) + "/v7"
+    tracemalloc.start()
+    try:
+        status, out = run_check(capsys, url, "--platform", "v7")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert status == 1 and "GET /classes: answered over 16,777,216 bytes" in out, out
+    assert peak < 128 * 2**20, f"{peak / 2**20:.0f} MiB held while reading a 256 MiB answer"
+
+
+def test_an_answer_that_drips_is_cut_at_the_timeout(broken, capsys):
+    url = broken({("GET", "/v7/classes"): drip(0.3, 400), ("POST", "/v7/infer"): drip(0.3, 400)}) + "/v7"
+    status, out = in_thread(lambda: run_check(capsys, url, "--platform", "v7", "--timeout", "2"))
+    assert status == 1
+    assert "GET /classes: no answer in 2 s" in out, out
+    assert "POST /infer: no answer in 2 s" in out
+
+
+def test_deep_or_non_finite_json_is_a_problem_not_a_traceback(broken, capsys):
+    for body in (DEEP, b'[{"name": "Face", "type": "bounding_box", "x": NaN}]', b"[1e400]"):
+        url = broken({("GET", "/v7/classes"): raw(body)}) + "/v7"
+        status, out = run_check(capsys, url, "--platform", "v7")
+        assert status == 1 and "GET /classes: answered 200 with a body that is not JSON" in out, out
+
+
+def test_nothing_from_the_endpoint_reaches_the_terminal_raw(broken, capsys):
+    evil = "\x1b[2J\x1b]0;pwned\x07 boom\u202egnp.exe\r\nfix: nothing"
+    url = broken({("GET", "/v7/classes"): raw(evil.encode(), status=401, kind="text/plain"),
+                   ("POST", "/v7/infer"): raw(json.dumps({"status": "succeeded", "results": [
+                       {"name": evil, "label": evil, "confidence": 0.5, "tag": {}}]}).encode())}) + "/v7"
+    status, out = run_check(capsys, url, "--platform", "v7")
+    assert status == 1 and "boom" in out
+    for character in ("\x1b", "\x07", "\u202e", "\r"):
+        assert character not in out, repr(character)
+    assert not [line for line in out.splitlines() if line.startswith("fix: nothing")]
+
+
+def test_image_url_alone_checks_the_image_it_sent(broken, media_server, capsys):
+    image = np.zeros((800, 1000, 3), np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    image_url = media_server.add("big.png", buffer.getvalue())
+    answer = {"objects": [{"title": "Face", "bounding-box": {"x": 600, "y": 500, "width": 100, "height": 100}}],
+              "classifications": [], "relations": []}
+    endpoint = broken({("GET", "/ango/heartbeat"): lambda _: (200, "ok"),
+                       ("POST", "/ango/plugin"): lambda body: (200, {"response": answer, "session": body["session"]})})
+    status, out = run_check(capsys, endpoint + "/ango", "--platform", "ango", "--image-url", image_url)
+    assert status == 0, out
+    assert "/files/big.png" in media_server.requests  # the checker read the image it sent, for its size
+
+
+def test_v7_infer_registered_instead_of_the_base_is_diagnosed(our_server, capsys):
+    status, out = run_check(capsys, f"{our_server}/v7/infer", "--platform", "v7", "--basic", "v7:s3cret")
+    assert status == 1
+    assert "the URL ends with /infer" in out and f"fix: give the base URL, {our_server}/v7" in out
+
+
+def test_a_server_without_its_secret_is_diagnosed(serve_app, make_manifest, capsys):
+    manifest = make_manifest(model={"factory": "examples/faces.py:FaceDetector"},
+                             platforms={"labelbox": {"secret": ""}})
+    url = serve_app(create_app(manifest))
+    status, out = run_check(capsys, f"{url}/labelbox/infer", "--platform", "labelbox", "--bearer", "anything")
+    assert status == 1
+    assert "has no secret set" in out and "fix: the server refuses every request until its secret is set" in out
+
+
+def test_a_non_ascii_secret_is_sent_as_utf8(serve_app, make_manifest, capsys, monkeypatch):
+    monkeypatch.setenv("CHECK_SECRET", "pässwörd-秘密")
+    manifest = make_manifest(model={"factory": "examples/faces.py:FaceDetector"}, params={"type": "object"},
+                             platforms={"labelbox": {"secret": "${CHECK_SECRET}"},
+                                        "ango": {"secret": "${CHECK_SECRET}", "plugin_id": "p"}})
+    url = serve_app(create_app(manifest))
+    status, out = run_check(capsys, f"{url}/labelbox/infer", "--platform", "labelbox", "--bearer", "env:CHECK_SECRET")
+    assert status == 0, out
+    status, out = run_check(capsys, f"{url}/ango", "--platform", "ango", "--secret", "pässwörd-秘密")
+    assert status == 0, out

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from uuid import uuid4
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from adapters.labelstudio.brush import decode_mask
 from adapters.labelstudio.mapping import label_config
 from adapters.labelstudio.section import LabelStudioSection
 from bridge.core.loading import build_model
@@ -360,3 +362,58 @@ def test_prelabel_writes_tasks_label_studio_imports(client, manifest, tmp_path, 
     client.import_tasks(project, tasks)
     ((stored,),) = [task["predictions"] for task in client.tasks(project)]
     assert stored["model_version"] == VERSION and stored["result"] == tasks[0]["predictions"][0]["result"]
+
+
+# --- click to segment: MobileSAM through the editor's auto-annotation ------------------------------------------
+
+
+def test_mobilesam_segments_what_the_editor_points_at(client, manifest, backend) -> None:
+    """A box around the face gives a brush mask inside it; a click on the helmet another mask than one on the
+    face; a negative click removes what it touches (the prompts as Label Studio sends them)."""
+    pytest.importorskip("onnxruntime", reason="the `sam` extra: pip install -e '.[sam]'")
+    from examples.mobilesam import build
+    from tests.test_mobilesam import FACE, FACE_BOX, HELMET, PATCH, SUIT
+
+    build.build()  # the ONNX files, once per machine (CI builds them before the tests)
+    served = manifest("mobilesam.yaml", rename={"object": "object"})
+    project = client.create_project("""<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="drawn" toName="image"><Label value="object"/></RectangleLabels>
+  <KeyPointLabels name="clicks" toName="image" smart="true"><Label value="object"/></KeyPointLabels>
+  <BrushLabels name="mask" toName="image" smart="true"><Label value="object"/></BrushLabels>
+</View>""")["id"]
+    client.import_files(project, [SAMPLES / "astronaut.jpg"])
+    attached = client.add_ml_backend(project, backend(served), is_interactive=True)
+    (task,) = client.tasks(project)
+    size = decode_image((SAMPLES / "astronaut.jpg").read_bytes(), MediaLimits()).shape[1]
+    percent = 100 / size
+
+    def region(kind: str, value: dict, **extra: Any) -> dict:
+        return {"id": uuid(), "from_name": "drawn" if kind == "rectanglelabels" else "clicks", "to_name": "image",
+                "type": kind, "original_width": size, "original_height": size, "image_rotation": 0,
+                "value": {**value, kind: ["object"]}, **extra}
+
+    def click(point: tuple[int, int], positive: bool = True) -> dict:
+        return region("keypointlabels", {"x": point[0] * percent, "y": point[1] * percent, "width": 1},
+                      is_positive=positive)
+
+    def mask(*regions: dict) -> np.ndarray:
+        reply = client.interactive_annotating(attached["id"], task["id"], {"result": list(regions)})
+        (found,) = [r for r in reply["data"]["result"] if r["type"] == "brushlabels"]
+        return decode_mask(found["value"]["rle"], size, size)
+
+    box = region("rectanglelabels", {"x": FACE_BOX.x * percent, "y": FACE_BOX.y * percent,
+                                     "width": FACE_BOX.w * percent, "height": FACE_BOX.h * percent, "rotation": 0})
+    face = mask(box)
+    inside = np.zeros_like(face)
+    inside[FACE_BOX.y:FACE_BOX.y + FACE_BOX.h, FACE_BOX.x:FACE_BOX.x + FACE_BOX.w] = True
+    assert (face & inside).sum() >= 0.95 * face.sum() and (face & inside).sum() >= 0.5 * inside.sum()
+    helmet, cheek = mask(click(HELMET)), mask(click(FACE))
+    assert helmet[HELMET[1], HELMET[0]] and not helmet[FACE[1], FACE[0]]
+    assert cheek[FACE[1], FACE[0]] and not cheek[HELMET[1], HELMET[0]]
+    suit, without_patch = mask(click(SUIT)), mask(click(SUIT), click(PATCH, positive=False))
+    assert suit[PATCH[1], PATCH[0]] and not without_patch[PATCH[1], PATCH[0]]
+
+
+def uuid() -> str:
+    return uuid4().hex[:10]

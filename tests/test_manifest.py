@@ -472,3 +472,31 @@ def test_check_reports_a_model_that_fails_to_build(tmp_path, models, capsys):
 
 def served(manifest, adapters):
     return Platforms.of(manifest, adapters).served
+
+
+def test_relative_paths_in_model_params_are_the_manifests_as_the_factory_is(tmp_path, monkeypatch, capsys):
+    """The README's flow: `bridge check my_model/manifest.yaml` from the project's root, with
+    `params: {weights: model.pt}` beside the manifest."""
+    from bridge.commands.main import main
+
+    folder = tmp_path / "my_model"
+    (folder / "weights").mkdir(parents=True)
+    (folder / "model.pt").write_bytes(b"weights!")
+    (folder / "weights" / "extra.bin").write_bytes(b"more")
+    (folder / "model.py").write_text(
+        "from pathlib import Path\n"
+        "from bridge import ClassSpec, ModelSpec\n"
+        "class Weighted:\n"
+        "    spec = ModelSpec(classes=[ClassSpec(name='thing', kind='box')])\n"
+        "    def __init__(self, weights, extra, mode, absolute):\n"
+        "        assert Path(weights).read_bytes() == b'weights!' and Path(weights).is_absolute(), weights\n"
+        "        assert [Path(p).read_bytes() for p in extra['files']] == [b'more'], extra\n"
+        "        assert mode == 'fast' and absolute == '/nonexistent/model.pt', (mode, absolute)\n"
+        "    def predict(self, image, context):\n"
+        "        return []\n")
+    (folder / "manifest.yaml").write_text(yaml.safe_dump({
+        "name": "weighted", "model": {"factory": "model.py:Weighted", "params": {
+            "weights": "model.pt", "extra": {"files": ["weights/extra.bin"]}, "mode": "fast",
+            "absolute": "/nonexistent/model.pt"}}}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "my_model/manifest.yaml"]) == 0, capsys.readouterr().err

@@ -461,3 +461,12 @@ def test_signed_url_queries_are_not_logged(media_server, caplog):
     for secret in ("first-secret", "AKIA", "second-secret"):
         assert secret not in caplog.text
 
+
+
+@pytest.mark.parametrize("box", [{"x": 1e308, "y": 0, "w": 1e308, "h": 5}, {"x": 0, "y": 1.7e308, "w": 5, "h": 1.7e308}])
+def test_a_box_whose_far_corner_overflows_is_422(app_url, box):
+    image = b64(encode_image(np.zeros((20, 20, 3), np.uint8)))
+    response = post_raw(app_url, "/v7/infer", json.dumps({"image": {"base64": image}, "params": {"bbox": box}}))
+    assert response.status_code == 422, response.text
+    assert "params.bbox" in response.json()["error"]
+    assert post_raw(app_url, "/v7/infer", json.dumps({"image": {"base64": image}})).status_code == 200

@@ -390,3 +390,73 @@ def test_a_missing_multiproc_dir_is_made_not_a_crash(tmp_path):
                           capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     assert folder.is_dir()
+
+
+# --- text lines: what peers send cannot forge a line, and redaction tells no secret -----------------------------
+
+FORGED = "s1\n2026-01-01 00:00:00,000 ERROR bridge [-]: FORGED\x1b[31m\u2028NEL\x85bidi\u202egnp.exe"
+
+
+@pytest.fixture
+def text_log() -> Iterator[list[str]]:
+    """What the `bridge` loggers write in the text format (the handler `configure_logging` installs)."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Keep()
+    handler.setFormatter(TextFormatter())
+    logger = logging.getLogger("bridge")
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_a_session_from_ango_cannot_forge_a_text_line(serve_app, make_manifest, text_log):
+    from adapters.ango import adapter as ango_adapter
+
+    manifest = make_manifest(model={"factory": "tests/shapes_model.py:AllShapes"},
+                             platforms={"ango": {"plugin_id": "p", "secret": "s3cret-x", "api_url": "http://127.0.0.1:9"}})
+    base = serve_app(create_app(manifest, adapters={"ango": ango_adapter}))
+    reply = httpx.post(f"{base}/ango/plugin", headers={"Secret": "s3cret-x"}, timeout=30,
+                       json={"session": FORGED, "dataURL": "http://127.0.0.1:9/x.png", "configJSON": "{not json"})
+    assert reply.status_code == 422 and reply.json()["session"] == FORGED
+    written = "\n".join(text_log)
+    assert "FORGED" in written
+    assert not [line for line in written.splitlines() if line.startswith("2026-01-01")]
+    for raw in ("\x1b", "\u2028", "\x85", "\u202e"):
+        assert raw not in written, repr(raw)
+    assert "\\x1b[31m\\u2028NEL\\x85bidi\\u202egnp.exe" in written
+
+
+def test_a_traceback_cannot_forge_a_text_line_either():
+    try:
+        raise ValueError("bad input\n2026-01-01 00:00:00,000 ERROR bridge [-]: FORGED")
+    except ValueError:
+        record = logging.LogRecord("bridge", logging.ERROR, __file__, 1, "the model raised", (), sys.exc_info())
+    lines = TextFormatter().format(record).splitlines()
+    assert lines[0].endswith("ERROR bridge [-]: the model raised") and len(lines) > 2
+    assert all(line.startswith(" ") for line in lines[1:]), lines
+    assert any("FORGED" in line for line in lines[1:])
+
+
+def test_redaction_says_nothing_of_a_secret_that_is_a_common_word(monkeypatch):
+    from bridge.core import logs
+
+    monkeypatch.setattr(logs, "_secrets", set())
+    logs.register_secrets(["infer"])
+    text = logs.redact
+    assert text("POST /v7/infer 200 v7 12.0 ms") == "POST /v7/infer 200 v7 12.0 ms"
+    assert text("the model could not infer a class") == "the model could not infer a class"
+    # where a secret is a value, it goes
+    assert text("headers: {'x-auth': 'infer'}") == "headers: {'x-auth': '[redacted]'}"
+    assert text("X-Auth: infer") == "X-Auth: [redacted]"
+    assert text("http://user:infer@host/a.png") == "http://user:[redacted]@host/a.png"
+    # our own start-up hint keeps its placeholder
+    hint = "platforms.labelbox.secret is not set: the endpoint refuses every request (export LABELBOX_SECRET=...)"
+    assert text(hint) == hint
+    assert text("LABELBOX_SECRET=abc123 bridge serve") == "LABELBOX_SECRET=[redacted] bridge serve"

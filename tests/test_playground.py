@@ -124,12 +124,53 @@ def test_a_text_model_highlights_its_spans(browser, serve_app):
     found = after_run(page, before)
     assert found["shapes"] == 2 and page.locator("#text-view mark").count() == 2
     assert page.locator("#text-view mark").first.inner_text().startswith("tom@example.com")
+    # no blank picture above the text: the canvas is hidden for a text model, and takes no room
+    assert page.locator("#canvas").is_hidden()
+    assert page.evaluate("document.getElementById('canvas').getBoundingClientRect().height") == 0
     assert errors == []
 
 
 def test_the_playground_is_off_when_asked_and_refuses_unknown_platforms(serve_app, make_manifest):
     manifest = make_manifest(model={"factory": "examples/blur.py:BlurDetector"})
-    assert httpx.get(serve_app(create_app(manifest, playground=False)) + "/").status_code == 404
+    off = serve_app(create_app(manifest, playground=False))
+    for path in ("/", "/playground/info"):
+        answer = httpx.get(off + path)
+        assert answer.status_code == 404
+        assert answer.json()["error"] == (f"GET {path}: the playground is off: `bridge serve` serves it only on a "
+                                          "loopback --host (it answers without credentials); --playground "
+                                          "turns it on")
+    assert "no such route" in httpx.get(off + "/nowhere").json()["error"]
     base = serve_app(create_app(manifest))
     refused = httpx.post(f"{base}/playground/run", json={"platform": "labelbox", "image": "x"})
     assert refused.status_code == 422 and refused.json() == {"error": "platform 'labelbox' is not served; served: v7"}
+
+
+def test_a_box_dragged_on_the_image_prompts_a_segmenter(browser, serve_app):
+    """GrabCut takes prompts: the page asks for one, a box dragged on the image is sent in image pixels, and
+    the outline comes back inside it."""
+    from bridge.core.manifest import load_manifest
+
+    base = serve_app(create_app(load_manifest(ROOT / "manifests" / "grabcut.yaml")))
+    page, errors = open_page(browser, base)
+    assert page.locator("#prompt-input").is_visible()
+    page.get_by_role("button", name="astronaut.jpg").click()
+    page.wait_for_function("window.playground.image !== null")
+    assert runs(page) == 0  # nothing to segment until the user points at something
+    canvas = page.locator("#canvas").bounding_box()
+    size = page.evaluate("document.getElementById('canvas').width")
+    to_screen = canvas["width"] / size
+    box = (120, 35, 215, 135)  # image pixels, around the astronaut's face
+    page.mouse.move(canvas["x"] + box[0] * to_screen, canvas["y"] + box[1] * to_screen)
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + box[2] * to_screen, canvas["y"] + box[3] * to_screen, steps=5)
+    page.mouse.up()
+    found = after_run(page, 0)
+    assert found["error"] is None
+    sent = page.evaluate("window.playground.prompts.box")
+    assert sent == pytest.approx([box[0], box[1], box[2] - box[0], box[3] - box[1]], abs=2)
+    (outline,) = [p for p in found["drawn"] if p["type"] == "polygon"]
+    points = np.array([xy for part in outline["parts"] for ring in part for xy in ring])
+    assert (points[:, 0] >= box[0] - 3).all() and (points[:, 0] <= box[2] + 3).all()
+    assert (points[:, 1] >= box[1] - 3).all() and (points[:, 1] <= box[3] + 3).all()
+    page.screenshot(path=str(ARTIFACTS / "playground-prompt.png"), full_page=True)
+    assert errors == []

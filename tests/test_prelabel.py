@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from tests.conftest import ROOT, encode_image
 from tests.shapes_model import donut_mask
 from tests.test_ango import FakeAngoApi
 
-PLATFORMS = ("v7", "labelbox", "ango")
+PLATFORMS = ("v7", "labelbox", "ango", "cvat")
 
 
 def write_manifest(tmp_path: Path, factory: str = "tests/shapes_model.py:AllShapes", **keys: Any) -> Path:
@@ -285,11 +286,10 @@ def test_runs_interrupted_and_killed_midway_resume_with_no_item_lost_or_repeated
     out = tmp_path / "out"
     journal = out / "journal.jsonl"
     command = [sys.executable, "-m", "bridge", "prelabel", str(manifest), str(folder), "--to",
-               "v7,labelbox,ango", "--out", str(out)]
+               "v7,labelbox,ango", "--out", str(out), "--params", '{"sleep": 0.1}']  # the same params each time
 
     def stop_after(journaled: int, how: signal.Signals) -> subprocess.Popen:
-        slow = subprocess.Popen([*command, "--params", '{"sleep": 0.1}'], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+        slow = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         deadline = time.monotonic() + 60
         while not (journal.exists() and len(journal.read_text().splitlines()) >= journaled):
             assert slow.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
@@ -348,9 +348,9 @@ def test_progress_bar_on_a_terminal():
 
 
 def test_unknown_platform_is_a_clear_error(tmp_path, images, capsys):
-    code = main(["prelabel", str(write_manifest(tmp_path)), str(images), "--to", "cvat", "--out", str(tmp_path)])
+    code = main(["prelabel", str(write_manifest(tmp_path)), str(images), "--to", "nuclio", "--out", str(tmp_path)])
     assert code == 2
-    assert "no platform named cvat" in capsys.readouterr().err
+    assert "no platform named nuclio" in capsys.readouterr().err
 
 
 def test_png_mask_values(tmp_path):
@@ -360,3 +360,126 @@ def test_png_mask_values(tmp_path):
     mask = donut_mask(40, 50)
     decoded = np.array(Image.open(io.BytesIO(base64.b64decode(_png(mask)))))
     assert decoded.max() == 1 and np.array_equal(decoded > 0, mask)
+
+
+# --- real folders: any file name, one-line errors, files checked, what made them --------------------------------
+
+
+def small_png(astronaut: np.ndarray) -> bytes:
+    return encode_image(astronaut[::16, ::16].copy())
+
+
+def test_any_file_name_that_exists_on_disk_is_written_and_its_identity_kept_exact(tmp_path, astronaut, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    names = ["宇宙飛行士の写真を撮影した日の記録と思い出の一枚.png",  # 28 Japanese characters, and more
+             "あ" * 83 + ".png",  # 253 bytes: as long as a name may be
+             "100% done [1].png", "-dash.png", ".hidden-not-read.png"]
+    for name in names:
+        (folder / name).write_bytes(small_png(astronaut))
+    (folder / "bad\x1b[2J\nname.txt").write_text("not an image")
+    out = tmp_path / "out"
+    code, text = prelabel(capsys, write_manifest(tmp_path), folder, "--to", "v7,labelbox,ango", "--out", out)
+    assert code == 1, text
+    kept = sorted(names[:4])
+    assert sorted(line["dataRow"]["globalKey"] for line in lines(out / "labelbox" / "predictions.ndjson")
+                  if line["name"] == "box") == kept
+    assert sorted(label["externalId"] for label in json.loads((out / "ango" / "labels-00001.json").read_text())) == kept
+    assert sorted(json.loads(p.read_text())["item"]["name"] for p in (out / "v7").glob("*.json")) == kept
+    assert all(len(p.name.encode()) <= 255 for p in out.rglob("*"))
+    # the summary shows the bad name escaped, and says that identities are exported as they are
+    assert "\x1b" not in text and "failed bad\\x1b[2J\\nname.txt: image is not an image" in text
+    assert "1 identity holds control characters" in text and "exactly as they are" in text
+
+
+def one_line_error(capsys: pytest.CaptureFixture, *argv: Any) -> str:
+    code = main(["prelabel", *map(str, argv)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("bridge prelabel: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_mistakes_around_a_run_are_one_line_errors(tmp_path, images, capsys):
+    manifest = write_manifest(tmp_path)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("id,path\ncafé,images/astronaut.jpg\n".encode("latin-1"))
+    assert "latin.csv: not UTF-8" in one_line_error(capsys, manifest, latin, "--to", "v7", "--out", tmp_path / "o")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes("images/café.jpg\n".encode("latin-1"))
+    assert "list.txt: not UTF-8" in one_line_error(capsys, manifest, listing, "--to", "v7", "--out", tmp_path / "o")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "under", Path("/proc/bridge-prelabel-out")):
+        assert f"--out {out}: " in one_line_error(capsys, manifest, images, "--to", "v7", "--out", out)
+    inside = one_line_error(capsys, manifest, images, "--to", "v7", "--out", images / "labels")
+    assert "is inside the input folder" in inside
+
+
+def test_a_journal_bridge_did_not_write_stops_the_run_with_one_line(tmp_path, images, capsys):
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    assert prelabel(capsys, manifest, images, "--to", "v7", "--out", out)[0] == 0
+    journal = out / "journal.jsonl"
+    good = journal.read_bytes()
+    for bad in (b'["not", "an", "entry"]\n', b'{"item": ["a"], "ok": true}\n', b'{"item": "caf\xe9", "ok": true}\n',
+                b'{"item": "a", "ok": true, "classes": {"box": "many"}}\n'):
+        journal.write_bytes(good + bad)
+        err = one_line_error(capsys, manifest, images, "--to", "v7", "--out", out)
+        assert "journal.jsonl, line 3" in err and "cannot resume" in err
+    journal.write_bytes(good + b'{"item": "sub/coins.png", "ok": tr')  # cut short by a crash: not an error
+    assert prelabel(capsys, manifest, images, "--to", "v7", "--out", out)[0] == 0
+
+
+def test_a_csv_text_longer_than_csvs_default_field_limit(tmp_path, capsys):
+    table = tmp_path / "texts.csv"
+    table.write_text("id,text\nlong," + "Tom saw the sun. " * 12_000 + "\n", encoding="utf-8")
+    code, text = prelabel(capsys, write_manifest(tmp_path, "tests/shapes_model.py:TextShapes"), table,
+                          "--to", "labelbox", "--out", tmp_path / "out")
+    assert code == 0, text
+
+
+def test_deleted_outputs_are_made_again_not_trusted_to_the_journal(tmp_path, images, capsys):
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    assert prelabel(capsys, manifest, images, "--to", "v7,labelbox", "--out", out)[0] == 0
+    shutil.rmtree(out / "labelbox")
+    (out / "v7" / "astronaut.jpg.json").unlink()
+    code, text = prelabel(capsys, manifest, images, "--to", "v7,labelbox", "--out", out)
+    assert code == 0 and "this run: 2 done, 0 failed, 0 skipped" in text
+    assert (out / "v7" / "astronaut.jpg.json").is_file()
+    assert len([line for line in lines(out / "labelbox" / "predictions.ndjson") if line["name"] == "box"]) == 2
+    assert "this run: 0 done, 0 failed, 2 skipped" in prelabel(capsys, manifest, images, "--to", "v7,labelbox",
+                                                                "--out", out)[1]
+
+
+def test_a_run_with_another_model_version_manifest_or_params_is_not_skipped(tmp_path, images, capsys):
+    out = tmp_path / "out"
+    model = tmp_path / "model.py"
+    model.write_text((ROOT / "tests" / "shapes_model.py").read_text())
+    first = write_manifest(tmp_path, f"{model}:AllShapes")
+    assert prelabel(capsys, first, images, "--to", "v7", "--out", out)[0] == 0
+
+    def manifest_with(**keys: Any) -> Path:
+        folder = tmp_path / "-".join(keys)
+        folder.mkdir()
+        return write_manifest(folder, f"{model}:AllShapes", **keys)
+
+    changes = {"params": [first, "--params", '{"only": ["box"]}'], "version": [manifest_with(version="0.2.0")],
+               "min_confidence": [manifest_with(min_confidence=0.9)], "model file": [first]}
+    for what, (manifest, *options) in changes.items():
+        if what == "model file":
+            model.write_text(model.read_text() + "# changed\n")
+        argv = [manifest, images, "--to", "v7", "--out", out, *options]
+        err = one_line_error(capsys, *argv)
+        assert f"2 items in {out} were pre-labelled by shapes" in err and "--force" in err, (what, err)
+        code, text = prelabel(capsys, *argv, "--force")
+        assert code == 0 and "this run: 2 done" in text, (what, text)
+        assert "this run: 0 done, 0 failed, 2 skipped" in prelabel(capsys, *argv)[1], what
+
+
+def test_limit_runs_a_few_items_for_a_trial(tmp_path, images, capsys):
+    manifest, out = write_manifest(tmp_path), tmp_path / "out"
+    code, text = prelabel(capsys, manifest, images, "--to", "v7", "--out", out, "--limit", "1")
+    assert code == 0 and "2 items: 1 done, 0 failed (this run: 1 done, 0 failed, 0 skipped" in text
+    assert "1 left for a later run (--limit)" in text
+    code, text = prelabel(capsys, manifest, images, "--to", "v7", "--out", out)
+    assert code == 0 and "2 items: 2 done" in text and "this run: 1 done, 0 failed, 1 skipped" in text

@@ -3,6 +3,7 @@ the remote of a second bridge, whose Labelbox and Ango answers equal the first b
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from bridge.core.manifest import Manifest, ManifestError, load_manifest
 from bridge.platforms.registry import discover
 from bridge.serving.app import create_app
 from tests.conftest import ROOT, b64, free_port
-from tests.test_endpoint_check import Broken
+from tests.test_endpoint_check import Broken, broken  # noqa: F401 (broken: a fixture)
 
 SECRET = "remote-s3cret"
 LABELBOX = {"authorization": f"Bearer {SECRET}"}
@@ -124,7 +125,10 @@ def test_a_remote_manifest_says_what_is_wrong(tmp_path, monkeypatch):
         "url": f"http://127.0.0.1:{free_port()}/v7", "platform": "v7"}}})
     with pytest.raises(ManifestError, match="could not be read: ConnectError"):
         build_model(manifest, discover())
-    with pytest.raises(ManifestError, match="no adapter named 'cvat'"):
+    with pytest.raises(ManifestError, match="no adapter named 'nuclio'"):
+        build_model(write(tmp_path, "nuclio.yaml", {"name": "x", "model": {"remote": {"url": "http://x",
+                                                                                  "platform": "nuclio"}}}), discover())
+    with pytest.raises(ManifestError, match="the cvat adapter cannot call an endpoint"):  # CVAT's agent polls
         build_model(write(tmp_path, "cvat.yaml", {"name": "x", "model": {"remote": {"url": "http://x", "platform": "cvat"}}}
               ), discover())
     with pytest.raises(ManifestError, match="model_yaml: a Labelbox endpoint does not list its features"):
@@ -198,3 +202,62 @@ def test_a_labelbox_text_endpoint_is_served_to_ango_with_the_same_spans(serve_ap
     assert own.status_code == relayed.status_code == 200, relayed.text
     assert len(own.json()["response"]["objects"]) == 3  # email, phone, date
     assert relayed.json() == own.json()
+
+
+# --- a hostile remote: bounded in bytes and time, its faults a 502 naming it ------------------------------------
+
+
+def hostile_remote(serve_app, broken, tmp_path: Path, infer: Any, **limits: Any) -> str:
+    """A second bridge whose V7 remote answers `/infer` with the route `infer`, its classes given."""
+    manifest = second_manifest(tmp_path, f"{broken({('POST', '/v7/infer'): infer})}/v7",
+                               classes=[{"name": "Face", "kind": "box"}], limits={"allow_private_urls": True, **limits})
+    return serve_app(create_app(manifest))
+
+
+def test_a_remote_answer_over_the_cap_is_a_502_however_it_is_encoded(serve_app, broken, tmp_path, astronaut_jpeg):
+    from tests.test_endpoint_check import gzip_bomb, raw
+
+    padded = b'{"status": "succeeded", "results": []' + b" " * 3 * 2**20 + b"}"
+    bomb = gzip.compress(gzip_bomb(64 * 2**20))  # gzip, gzip: 64 MiB inflated, never read whole
+    for infer in (raw(padded), raw(gzip.compress(padded), encoding="gzip"), raw(bomb, encoding="gzip, gzip")):
+        second = hostile_remote(serve_app, broken, tmp_path, infer, max_answer_bytes=2**20)
+        answer = httpx.post(f"{second}/v7/infer", json={"image": {"base64": b64(astronaut_jpeg)}}, timeout=60)
+        assert answer.status_code == 502, answer.text
+        assert answer.json()["error"].endswith("answered over 1,048,576 bytes (limits.max_answer_bytes)")
+        assert "the remote v7 endpoint" in answer.json()["error"]
+        assert httpx.get(f"{second}/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("body", [
+    b'{"status": "succeeded", "results": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+    b'{"status": "succeeded", "results": [{"name": "Face", "label": "Face", "confidence": 0.5, '
+    b'"bounding_box": {"x": NaN, "y": 0, "w": 5, "h": 5}}]}',
+    b'{"status": "succeeded", "results": [{"name": "Face", "label": "Face", "confidence": 0.5, '
+    b'"bounding_box": {"x": 1e400, "y": 0, "w": 5, "h": 5}}]}',
+    b'{"status": "succeeded", "results": [{"name": "Face", "label": "Face", "confidence": 0.5, '
+    b'"bounding_box": {"x": Infinity, "y": 0, "w": 5, "h": 5}}]}',
+])
+def test_a_remote_answer_too_deep_or_not_finite_is_a_502_naming_it(serve_app, broken, tmp_path, astronaut_jpeg, body):
+    from tests.test_endpoint_check import raw
+
+    second = hostile_remote(serve_app, broken, tmp_path, raw(body))
+    answer = httpx.post(f"{second}/v7/infer", json={"image": {"base64": b64(astronaut_jpeg)}}, timeout=60)
+    assert answer.status_code == 502, answer.text
+    assert answer.json()["error"].startswith("the remote v7 endpoint http://127.0.0.1:")
+    assert "is not JSON" in answer.json()["error"]
+
+
+def test_a_remote_whose_classes_drip_fails_the_start_up_in_time(tmp_path, broken):
+    from tests.test_endpoint_check import drip, in_thread
+
+    remote = broken({("GET", "/v7/classes"): drip(0.3, 400)})
+    manifest = write(tmp_path, "drip.yaml", {"name": "x", "limits": {"deadline": 2},
+                                             "model": {"remote": {"url": f"{remote}/v7", "platform": "v7"}}})
+
+    def load() -> str:
+        with pytest.raises(ManifestError) as failed:
+            build_model(manifest, discover())
+        return str(failed.value)
+
+    message = in_thread(load, 30)
+    assert "the classes of" in message and "no answer in 2 s" in message

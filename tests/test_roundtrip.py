@@ -212,6 +212,16 @@ WITHIN: dict[tuple[str, str], Within] = {
     ("ango", "cuboid"): lambda s, g: exact(Cuboid(s.shape.front, s.shape.front), g.shape),
     # without a class mapping (write_answer's form) no attribute leaves; with one, see the test below
     ("ango", "prediction.attributes"): lambda s, g: g.attributes == (),
+    # CVAT: a polygon's parts come back (grouped), each without its holes
+    ("cvat", "polygon"): lambda s, g: exact(Polygon(tuple((part[0],) for part in s.shape.parts)), g.shape),
+    # one checkbox per option: the options chosen, in the class's order
+    ("cvat", "checklist"): lambda s, g: g.shape.answer == tuple(o for o in KIND["checklist"].options
+                                                                if o in s.shape.answer),
+    # only attributes platforms.cvat.attributes declares leave (the section here declares none)
+    ("cvat", "prediction.attributes"): lambda s, g: g.attributes == (),
+    # a tag has no score: tags read back at 1.0
+    ("cvat", "prediction.confidence"): lambda s, g: close(g.confidence, 1.0 if SPEC.get(s.label).kind in (
+        "tag", "radio", "checklist", "text") else s.confidence),
     # Label Studio: one ring per part, a hole hanging by a zero-width slit: the same pixels
     ("labelstudio", "polygon"): lambda s, g: np.array_equal(pixels(s.shape), pixels(g.shape)),
     # one key point per node: positions in node order, `occluded` lost

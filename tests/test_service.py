@@ -345,7 +345,6 @@ def test_results_are_clipped_to_the_image(make_manifest):
     ("checklist", "'objects' answered ('car', 'boat'), not a list of its options ['car', 'tree']"),
     ("checklist_str", "'objects' answered 'car', not a list of its options"),
     ("text", "'caption' is free text but answered ('a', 'b')"),
-    ("not a list", "the model failed: TypeError"),
     ("not a prediction", "the model returned a bad prediction: got a dict, not a Prediction"),
     ("confidence", "'box' has confidence None, not a number"),
 ])
@@ -354,8 +353,30 @@ def test_bad_predictions_are_model_failures_with_a_clear_message(make_manifest, 
     _, (result,) = run(manifest, image_job(params={"bad": bad}))
     assert isinstance(result, ModelFailed) and result.status == 500
     assert words in result.message
-    if bad != "not a list":
-        assert result.message.startswith("the model returned a bad prediction:")
+    assert result.message.startswith("the model returned a bad prediction:")
+
+
+LIST = "expected a list of Prediction (an empty list when it finds nothing)"
+LISTS = "expected a list holding one list of Prediction per item"
+
+
+@pytest.mark.parametrize("model, bad, message", [
+    ("Misbehaving", "none", f"Misbehaving.predict returned None: {LIST}"),
+    ("Misbehaving", "dict", f"Misbehaving.predict returned a dict: {LIST}"),
+    ("Misbehaving", "one", f"Misbehaving.predict returned a Prediction: {LIST}"),
+    ("AwaitsNothing", None, f"AwaitsNothing.predict returned None: {LIST}"),
+    ("BadBatches", "none", f"BadBatches.predict_batch returned None: {LISTS} (1 item)"),
+    ("BadBatches", "dict", f"BadBatches.predict_batch returned a dict: {LISTS} (1 item)"),
+    ("BadBatches", "one more", f"BadBatches.predict_batch returned 2 lists for 1 item: {LISTS}"),
+    ("BadBatches", "none inside", f"BadBatches.predict_batch returned None for item 0: {LIST}"),
+])
+def test_a_model_returning_no_list_is_told_what_was_expected(make_manifest, model, bad, message):
+    """None (a forgotten `return`), a dict or one Prediction: the message names the model's class, its method
+    and what it must return, not a TypeError from deep inside the bridge."""
+    manifest = make_manifest(model={"factory": f"tests.service_models:{model}"})
+    _, (result,) = run(manifest, image_job(params={"bad": bad} if bad else {}))
+    assert isinstance(result, ModelFailed) and result.status == 500
+    assert result.message == f"the model failed: {message}"
 
 
 def test_confidences_are_clamped_and_nan_is_zero(make_manifest, serve_app):
@@ -408,6 +429,28 @@ def test_image_over_the_pixel_limit_is_too_large(make_manifest):
     model, (result,) = run(manifest, image_job())
     assert isinstance(result, TooLarge) and result.status == 413
     assert model.seen == []
+
+
+def test_an_image_already_decoded_is_taken_as_an_array_like_any_decoded_image(make_manifest):
+    """`Source.array` (a caller that holds decoded pixels, e.g. CVAT's agent): grey, RGB, RGBA and 16-bit
+    arrays reach the model as (H, W, 3) uint8 RGB, within the pixel limit; other arrays are refused."""
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder"}, limits={"max_image_pixels": H * W})
+    rgb = scene()
+    arrays = [rgb, rgb[:, :, 0], np.dstack([rgb, np.full((H, W), 7, np.uint8)]), rgb.astype(np.uint16) * 257,
+              rgb[:, :, 0] > 200, np.asfortranarray(rgb)]
+    bad = [np.zeros((H, W + 1, 3), np.uint8), np.zeros((H, W, 2), np.uint8), np.zeros((H, W, 3), np.float32),
+           np.zeros((0, W, 3), np.uint8), np.zeros((H, W, 3, 1), np.uint8)]
+    model, results = run(manifest, *(Job(platform="test", image=Source(array=a)) for a in arrays + bad))
+    assert [next(p.shape for p in r.predictions if p.label == "box") for r in results[:len(arrays)]] == [
+        Box(5, 5, 110, 55)] * len(arrays)
+    assert model.seen == [(H, W, 3)] * len(arrays) and set(model.dtypes) == {np.dtype(np.uint8)}
+    over, channels, floats, empty, dims = results[len(arrays):]
+    assert isinstance(over, TooLarge) and over.message == ("image is 151x100 = 15,100 pixels; the limit is 15,000 "
+                                                           "(limits.max_image_pixels)")
+    assert isinstance(channels, InvalidInput) and "(100, 150, 2)" in channels.message
+    assert isinstance(floats, InvalidInput) and "float32" in floats.message
+    assert isinstance(empty, InvalidInput) and isinstance(dims, InvalidInput)
+    assert (rgb == scene()).all()  # the caller's array is left as it was
 
 
 # --- video frames and batching ------------------------------------------------------------------------------------
@@ -526,3 +569,18 @@ def test_polygon_and_line_types_survive_the_service(make_manifest):
     _, (result,) = run(manifest, image_job())
     kinds = {p.label: type(p.shape) for p in result.predictions}
     assert kinds == {"mask": Mask, "polygon": Polygon, "box": Box, "point": Point, "line": Line}
+
+
+@pytest.mark.parametrize("prompts, said", [
+    (Prompts(box=Box(float("nan"), 10, 20, 20)), "not a finite number"),
+    (Prompts(positive=((float("inf"), 3.0),)), "not a finite number"),
+    (Prompts(box=Box(10, 10, 0, 20)), "is empty"),
+    (Prompts(box=Box(500, 10, 20, 20)), "lies outside the"),
+    (Prompts(negative=((5.0, 500.0),)), "the click (5, 500) lies outside the"),
+])
+def test_prompts_that_cannot_point_at_the_image_are_invalid_input(make_manifest, prompts, said):
+    """Checked once, in the core, for every platform's prompts: the model never sees them."""
+    manifest = make_manifest(model={"factory": "tests.service_models:Finder", "params": {"prompts": True}})
+    model, (result,) = run(manifest, image_job(prompts=prompts))
+    assert isinstance(result, InvalidInput) and said in result.message
+    assert model.seen == []

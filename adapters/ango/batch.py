@@ -25,7 +25,7 @@ import logging
 from typing import Any
 
 from adapters.ango.convert import run_params, to_job
-from adapters.ango.plugin import AngoApiFailed, api_client, run_of
+from adapters.ango.plugin import AngoApiFailed, api_client, failure, run_of
 from adapters.ango.section import AngoSection
 from bridge.core.errors import BridgeError, InvalidInput
 from bridge.core.params import InvalidParams
@@ -85,7 +85,8 @@ class BatchCallback:
                 try:
                     sdk.import_labels(project, labels)
                 except Exception as error:
-                    message = f"importing labels failed after {done}/{total}: {error}; run again to resume"
+                    message = (f"Ango's API at {sdk.host} did not import the labels after {done}/{total}: "
+                               f"{failure(error)}; run again to resume")
                     logger.error(message)
                     raise AngoApiFailed(message) from None
             done += len(labels)
@@ -115,7 +116,8 @@ class BatchCallback:
             try:
                 found = sdk.get_assets(project, page=page, limit=PAGE, filters=filters)["data"]["assets"]
             except Exception as error:
-                raise AngoApiFailed(f"could not list the project's assets on {sdk.host}: {error}") from None
+                raise AngoApiFailed(f"Ango's API at {sdk.host} did not list the project's assets: "
+                                    f"{failure(error)}") from None
             assets += found
             if len(found) < PAGE:
                 return assets

@@ -75,6 +75,7 @@ CONVERSIONS = {
                                                       "nested classifications"),
     "prediction.text": dropped("Ango's answer has no free text on an object"),
     "prediction.confidence": dropped("Ango's answer carries no confidence"),
+    "prompts": dropped("a model plugin's run carries no prompt"),
     "prediction.frame": dropped("a model plugin answers one image"),
 }
 """What Ango receives of each class kind and aspect of a prediction."""

@@ -27,9 +27,11 @@ from bridge.core.manifest import ManifestError
 from bridge.core.outputs import warn_once
 from bridge.core.service import Result
 from bridge.platforms.export import (
+    NO_PROMPTS,
     ExportSetup,
     Item,
     file_name,
+    parts,
     parts_dir,
     write_atomic,
 )
@@ -42,6 +44,7 @@ CONVERSIONS: Table = {
     **ANSWER,
     "prediction.confidence": dropped("Ango's label import has no confidence"),
     "prediction.frame": dropped("bridge prelabel reads images, not videos"),
+    "prompts": NO_PROMPTS,
 }
 """A plugin run's answer conversion (`adapters.ango.convert`); only what an import cannot carry differs."""
 
@@ -56,19 +59,21 @@ class ImportLabels:
         run = AngoRun(class_ids(schema), note=functools.partial(warn_once, PLATFORM, ""), tools=class_tools(schema))
         self.answer = adapter.writer(section, setup.spec, setup.manifest, run).write
 
-    def write(self, item: Item, result: Result, out_dir: Path) -> None:
+    def write(self, item: Item, result: Result, out_dir: Path) -> list[Path]:
         from imerit_ango.models.annotate import Answer
 
         answer = self.answer(result)
         label = {"externalId": item.identity, **Answer(answer["objects"], answer["classifications"]).toDict()}
         label.pop("relations")
-        write_atomic(parts_dir(out_dir) / f"{file_name(item.identity)}.json", json.dumps(label).encode("utf-8"))
+        part = parts_dir(out_dir) / f"{file_name(item.identity)}.json"
+        write_atomic(part, json.dumps(label).encode("utf-8"))
+        return [part]
 
     def finish(self, out_dir: Path) -> list[Path]:
-        parts = sorted(parts_dir(out_dir).glob("*.json"))
+        found = parts(out_dir, ".json")
         files = []
-        for number, start in enumerate(range(0, len(parts), CHUNK), start=1):
-            labels = [json.loads(part.read_bytes()) for part in parts[start:start + CHUNK]]
+        for number, start in enumerate(range(0, len(found), CHUNK), start=1):
+            labels = [json.loads(part.read_bytes()) for part in found[start:start + CHUNK]]
             files.append(out_dir / f"labels-{number:05d}.json")
             write_atomic(files[-1], json.dumps(labels).encode("utf-8"))
         for stale in set(out_dir.glob("labels-*.json")) - set(files):

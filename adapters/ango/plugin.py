@@ -13,6 +13,11 @@ run goes through the one answer path (`bridge.core.pipeline.answer`) on the serv
 run's class mapping for the Ango adapter's writer (what the answer is, on either connector and in the
 playground). A failed run raises its `BridgeError`: the SDK logs it once to the run's log (what the user reads
 in Ango) and reports the run failed.
+
+Every call to Ango's API goes through `api_client`, bounded by `limits.fetch_timeout` and retried where that is
+safe, whatever the SDK would do: the SDK's own reads and posts (the task an interactive run keeps, with
+`overwrite` off; a workflow run's answer) are made here instead, and an answer Ango refuses is an
+`AngoApiFailed` (502) naming the API, the call and Ango's status.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 from adapters.ango.convert import AngoRun, class_ids, class_tools, run_params, to_job
 from adapters.ango.section import AngoSection
@@ -74,8 +80,10 @@ not after a read time-out (Ango may have done what was asked)."""
 
 
 def api_client(api_key: str, host: str, timeout: float, retries: int = RETRIES) -> Any:
-    """The SDK's REST client: each call bounded by `timeout` seconds (the SDK sets none) and retried `retries`
-    times as `RETRIES` says; its own error lines silenced (the run's log tells the failure once)."""
+    """The SDK's REST client: each call bounded by `timeout` seconds (the SDK sets none), retried `retries` times
+    as `RETRIES` says, and an answer Ango refuses (4xx, or 5xx after the retries) an `AngoApiFailed` with its
+    status (the SDK's own error keeps only the body); its own error lines silenced (the run's log tells the
+    failure once)."""
     from imerit_ango.sdk import SDK
     from requests.adapters import (
         HTTPAdapter,  # the SDK's own HTTP stack, there when the SDK is
@@ -88,8 +96,30 @@ def api_client(api_key: str, host: str, timeout: float, retries: int = RETRIES) 
     sdk.logger.setLevel(logging.CRITICAL)
     sdk.session.mount("http://", HTTPAdapter(max_retries=retries))
     sdk.session.mount("https://", HTTPAdapter(max_retries=retries))
-    sdk.session.request = functools.partial(sdk.session.request, timeout=timeout)
+    sdk.session.request = _refusals(functools.partial(sdk.session.request, timeout=timeout))
     return sdk
+
+
+def _refusals(request: Callable[..., Any]) -> Callable[..., Any]:
+    """`requests.Session.request` raising `AngoApiFailed` for an answer of 400 or more, saying the call and what
+    Ango answered (its error form is `{"status": "fail", "message": ...}`)."""
+
+    def send(method: str, url: str, **keys: Any) -> Any:
+        response = request(method, url, **keys)
+        if response.status_code < 400:
+            return response
+        try:
+            said = response.json().get("message") or response.text
+        except (ValueError, AttributeError):
+            said = response.text
+        raise AngoApiFailed(f"answered {response.status_code} to {method} {urlsplit(url).path}: {str(said)[:200]}")
+
+    return send
+
+
+def failure(error: Exception) -> str:
+    """A failed call to Ango's API in a few words: what Ango answered, or the exception's type and text."""
+    return error.message if isinstance(error, AngoApiFailed) else f"{type(error).__name__}: {error}"
 
 
 def asset_url(message: Mapping[str, Any], sdk: Any) -> str:
@@ -108,8 +138,7 @@ def asset_url(message: Mapping[str, Any], sdk: Any) -> str:
             if url:
                 return url
     except Exception as error:
-        raise AngoApiFailed(f"Ango's API at {sdk.host} failed the asset look-up: "
-                            f"{type(error).__name__}: {error}") from None
+        raise AngoApiFailed(f"Ango's API at {sdk.host} failed the asset look-up: {failure(error)}") from None
     raise InvalidInput(f"no asset with external id {external!r} in project {project!r}"
                        + (f" nor in task {task!r}" if task else "") + ", and the message has no dataURL")
 
@@ -129,11 +158,24 @@ def run_of(data: Mapping[str, Any]) -> AngoRun:
     return AngoRun(class_ids(schema), data.get("overwrite") is not False, logger.warning, class_tools(schema))
 
 
+def task_answer(data: Mapping[str, Any], host: str, timeout: float) -> Any:
+    """The answer the run's task holds (what an interactive run with `overwrite` off merges into), read with
+    `api_client`."""
+    task = data.get("taskId")
+    try:
+        return api_client(data.get("apiKey", ""), host, timeout).get_task(task)["data"]["task"].get("answer")
+    except Exception as error:
+        raise AngoApiFailed(f"Ango's API at {host} failed reading task {task} (overwrite is off: the answer is "
+                            f"merged into the task's): {failure(error)}") from None
+
+
 class PluginCallback:
     """The SDK's model-plugin callback: one run message in, an `AnnotationPayload` out.
 
     The SDK calls it on its own threads; the service lives on `loop` (the server's, or `bridge ango`'s
-    background loop) and each run is handed to it with `run_coroutine_threadsafe`.
+    background loop) and each run is handed to it with `run_coroutine_threadsafe`. An interactive run with
+    `overwrite` off is merged into its task's answer here, as the SDK would but through `api_client` (the plugin
+    tells the SDK to overwrite: `plugin_class`).
     """
 
     def __init__(self, adapter: Adapter, service: Service, section: AngoSection,
@@ -145,14 +187,20 @@ class PluginCallback:
 
     def __call__(self, data: dict[str, Any]) -> Any:
         from imerit_ango.models.annotate import AnnotationPayload, Answer
+        from imerit_ango.models.utils import merge_annotations
 
         job = run_job(data, self.service, self.section)
-        writer = self.adapter.writer(self.section, self.service.spec, self.service.manifest, run_of(data))
+        run = run_of(data)
+        writer = self.adapter.writer(self.section, self.service.spec, self.service.manifest, run)
         try:
             found = asyncio.run_coroutine_threadsafe(answer(self.service, job, writer), self.loop).result()
         except InvalidParams as error:
             raise InvalidInput(f"configJSON: {error.message}") from None
-        return AnnotationPayload(answer=Answer(**found))
+        payload = AnnotationPayload(answer=Answer(**found))
+        if not run.overwrite and not data.get("workflow"):  # a workflow run's answer is merged as it is posted
+            existing = task_answer(data, self.section.api_url, self.service.limits.fetch_timeout)
+            payload.answer = merge_annotations(existing, payload.answer)
+        return payload
 
 
 class RunLogger(logging.Logger):
@@ -190,13 +238,23 @@ def plugin_class(plugins: ModuleType, connector: str, timeout: float) -> type:
         def _get_logger(self, data: Mapping[str, Any]) -> logging.Logger:
             return RunLogger(self, data, connector, timeout)
 
+        def _overwrite(self, data: Mapping[str, Any]) -> bool:
+            """An interactive run is merged into its task's answer by the callback (`PluginCallback`), through
+            `api_client`: the SDK, told to overwrite, reads nothing with its own client."""
+            return super()._overwrite(data) if data.get("workflow") else True
+
         def _run_workflow(self, data: dict[str, Any]) -> None:
-            """The SDK's workflow run, its answer posted with `api_client` (bounded, retried); a failure is
-            told once, by the SDK's caller."""
+            """The SDK's workflow run, its answer posted with `api_client` (bounded, retried; merged into the
+            task's with `overwrite` off); a failure is told once, by the SDK's caller."""
             payload = self.callback(data)
             payload.project_id = data.get("projectId")
-            api_client(data.get("apiKey", ""), self.host, timeout)._annotate_task(
-                data.get("taskId"), payload, self._overwrite(data), send_to_next_stage=True, is_plugin=True)
+            task = data.get("taskId")
+            try:
+                api_client(data.get("apiKey", ""), self.host, timeout)._annotate_task(
+                    task, payload, self._overwrite(data), send_to_next_stage=True, is_plugin=True)
+            except Exception as error:
+                raise AngoApiFailed(f"Ango's API at {self.host} did not take the workflow answer of task {task}: "
+                                    f"{failure(error)}") from None
 
         def __init__(self, *args: Any, **keys: Any) -> None:
             super().__init__(*args, **keys)

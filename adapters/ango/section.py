@@ -8,6 +8,9 @@ from bridge.core.manifest import PlatformSection
 
 
 class AngoSection(PlatformSection):
+    """iMerit Ango's model plugin: the REST connector (`{base_path}/plugin`, `{base_path}/heartbeat`) of `bridge
+    serve`, and the Socket.IO hub of `bridge ango`."""
+
     base_path: str = "/ango"
     plugin_id: str = Field("", description="The plugin's ID from Ango's plugin page; use ${ANGO_PLUGIN_ID}.")
     secret: str = Field("", description="The plugin's secret; use ${ANGO_PLUGIN_SECRET}. The REST connector "

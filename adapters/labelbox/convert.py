@@ -86,6 +86,7 @@ CONVERSIONS = {
     "prediction.attributes": dropped("Foundry answers have no place for attributes"),
     "prediction.text": dropped("Foundry answers have no place for a prediction's text"),
     "prediction.confidence": lossy("scores", "only boxes carry scores; other answers carry none"),
+    "prompts": dropped("Foundry sends no prompt"),
     "prediction.frame": dropped("Foundry custom models answer one image or text"),
 }
 """What Labelbox Foundry receives of each class kind; the `form` is the Labelbox feature kind (ontology tool or

@@ -45,9 +45,11 @@ from bridge.core.offsets import Utf16
 from bridge.core.predictions import Line, Point, Prediction, Span
 from bridge.core.service import Result
 from bridge.platforms.export import (
+    NO_PROMPTS,
     ExportSetup,
     Item,
     file_name,
+    parts,
     parts_dir,
     write_atomic,
 )
@@ -80,6 +82,7 @@ CONVERSIONS: Table = {
                                                  f"{MAL} (model-assisted labelling) has none: Labelbox ignores "
                                                  "confidences there"),
     "prediction.frame": dropped("bridge prelabel reads images, not videos"),
+    "prompts": NO_PROMPTS,
 }
 
 
@@ -93,16 +96,18 @@ class PredictionNdjson:
         self.spec = setup.spec
         self.tolerance = setup.manifest.geometry.simplify_tolerance
 
-    def write(self, item: Item, result: Result, out_dir: Path) -> None:
+    def write(self, item: Item, result: Result, out_dir: Path) -> list[Path]:
         lines = ndjson_lines(item.identity, result, self.spec, self.section, self.tolerance)
         data = "".join(json.dumps(line) + "\n" for line in lines).encode("utf-8")
-        write_atomic(parts_dir(out_dir) / f"{file_name(item.identity)}.ndjson", data)
+        part = parts_dir(out_dir) / f"{file_name(item.identity)}.ndjson"
+        write_atomic(part, data)
+        return [part]
 
     def finish(self, out_dir: Path) -> list[Path]:
-        parts = sorted(parts_dir(out_dir).glob("*.ndjson"))
-        if not parts:
+        found = parts(out_dir, ".ndjson")
+        if not found:
             return []
-        data = b"".join(part.read_bytes() for part in parts)
+        data = b"".join(part.read_bytes() for part in found)
         write_atomic(out_dir / OUTPUT, data)
         mal = "".join(json.dumps(without_confidence(json.loads(line))) + "\n" for line in data.splitlines())
         write_atomic(out_dir / MAL, mal.encode("utf-8"))

@@ -20,12 +20,15 @@ class LabelboxTags(Strict):
 
 
 class LabelboxSection(PlatformSection):
+    """Labelbox Foundry's custom-model endpoint, `POST {base_path}/infer`, and its model.yaml."""
+
     base_path: str = "/labelbox"
     secret: str | None = Field(None, description="Bearer secret Labelbox sends (use ${ENV}); unset or empty: "
                                                  "every request is refused.")
     text_part: int = Field(-1, description="Which text part of the last user message a text model reads "
                                            "(Python index: -1 is the last, 0 the first).")
-    tags: LabelboxTags = Field(default_factory=LabelboxTags)
+    tags: LabelboxTags = Field(default_factory=LabelboxTags, description="The one classification feature "
+                                                                     "that tag classes answer.")
     requests_per_second: float = Field(1.0, gt=0, description="model.yaml: your estimate of the throughput.")
     allowed_asset_types: list[AssetType] | None = Field(
         None, min_length=1, description="model.yaml: asset types Labelbox may send (default: the model's input).")

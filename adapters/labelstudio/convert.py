@@ -61,6 +61,7 @@ CONVERSIONS = {
                                      "which the bridge does not fill"),
     "prediction.text": dropped("a region's own text is a per-region TextArea, which the bridge does not fill"),
     "prediction.confidence": exact("score"),
+    "prompts": exact("params.context.result (a box, positive and negative clicks)"),
     "prediction.frame": dropped("the ML backend answers images and texts, not video frames"),
 }
 """What Label Studio receives of each class kind with the default label config; `form` is the result type."""

@@ -14,9 +14,10 @@ class LabelStudioAuth(Strict):
     """How Label Studio proves itself to the backend: nothing, or the HTTP Basic credentials registered with
     the backend (Label Studio's `auth_method: BASIC_AUTH`)."""
 
-    method: Literal["none", "basic"] = "none"
-    username: str | None = None
-    password: str | None = None
+    method: Literal["none", "basic"] = Field("none", description="none, or basic: the Basic credentials "
+                                                                 "registered with the backend in Label Studio.")
+    username: str | None = Field(None, description="Basic auth's user name.")
+    password: str | None = Field(None, description="Basic auth's password (use ${ENV}).")
 
     @model_validator(mode="after")
     def _complete(self) -> LabelStudioAuth:
@@ -26,8 +27,11 @@ class LabelStudioAuth(Strict):
 
 
 class LabelStudioSection(PlatformSection):
+    """Label Studio's ML backend routes: `{base_path}/health`, `/setup`, `/predict`, `/webhook`, `/versions`."""
+
     base_path: str = "/labelstudio"
-    auth: LabelStudioAuth = Field(default_factory=LabelStudioAuth)
+    auth: LabelStudioAuth = Field(default_factory=LabelStudioAuth, description="How Label Studio proves itself: "
+                                  "`method` none or basic.")
     url: str | None = Field(None, pattern=r"^(https?://.*)?$", description="Label Studio's base URL as the bridge "
                             "reaches it, for task media (default, or empty: the `hostname` Label Studio sends in "
                             "/setup).")

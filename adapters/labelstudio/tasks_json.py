@@ -21,9 +21,11 @@ from adapters.labelstudio.mapping import configured_mapping, label_config
 from adapters.labelstudio.section import LabelStudioSection
 from bridge.core.service import Result
 from bridge.platforms.export import (
+    NO_PROMPTS,
     ExportSetup,
     Item,
     file_name,
+    parts,
     parts_dir,
     write_atomic,
 )
@@ -37,20 +39,21 @@ class TasksJson:
 
     def __init__(self, adapter: Any, section: LabelStudioSection, setup: ExportSetup) -> None:
         mapping = configured_mapping(setup.spec, section, setup.manifest.base_dir)
-        self.conversions = adapter.conversions
+        self.conversions = {**adapter.conversions, "prompts": NO_PROMPTS}
         self.config = mapping.config
         self.config_text = _config_text(setup, section)
         self.key = _data_key(mapping.config, setup.spec.input)
         version = f"{setup.manifest.name}-{setup.manifest.version}"
         self.answer = adapter.writer(section, setup.spec, setup.manifest, Run(mapping, version, section.empty_score)).write
 
-    def write(self, item: Item, result: Result, out_dir: Path) -> None:
+    def write(self, item: Item, result: Result, out_dir: Path) -> list[Path]:
         task = {"data": {self.key: item.source, "identity": item.identity}, "predictions": [self.answer(result)]}
-        write_atomic(parts_dir(out_dir) / f"{file_name(item.identity)}.json", json.dumps(task).encode("utf-8"))
+        part = parts_dir(out_dir) / f"{file_name(item.identity)}.json"
+        write_atomic(part, json.dumps(task).encode("utf-8"))
+        return [part]
 
     def finish(self, out_dir: Path) -> list[Path]:
-        parts = sorted(parts_dir(out_dir).glob("*.json"))
-        tasks = [json.loads(part.read_bytes()) for part in parts]
+        tasks = [json.loads(part.read_bytes()) for part in parts(out_dir, ".json")]
         write_atomic(out_dir / TASKS, json.dumps(tasks).encode("utf-8"))
         write_atomic(out_dir / CONFIG, self.config_text.encode("utf-8"))
         return [out_dir / TASKS, out_dir / CONFIG]

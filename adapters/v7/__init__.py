@@ -14,7 +14,14 @@ from typing import Any
 
 from adapters.v7.api import V7Class, V7Failed, V7InferRequest, V7InferResponse
 from adapters.v7.client import V7Client
-from adapters.v7.convert import CONVERSIONS, PLATFORM, names, to_job, to_results, v7_classes
+from adapters.v7.convert import (
+    CONVERSIONS,
+    PLATFORM,
+    names,
+    to_job,
+    to_results,
+    v7_classes,
+)
 from adapters.v7.darwin_json import DarwinJson
 from adapters.v7.read import read_results
 from adapters.v7.section import V7Section

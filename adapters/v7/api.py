@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -34,6 +35,12 @@ class V7Region(BaseModel):
     y: float
     w: float = Field(ge=0)
     h: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _finite_corner(self) -> V7Region:
+        if not (math.isfinite(self.x + self.w) and math.isfinite(self.y + self.h)):
+            raise ValueError("the box's far corner (x + w, y + h) is not a finite number")
+        return self
 
 
 class V7Params(BaseModel):

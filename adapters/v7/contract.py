@@ -1,6 +1,7 @@
 """V7's BYOM contract, checked against any running endpoint (`bridge check URL --platform v7`).
 
-The URL is the base as registered with V7. Checked:
+The URL is the base as registered with V7 (one that ends with `/infer` or `/classes` is a problem: V7 appends
+those; the rest is checked against the base it meant). Checked:
 
 - `GET {base}/classes`: a JSON list of `{name, type}`, each type a V7 main annotation type, names unique;
 - `POST {base}/infer` with the image (base64): V7's published response schema
@@ -12,6 +13,7 @@ The URL is the base as registered with V7. Checked:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -29,10 +31,23 @@ SCHEMA_FIX = "answer V7's published response form (v7-inference-response.schema.
 
 def check(probe: Probe) -> list[Problem]:
     problems: list[Problem] = []
+    probe = _base(probe, problems)
     classes = _classes(probe, problems)
     _infer(probe, classes, problems)
     _broken_image(probe, problems)
     return problems
+
+
+def _base(probe: Probe, problems: list[Problem]) -> Probe:
+    """The probe at the base URL: a URL given with V7's own `/infer` or `/classes` on it is a common slip."""
+    for route in ("/infer", "/classes"):
+        if probe.url.endswith(route):
+            base = probe.url[:-len(route)]
+            problems.append(Problem("URL", f"the URL ends with {route}: V7 appends /classes and /infer to the URL "
+                                           "it is registered with", f"give the base URL, {base}"))
+            probe.notes.append(f"checked the base {base}")
+            return dataclasses.replace(probe, url=base)
+    return probe
 
 
 def _classes(probe: Probe, problems: list[Problem]) -> dict[str, str] | None:

@@ -65,6 +65,7 @@ CONVERSIONS = {
     "prediction.text": lossy("text", "a free-text class's answer is its `text` sub-annotation: a prediction's "
                                      "own text is dropped on free-text classes"),
     "prediction.confidence": exact("confidence"),
+    "prompts": exact("params.bbox (a box)"),
     "prediction.frame": lossy("frame", "V7's response schema defines no frame: `frame` (the frame's index) is "
                                        "the bridge's own key, read back by the bridge; V7 documents no per-frame "
                                        "result"),

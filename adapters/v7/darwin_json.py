@@ -29,7 +29,13 @@ from bridge.core.conversions import Table, dropped, exact, lossy
 from bridge.core.geometry import rasterize
 from bridge.core.predictions import Mask, Prediction
 from bridge.core.service import Result
-from bridge.platforms.export import ExportSetup, Item, file_name, write_atomic
+from bridge.platforms.export import (
+    NO_PROMPTS,
+    ExportSetup,
+    Item,
+    file_name,
+    write_atomic,
+)
 
 SCHEMA = "https://darwin-public.s3.eu-west-1.amazonaws.com/darwin_json/2.0/schema.json"
 SLOT = "0"
@@ -42,6 +48,7 @@ CONVERSIONS: Table = {
     "entity": dropped("V7 items are images here: entity spans have no Darwin JSON form"),
     "prediction.confidence": exact("inference.confidence"),
     "prediction.frame": dropped("bridge prelabel reads images, not videos"),
+    "prompts": NO_PROMPTS,
 }
 """The BYOM answer's conversions (`adapters.v7.convert.CONVERSIONS`) but for masks, which Darwin JSON holds as rasters."""
 
@@ -57,9 +64,11 @@ class DarwinJson:
         self.model = setup.manifest.name
         self.tolerance = setup.manifest.geometry.simplify_tolerance
 
-    def write(self, item: Item, result: Result, out_dir: Path) -> None:
+    def write(self, item: Item, result: Result, out_dir: Path) -> list[Path]:
         document = darwin_file(item.identity, result, self.spec, self.section, self.model, self.tolerance)
-        write_atomic(out_dir / f"{file_name(item.identity)}.json", json.dumps(document).encode("utf-8"))
+        path = out_dir / f"{file_name(item.identity)}.json"
+        write_atomic(path, json.dumps(document).encode("utf-8"))
+        return [path]
 
     def finish(self, out_dir: Path) -> list[Path]:
         return sorted(out_dir.glob("*.json"))

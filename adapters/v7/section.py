@@ -15,11 +15,12 @@ SECRET_HEADER = "X-Auth"
 class V7Auth(Strict):
     """How V7 proves itself: nothing, HTTP Basic, or a secret in a header of your choosing."""
 
-    method: Literal["none", "basic", "header"] = "none"
-    username: str | None = None
-    password: str | None = None
+    method: Literal["none", "basic", "header"] = Field("none", description="none, HTTP Basic, or a secret in "
+                                                                         "`header`: as registered in V7.")
+    username: str | None = Field(None, description="basic: the user name V7 sends.")
+    password: str | None = Field(None, description="basic: the password V7 sends (use ${ENV}).")
     header: str = Field(SECRET_HEADER, description="Header that carries the secret (V7's `auth_secret_header`).")
-    secret: str | None = None
+    secret: str | None = Field(None, description="header: the secret V7 sends in `header` (use ${ENV}).")
 
     @model_validator(mode="after")
     def _complete(self) -> V7Auth:
@@ -31,8 +32,11 @@ class V7Auth(Strict):
 
 
 class V7Section(PlatformSection):
+    """V7 Darwin's Bring-Your-Own-Model routes: `GET {base_path}/classes`, `POST {base_path}/infer`."""
+
     base_path: str = "/v7"
-    auth: V7Auth = Field(default_factory=V7Auth)
+    auth: V7Auth = Field(default_factory=V7Auth, description="How V7 proves itself: `method` none, basic or "
+                                                             "header.")
     tag_name: str = Field("{class}: {option}", description="V7 tag name for a radio/checklist option, from "
                                                            "'{class}' and '{option}'; every name V7 receives must "
                                                            "be unique in the model (checked at start-up).")

@@ -10,11 +10,16 @@ Credentials: `--basic USER:PASSWORD`, `--header NAME:VALUE` (repeatable), `--bea
 Ango the `Secret` header).
 Any value may be `env:NAME`, read from the environment, so secrets stay out of shell history.
 
-Media the endpoint must fetch itself (Ango's `dataURL`): `--image-url URL` when given; else, for an endpoint on
-this machine (a loopback address), the checker serves the image and text on a loopback port of its own (our
-server fetches from it only with `limits.allow_private_urls: true`); else it sends `data:` URLs, which our
-server reads but a plugin that fetches only http(s) refuses: then pass `--image-url` with a URL the endpoint
-can reach.
+Media the endpoint must fetch itself (Ango's `dataURL`): `--image-url URL` when given (without `--image`, the
+checker reads that image too, for what it sends the other platforms and for the size its answers are checked
+against); else, for an endpoint on this machine (a loopback address), the checker serves the image and text on
+a loopback port of its own (our server fetches from it only with `limits.allow_private_urls: true`); else it
+sends `data:` URLs, which our server reads but a plugin that fetches only http(s) refuses: then pass
+`--image-url` with a URL the endpoint can reach.
+
+The endpoint may be anyone's: each call is bounded by `--timeout` in all (however slowly its bytes come) and its
+answer by `limits.max_answer_bytes` (as sent and decoded), and nothing it says reaches the terminal raw (control
+characters, escape sequences and bidi overrides are printed escaped).
 """
 
 from __future__ import annotations
@@ -36,7 +41,10 @@ from PIL import Image
 
 from bridge import samples
 from bridge.commands.file_server import serving
-from bridge.core.remote import auth_headers
+from bridge.core.errors import BridgeError
+from bridge.core.logs import one_line
+from bridge.core.manifest import Limits
+from bridge.core.remote import Bounded, auth_headers, failure
 from bridge.platforms.probe import Probe, Problem
 from bridge.platforms.protocol import Adapter, Client
 
@@ -55,7 +63,7 @@ def resolve(value: str | None) -> str | None:
 
 
 def credentials(client: Client, basic: str | None = None, headers: list[str] = (), bearer: str | None = None,
-                secret: str | None = None) -> dict[str, str]:
+                secret: str | None = None) -> dict[str, str | bytes]:
     """The HTTP headers of `--basic USER:PASSWORD`, `--header NAME:VALUE`, `--bearer SECRET` and `--secret SECRET`
     (`env:NAME` values resolved)."""
     named: dict[str, str] = {}
@@ -70,10 +78,13 @@ def credentials(client: Client, basic: str | None = None, headers: list[str] = (
         raise argparse.ArgumentTypeError("--basic takes USER:PASSWORD") from None
 
 
-def basic_newline(headers: Mapping[str, str]) -> str | None:
+def basic_newline(headers: Mapping[str, str | bytes]) -> str | None:
     """Why Basic credentials that end in a line break are refused, or None: V7's registration snippet builds
     the header with `echo "$USER:$PASSWORD" | base64`, which encodes echo's newline into the password."""
-    kind, _, encoded = next((v for k, v in headers.items() if k.lower() == "authorization"), "").partition(" ")
+    value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    if isinstance(value, bytes):  # a non-ASCII header goes as UTF-8 bytes: no Basic header is one (base64)
+        return None
+    kind, _, encoded = value.partition(" ")
     if kind.lower() != "basic":
         return None
     try:
@@ -104,7 +115,8 @@ def add_arguments(parser: argparse.ArgumentParser, platforms: list[str]) -> None
     group.add_argument("--secret", metavar="SECRET", help="the platform's secret, where the platform sends it")
     group.add_argument("--model-yaml", type=Path, help="Labelbox: the model.yaml naming the endpoint's features")
     group.add_argument("--label-config", type=Path, help="Label Studio: the project's label config (XML)")
-    group.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    group.add_argument("--timeout", type=float, default=30.0,
+                       help="seconds per request, from connecting to the answer's last byte (default 30)")
 
 
 def is_url(target: str | None) -> bool:
@@ -119,8 +131,14 @@ def run(args: argparse.Namespace, adapters: Mapping[str, Adapter]) -> int:
     adapter = adapters[args.platform]
     url = args.manifest.rstrip("/")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the problems are the output, not each request
+    limits = Limits()
     try:
-        image = args.image.read_bytes() if args.image else samples.read(SAMPLE_IMAGE)
+        if args.image:
+            image, shown = args.image.read_bytes(), str(args.image)
+        elif args.image_url:
+            image, shown = _fetch_image(args.image_url, args.timeout, limits.max_download_bytes), "--image-url"
+        else:
+            image, shown = samples.read(SAMPLE_IMAGE), SAMPLE_IMAGE
         text = resolve(args.text) if args.text is not None else samples.read(SAMPLE_TEXT).decode("utf-8")
         model_yaml = yaml.safe_load(args.model_yaml.read_text(encoding="utf-8")) if args.model_yaml else None
         label_config = args.label_config.read_text(encoding="utf-8") if args.label_config else None
@@ -133,9 +151,9 @@ def run(args: argparse.Namespace, adapters: Mapping[str, Adapter]) -> int:
         with Image.open(io.BytesIO(image)) as decoded:
             size = (decoded.height, decoded.width)
     except Exception:
-        raise argparse.ArgumentTypeError(f"{args.image}: not an image Pillow can read") from None
-    with httpx.Client(headers=headers, timeout=args.timeout) as client, \
-            media_urls(url, image, text, args.image_url) as (image_url, text_url, note):
+        raise argparse.ArgumentTypeError(f"{shown}: not an image Pillow can read") from None
+    client = Bounded(headers, args.timeout, limits.max_answer_bytes)
+    with media_urls(url, image, text, args.image_url) as (image_url, text_url, note):
         probe = Probe(url, client, image, size, text, image_url, text_url, model_yaml, args.text is not None,
                       label_config)
         if note:
@@ -143,15 +161,26 @@ def run(args: argparse.Namespace, adapters: Mapping[str, Adapter]) -> int:
         problems = adapter.client.check(probe)
     if cause := basic_newline(headers):
         problems = [Problem(p.where, p.what, cause) if p.what.startswith("refused with 401") else p for p in problems]
-    print(f"bridge check: {url} against the {adapter.title or adapter.name} contract")
+    print(f"bridge check: {one_line(url)} against the {adapter.title or adapter.name} contract")
     for note in probe.notes:
-        print(f"  note: {note}")
-    for problem in problems:
-        print(f"  problem: {problem.where}: {problem.what}")
-        print(f"      fix: {problem.fix}")
+        print(f"  note: {one_line(note)}")
+    for problem in problems:  # the endpoint's words are in them: escaped, they cannot drive the terminal
+        print(f"  problem: {one_line(problem.where)}: {one_line(problem.what)}")
+        print(f"      fix: {one_line(problem.fix)}")
     print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}: "
           + ("the endpoint keeps the contract" if not problems else "the endpoint breaks the contract"))
     return 1 if problems else 0
+
+
+def _fetch_image(url: str, seconds: float, limit: int) -> bytes:
+    """The image at `--image-url`, read as the endpoint will: what the checker sends and checks against."""
+    try:
+        reply = Bounded({}, seconds, limit, "limits.max_download_bytes").get(url, follow_redirects=True)
+    except (httpx.HTTPError, BridgeError) as error:
+        raise argparse.ArgumentTypeError(f"--image-url could not be read: {one_line(failure(error))}") from None
+    if reply.status_code != 200:
+        raise argparse.ArgumentTypeError(f"--image-url answered {reply.status_code}")
+    return reply.content
 
 
 @contextlib.contextmanager

@@ -46,7 +46,8 @@ class StarterModel:
 
 MANIFEST = '''\
 # Written by `bridge init`. `bridge check` and `bridge serve` take this file's path.
-# Keys: `bridge manifest-schema`. Secrets come from the environment as ${{NAME}}, never from this file.
+# Keys and environment variables: `bridge reference`. Secrets come from the environment as ${{NAME}}, never
+# from this file.
 name: {name}
 version: "0.1.0"
 description: A starter model, one box around the bright part of the image.

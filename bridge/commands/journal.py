@@ -1,8 +1,13 @@
 """The journal of a `bridge prelabel` run: one JSON line per finished item, appended and fsync'd as it ends.
 
 It is what makes a run resumable and crash-safe: a rerun reads it and skips what is done, so a run killed at
-any moment loses at most the items in flight. A line cut short by the kill is ignored on reading (it was not
-fsync'd, so its item was not done). The last line of an item wins: a failure later redone is done.
+any moment loses at most the items in flight. A last line cut short by the kill is dropped on reading (it was
+not fsync'd, so its item was not done). The last line of an item wins: a failure later redone is done.
+
+Each line says what made the item (`producer`) and which files hold it (`files`), so that a rerun with another
+model or parameters does not pass old pre-labels off as its own, and an item whose files are gone is made
+again. Any other line (not JSON, not an entry, a byte that is not UTF-8) was not written by `bridge prelabel`:
+the run stops with `JournalError` rather than guess what is done.
 """
 
 from __future__ import annotations
@@ -12,7 +17,14 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bridge.core.errors import UsageError
+
+
+class JournalError(UsageError):
+    """A journal line `bridge prelabel` did not write: the run cannot resume from it."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,24 @@ class Entry:
     error: str = ""
     rows: tuple[tuple[str, str], ...] = ()
     """What the predictions carried (`bridge.core.conversions.carried`), for the summary's losses."""
+    files: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per platform, the files that hold this item, relative to the run's folder (`Exporter.write`)."""
+    producer: tuple[str, ...] = ()
+    """(manifest name, version, fingerprint) of what made it (`bridge.commands.prelabel.producer`)."""
+
+
+class _Line(BaseModel):
+    """A journal line as `Journal.record` writes it."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    item: str
+    ok: bool
+    platforms: tuple[str, ...] = ()
+    classes: dict[str, int] = {}
+    rows: tuple[tuple[str, str], ...] = ()
+    error: str = ""
+    files: dict[str, tuple[str, ...]] = {}
+    producer: tuple[str, ...] = ()
 
 
 class Journal:
@@ -41,26 +71,43 @@ class Journal:
         self._file = open(path, "a", encoding="utf-8")
 
     def _read(self) -> None:
-        with open(self.path, encoding="utf-8") as lines:
-            for line in lines:
-                try:
-                    data: dict[str, Any] = json.loads(line)
-                    entry = Entry(data["item"], bool(data["ok"]), tuple(data.get("platforms", ())),
-                                  dict(data.get("classes", {})), data.get("error", ""),
-                                  tuple(tuple(row) for row in data.get("rows", ())))
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by a crash
-                self.entries[entry.item] = entry
-        with open(self.path, "rb+") as raw:  # end a cut-short line, so the next entry starts on its own line
-            raw.seek(0, os.SEEK_END)
-            if raw.tell() and (raw.seek(-1, os.SEEK_END), raw.read(1))[1] != b"\n":
-                raw.write(b"\n")
+        complete = 0
+        with open(self.path, "rb") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.endswith(b"\n"):
+                    break  # the last line, cut short by a crash
+                complete += len(line)
+                if line.strip():
+                    entry = self._entry(line, number)
+                    self.entries[entry.item] = entry
+        if complete < self.path.stat().st_size:
+            os.truncate(self.path, complete)  # so that the next entry starts on a line of its own
+
+    def _entry(self, line: bytes, number: int) -> Entry:
+        where = f"{self.path}, line {number}"
+        cannot = "the run cannot resume from a journal bridge prelabel did not write; remove that line, or move " \
+                 "the journal away to start afresh"
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise JournalError(f"{where} holds a byte that is not UTF-8 (0x{line[error.start]:02x}): "
+                               f"{cannot}") from None
+        try:
+            found = _Line.model_validate_json(text)
+        except ValidationError as error:
+            first = error.errors()[0]
+            at = ".".join(map(str, first["loc"]))
+            raise JournalError(f"{where} is not a journal entry ({at + ': ' if at else ''}{first['msg']}): "
+                               f"{cannot}") from None
+        return Entry(found.item, found.ok, found.platforms, found.classes, found.error, found.rows, found.files,
+                     found.producer)
 
     def record(self, entry: Entry) -> None:
         """Append the entry and make it durable before returning."""
         line = json.dumps({"item": entry.item, "ok": entry.ok, "platforms": list(entry.platforms),
                            "classes": entry.classes, "rows": [list(row) for row in entry.rows],
-                           **({"error": entry.error} if entry.error else {})})
+                           "files": {name: list(paths) for name, paths in entry.files.items()},
+                           "producer": list(entry.producer), **({"error": entry.error} if entry.error else {})})
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()

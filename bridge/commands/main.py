@@ -13,7 +13,7 @@ import argparse
 import sys
 from importlib.metadata import version
 
-from bridge.commands import check, init, prelabel, reference, serve
+from bridge.commands import check, init, prelabel, reference, samples, serve
 from bridge.core.errors import UsageError
 from bridge.core.logs import LOG_FORMATS, configure_logging
 from bridge.core.manifest import ManifestError
@@ -37,7 +37,11 @@ def port_number(text: str) -> int:
 
 
 def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bridge", description="Serve one model to annotation platforms.")
+    parser = argparse.ArgumentParser(
+        prog="bridge", description="Serve one model to annotation platforms.",
+        epilog=f"Configuration: every manifest key and environment variable in one table, `bridge reference` "
+               f"({reference.REFERENCE_FILE} in the repository). A first request: `bridge serve`, then "
+               f"`bridge samples astronaut.jpg` gives an image to send.")
     parser.add_argument("--version", action="version", version=f"bridge {version('annotation-bridge')}")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     parser.add_argument("--log-format", default="text", choices=list(LOG_FORMATS),
@@ -48,6 +52,7 @@ def build_parser(adapters: dict[str, Adapter]) -> argparse.ArgumentParser:
     init.add(commands)
     reference.add(commands, adapters)
     prelabel.add(commands, adapters)
+    samples.add(commands)
     for add in platform_commands().values():
         add(commands)
     for command in commands.choices.values():  # `bridge serve --log-level debug` works as well

@@ -12,10 +12,17 @@ Items run through the one answer path of `bridge serve` (`bridge.core.pipeline`:
 batching), `limits.concurrency` at once, each written by every platform's exporter (the adapters'
 `Adapter.exporter`; this module names no platform). A local file is read here (within
 `limits.max_download_bytes`) and handed to the service as bytes, so it meets the same decoding and size
-checks as an uploaded image. Each finished item is then recorded in `DIR/journal.jsonl`, fsync'd: a rerun of the same command skips what is done, `--retry-failed` redoes the
-failures, and a run killed at any point loses only the items in flight. The summary, printed and written to
-`DIR/summary.json`, counts items and predictions per class and lists what each platform's conversion
-dropped or approximated, from the exporters' declared conversion tables.
+checks as an uploaded image. Each finished item is then recorded in `DIR/journal.jsonl`, fsync'd, with what
+made it (`producer`) and the files that hold it: a rerun of the same command skips what is done while its
+files are there, `--retry-failed` redoes the failures, `--limit N` runs N items only (a trial), and a run
+killed at any point loses only the items in flight. A rerun with another model, version, manifest or
+parameters refuses to mix its pre-labels with the journal's (`--force` makes them again). The summary,
+printed and written to `DIR/summary.json`, counts items and predictions per class and lists what each
+platform's conversion dropped or approximated, from the exporters' declared conversion tables.
+
+Identities are exported exactly as they are (they name the platforms' items), control characters and all;
+whatever is printed is escaped (`one_line`). Every mistake around a run (an input that is not UTF-8, an `--out`
+that cannot be written or lies inside the input folder, a journal it did not write) is one line, exit 2.
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import hashlib
 import json
 import logging
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,7 +45,9 @@ from urllib.parse import unquote, urlsplit
 from bridge.commands.common import add_manifest_argument, manifest_from
 from bridge.commands.journal import Entry, Journal
 from bridge.core import conversions
-from bridge.core.errors import BridgeError, InvalidInput, TooLarge
+from bridge.core.errors import BridgeError, InvalidInput, TooLarge, UsageError
+from bridge.core.loading import factory_file, model_params
+from bridge.core.logs import one_line
 from bridge.core.manifest import Manifest, ManifestError
 from bridge.core.model import ModelSpec
 from bridge.core.params import Params
@@ -59,19 +70,29 @@ ID_COLUMNS = ("id", "identity", "name", "global_key", "external_id", "key")
 # --- reading the input ------------------------------------------------------------------------------------------
 
 
-def read_items(source: Path, source_column: str | None = None, id_column: str | None = None) -> list[Item]:
-    """The dataset's items, in order; a repeated identity is an error (each names one item on a platform)."""
-    if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(source).parts))
-        items = [Item(p.relative_to(source).as_posix(), str(p)) for p in files]
-    elif source.suffix.lower() == ".csv":
-        items = _read_csv(source, source_column, id_column)
-    elif source.is_file():
-        lines = (line.strip() for line in source.read_text(encoding="utf-8").splitlines())
-        items = [Item(_name_of(line), _resolve(line, source)) for line in lines if line and not line.startswith("#")]
-    else:
-        raise InvalidInput(f"{source}: no such file or folder")
+def read_items(source: Path, source_column: str | None = None, id_column: str | None = None,
+               max_field: int = 50 * 2**20) -> list[Item]:
+    """The dataset's items, in order; a repeated identity is an error (each names one item on a platform). A list
+    or CSV must be UTF-8; a CSV field (a text) may hold `max_field` characters (`limits.max_download_bytes`, as a
+    file would)."""
+    try:
+        if source.is_dir():
+            files = sorted(p for p in source.rglob("*") if p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(source).parts))
+            items = [Item(p.relative_to(source).as_posix(), str(p)) for p in files]
+        elif source.suffix.lower() == ".csv":
+            items = _read_csv(source, source_column, id_column, max_field)
+        elif source.is_file():
+            lines = (line.strip() for line in source.read_text(encoding="utf-8").splitlines())
+            items = [Item(_name_of(line), _resolve(line, source)) for line in lines
+                     if line and not line.startswith("#")]
+        else:
+            raise InvalidInput(f"{source}: no such file or folder")
+    except UnicodeDecodeError as error:
+        raise InvalidInput(f"{source}: not UTF-8 (byte 0x{error.object[error.start]:02x} at offset {error.start}): "
+                           "save it as UTF-8") from None
+    except OSError as error:
+        raise InvalidInput(f"{error.filename or source}: {error.strerror or error}") from None
     repeated = sorted(name for name, count in Counter(item.identity for item in items).items() if count > 1)
     if repeated:
         raise InvalidInput(f"{source}: these identities name more than one item: {', '.join(repeated[:5])}"
@@ -79,7 +100,15 @@ def read_items(source: Path, source_column: str | None = None, id_column: str | 
     return items
 
 
-def _read_csv(path: Path, source_column: str | None, id_column: str | None) -> list[Item]:
+def _read_csv(path: Path, source_column: str | None, id_column: str | None, max_field: int) -> list[Item]:
+    default = csv.field_size_limit(max_field)
+    try:
+        return _read_rows(path, source_column, id_column)
+    finally:
+        csv.field_size_limit(default)
+
+
+def _read_rows(path: Path, source_column: str | None, id_column: str | None) -> list[Item]:
     with open(path, newline="", encoding="utf-8-sig") as rows:
         reader = csv.DictReader(rows)
         columns = reader.fieldnames or []
@@ -90,7 +119,7 @@ def _read_csv(path: Path, source_column: str | None, id_column: str | None) -> l
             if wanted is not None and wanted not in columns:
                 raise InvalidInput(f"{path}: no column {wanted!r} (columns: {', '.join(columns)})")
         items = []
-        for row in reader:
+        for row in _rows(reader, path):
             value = (row.get(source_column) or "").strip()
             if not value:
                 continue
@@ -103,6 +132,14 @@ def _read_csv(path: Path, source_column: str | None, id_column: str | None) -> l
             else:
                 items.append(Item(identity or _name_of(value), _resolve(value, path)))
     return items
+
+
+def _rows(reader: csv.DictReader, path: Path) -> Iterator[dict[str, str]]:
+    """The CSV's rows; one it cannot read is an error naming its line."""
+    try:
+        yield from reader
+    except csv.Error as error:
+        raise InvalidInput(f"{path}: line {reader.line_num}: {error}") from None
 
 
 def _is_url(source: str) -> bool:
@@ -130,41 +167,54 @@ class Run:
     done: int = 0
     failed: int = 0
     skipped: int = 0
+    left: int = 0
+    """Items to do that `--limit` left for a later run."""
     interrupted: bool = False
     files: dict[str, list[Path]] = field(default_factory=dict)
 
 
 class Prelabel:
-    """One pre-labelling run over `items` into `out`, with the given platforms' exporters."""
+    """One pre-labelling run over `items` into `out`, with the given platforms' exporters; `producer` is what
+    makes the pre-labels (`producer()`), `limit` the most items to run."""
 
     def __init__(self, service: Service, exporters: dict[str, Exporter], out: Path,
                  params: dict[str, Any] | None = None, retry_failed: bool = False,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, journal: Journal | None = None, producer: tuple[str, ...] = (),
+                 limit: int | None = None) -> None:
         self.service = service
         self.exporters = exporters
         self.out = out
         self.params = params or {}
         self.retry_failed = retry_failed
         self.stream = stream or sys.stderr  # the process's at the run, not at import (tests replace it)
-        self.journal = Journal(out / "journal.jsonl")
+        self.journal = journal or Journal(out / "journal.jsonl")
+        self.producer = producer
+        self.limit = limit
         self.report = Run()
         """What this run did so far: complete even when it is interrupted."""
 
     def pending(self, items: list[Item]) -> list[Item]:
-        """Items the journal does not show done for every platform asked (nor failed, unless retried)."""
+        """Items the journal does not show done by this producer for every platform asked, with their files all
+        there (nor failed, unless retried)."""
         wanted = set(self.exporters)
         todo = []
         for item in items:
             entry = self.journal.entries.get(item.identity)
-            if entry is None or (entry.ok and not wanted <= set(entry.platforms)) or (
-                    not entry.ok and self.retry_failed):
+            if entry is None or (not entry.ok and self.retry_failed) or (entry.ok and not (
+                    wanted <= set(entry.platforms) and entry.producer == self.producer and self._kept(entry))):
                 todo.append(item)
         return todo
+
+    def _kept(self, entry: Entry) -> bool:
+        """Whether the files that hold the item are all there, on every platform asked."""
+        return all((self.out / path).is_file() for name in self.exporters for path in entry.files.get(name, ()))
 
     async def run(self, items: list[Item]) -> Run:
         todo = self.pending(items)
         run = self.report
         run.total, run.skipped = len(items), len(items) - len(todo)
+        if self.limit is not None:
+            run.left, todo = max(0, len(todo) - self.limit), todo[:self.limit]
         progress = Progress(len(todo), self.stream)
         queue = iter(todo)
 
@@ -191,14 +241,17 @@ class Prelabel:
         """Predict one item, write it for every platform and journal it; a failure is the item's, with its
         reason. The files are written before the journal line that says they are."""
         try:
-            *_, (classes, rows) = await answers(self.service, await self.job(item), self.writers(item))
+            *written, (classes, rows) = await answers(self.service, await self.job(item), self.writers(item))
         except BridgeError as error:
-            entry = Entry(item.identity, False, error=error.message)
+            entry = Entry(item.identity, False, error=error.message, producer=self.producer)
         except Exception as error:  # a bug of ours, an exporter's, a full disk: this item fails, not the run
             log.exception("item %s failed", item.identity)
-            entry = Entry(item.identity, False, error=f"{type(error).__name__}: {error}")
+            entry = Entry(item.identity, False, error=f"{type(error).__name__}: {error}", producer=self.producer)
         else:
-            entry = Entry(item.identity, True, tuple(self.exporters), classes, rows=rows)
+            files = {name: tuple(str(path.relative_to(self.out)) for path in paths)
+                     for name, paths in zip(self.exporters, written)}
+            entry = Entry(item.identity, True, tuple(self.exporters), classes, rows=rows, files=files,
+                          producer=self.producer)
         await asyncio.to_thread(self.journal.record, entry)
         return entry
 
@@ -292,7 +345,7 @@ def _duration(seconds: float) -> str:
 def summary(run: Run, journal: Journal, items: list[Item], exporters: dict[str, Exporter], spec: ModelSpec,
             manifest: Manifest) -> dict[str, Any]:
     """Counts over the whole dataset (this run and earlier ones), and what each platform's file loses of the
-    predictions it holds."""
+    predictions it holds; how many identities hold control characters (exported as they are)."""
     entries = [journal.entries[item.identity] for item in items if item.identity in journal.entries]
     done = [e for e in entries if e.ok]
     classes: Counter[str] = Counter()
@@ -304,8 +357,9 @@ def summary(run: Run, journal: Journal, items: list[Item], exporters: dict[str, 
               for name, exporter in exporters.items()}
     return {
         "items": len(items), "done": len(done), "failed": len(entries) - len(done),
-        "this_run": {"done": run.done, "failed": run.failed, "skipped": run.skipped,
+        "this_run": {"done": run.done, "failed": run.failed, "skipped": run.skipped, "left": run.left,
                      "interrupted": run.interrupted},
+        "identities_with_control_characters": sum(one_line(item.identity) != item.identity for item in items),
         "predictions": dict(sorted(classes.items())),
         "failures": {e.item: e.error for e in entries if not e.ok},
         "conversions": losses,
@@ -314,22 +368,27 @@ def summary(run: Run, journal: Journal, items: list[Item], exporters: dict[str, 
 
 
 def render(report: dict[str, Any], out: Path) -> str:
+    """The summary for a terminal: every name and message escaped (`one_line`), so a file name cannot drive it."""
     this = report["this_run"]
+    left = f", {this['left']} left for a later run (--limit)" if this["left"] else ""
     lines = [f"{report['items']} items: {report['done']} done, {report['failed']} failed "
              f"(this run: {this['done']} done, {this['failed']} failed, {this['skipped']} skipped as journaled "
-             f"before{', interrupted' if this['interrupted'] else ''})"]
+             f"before{left}{', interrupted' if this['interrupted'] else ''})"]
     if report["predictions"]:
         lines.append("predictions: " + ", ".join(f"{name} {count}" for name, count in report["predictions"].items()))
     for item, error in list(report["failures"].items())[:10]:
         lines.append(f"  failed {item}: {error}")
     if len(report["failures"]) > 10:
         lines.append(f"  ... and {len(report['failures']) - 10} more (journal.jsonl)")
+    if count := report["identities_with_control_characters"]:
+        lines.append(f"note: {count} {'identity holds' if count == 1 else 'identities hold'} control characters "
+                     "(shown escaped here): the files name those items exactly as they are, as the platforms will")
     for name, files in report["files"].items():
         shown = ", ".join(files) if len(files) <= 3 else f"{len(files)} files in {out / name}"
         lines.append(f"{name}: {shown or 'no files'}")
         lines += [f"  - {loss}" for loss in report["conversions"][name]]
     lines.append(f"journal: {out / 'journal.jsonl'}; summary: {out / 'summary.json'}")
-    return "\n".join(lines)
+    return "\n".join(map(one_line, lines))
 
 
 # --- the command -----------------------------------------------------------------------------------------------
@@ -344,6 +403,9 @@ def add(commands: argparse._SubParsersAction, adapters: dict[str, Adapter]) -> N
                         help=f"platforms, comma-separated (installed: {', '.join(sorted(adapters))})")
     parser.add_argument("--out", required=True, type=Path, help="folder for the imports, journal and summary")
     parser.add_argument("--retry-failed", action="store_true", help="run again the items that failed before")
+    parser.add_argument("--force", action="store_true",
+                        help="pre-label again the items that another model, version, manifest or --params made")
+    parser.add_argument("--limit", type=_count, metavar="N", help="run at most N items (a trial); rerun for the rest")
     parser.add_argument("--params", default="{}", help="the model's parameters, as a JSON object")
     parser.add_argument("--mapping", action="append", default=[], metavar="PLATFORM=FILE",
                         help="a class-mapping file for a platform (ango: a categorySchema list)")
@@ -352,16 +414,25 @@ def add(commands: argparse._SubParsersAction, adapters: dict[str, Adapter]) -> N
     parser.set_defaults(func=lambda args: command(args, adapters))
 
 
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of items (1 or more)")
+    return int(text)
+
+
 def command(args: argparse.Namespace, adapters: dict[str, Adapter]) -> int:
     manifest = manifest_from(args)
     try:
         params = json.loads(args.params)
         Params(manifest.params).resolve(params)  # a bad parameter is told before the model loads
-        items = read_items(args.input, args.source_column, args.id_column)
-    except (json.JSONDecodeError, InvalidInput) as error:
-        print(f"bridge prelabel: {getattr(error, 'message', error)}", file=sys.stderr)
+        items = read_items(args.input, args.source_column, args.id_column, manifest.limits.max_download_bytes)
+        journal = open_out(args.out, args.input)
+        made_by = producer(manifest, params)
+        if not args.force:
+            refuse_stale(items, journal, made_by, args.out)
+    except (json.JSONDecodeError, InvalidInput, UsageError) as error:
+        print(f"bridge prelabel: {one_line(str(getattr(error, 'message', error)))}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
     prelabel: Prelabel | None = None
 
     async def main() -> None:
@@ -369,7 +440,8 @@ def command(args: argparse.Namespace, adapters: dict[str, Adapter]) -> int:
         service = await start_service(manifest, Platforms(adapters, {}))
         try:
             exporters = build_exporters(args.to, args.mapping, manifest, service.spec, adapters)
-            prelabel = Prelabel(service, exporters, args.out, params, args.retry_failed)
+            prelabel = Prelabel(service, exporters, args.out, params, args.retry_failed, journal=journal,
+                                producer=made_by, limit=args.limit)
             await prelabel.run(items)
         finally:
             await service.aclose()
@@ -386,6 +458,73 @@ def command(args: argparse.Namespace, adapters: dict[str, Adapter]) -> int:
     (args.out / "summary.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(render(report, args.out))
     return 130 if run.interrupted else 1 if report["failed"] else 0
+
+
+def open_out(out: Path, source: Path) -> Journal:
+    """The journal of `--out`, made if need be; `UsageError` (one line) for a folder that cannot be written, lies
+    inside the input folder (the next run would pre-label its own outputs) or holds a journal it did not write."""
+    if source.is_dir() and out.resolve().is_relative_to(source.resolve()):
+        raise UsageError(f"--out {out} is inside the input folder {source}: the next run would pre-label its own "
+                         "files; give a folder outside it")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return Journal(out / "journal.jsonl")
+    except OSError as error:
+        raise UsageError(f"--out {out}: {error.strerror or error}"
+                         + (f" ({error.filename})" if error.filename and Path(error.filename) != out else "")) from None
+
+
+def producer(manifest: Manifest, params: Mapping[str, Any]) -> tuple[str, str, str]:
+    """What makes a run's pre-labels: the manifest's name, its version, and a fingerprint of the rest that shapes
+    them: the run's parameters over the manifest's defaults, the manifest's model (factory, or a remote's URL and
+    platform, and `model.params`), classes, input, thresholds, geometry and frame stride, the model's source file
+    (its bytes), and each file `model.params` names (its size and time)."""
+    arguments = model_params(manifest)
+    shapes = manifest.model_dump(mode="json", include={"model", "classes", "input", "min_confidence", "geometry",
+                                                       "video_frame_stride"},
+                                 exclude={"model": {"remote": {"auth"}}})  # a hash is no place for a secret
+    source = factory_file(manifest)
+    made = {**shapes, "model_params": arguments, "params": dict(Params(manifest.params).resolve(params)),
+            "source": hashlib.sha256(source.read_bytes()).hexdigest() if source else None,
+            "files": {path: [stat.st_size, stat.st_mtime_ns] for path, stat in _named_files(arguments)}}
+    fingerprint = hashlib.sha256(json.dumps(made, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return manifest.name, manifest.version, fingerprint
+
+
+def _named_files(value: Any) -> Iterator[tuple[str, Any]]:
+    """(path, its stat) of each string in `model.params` that names a file."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for each in value:
+            yield from _named_files(each)
+    elif isinstance(value, str) and value:
+        try:
+            path = Path(value)
+            if path.is_file():
+                yield value, path.stat()
+        except (OSError, ValueError):
+            pass  # not a path (too long, a NUL...)
+
+
+def refuse_stale(items: list[Item], journal: Journal, made_by: tuple[str, ...], out: Path) -> None:
+    """`UsageError` when the journal holds items that something else made: the run would otherwise skip them and
+    leave their old pre-labels beside its own."""
+    stale = [entry for item in items if (entry := journal.entries.get(item.identity)) is not None
+             and entry.ok and entry.producer != made_by]
+    if not stale:
+        return
+    before = Counter(entry.producer for entry in stale).most_common(1)[0][0]
+    if len(before) != 3:
+        who = "an earlier bridge prelabel, which did not record what made them"
+    elif tuple(before[:2]) != made_by[:2]:
+        who = f"{before[0]} {before[1]} (this run: {made_by[0]} {made_by[1]})"
+    else:
+        who = f"{before[0]} {before[1]} with other parameters, manifest settings or model files"
+    raise UsageError(f"{len(stale)} items in {out} were pre-labelled by {who}: --force pre-labels them again with "
+                     "this run's, or give another --out")
 
 
 def build_exporters(to: str, mappings: list[str], manifest: Manifest, spec: ModelSpec,

@@ -21,8 +21,11 @@ ASPECTS = ("prediction.attributes", "prediction.text", "prediction.confidence", 
 """What a prediction carries besides its shape (its `attributes`, `text`, `confidence`, video `frame`); each
 table says what becomes of them too. Named apart from the class kinds (`text` is also a kind: free text)."""
 
+PROMPTS = "prompts"
+"""What the platform sends a model that takes prompts (click to segment): a table's one row about the way in."""
+
 KINDS: tuple[str, ...] = get_args(ClassKind)
-ROWS: tuple[str, ...] = (*KINDS, *ASPECTS)
+ROWS: tuple[str, ...] = (*KINDS, *ASPECTS, PROMPTS)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,11 @@ A model is `model.factory` (`package.module:Name`, or `path/to/file.py:Name` rel
 with `model.params`, or `model.remote`: an endpoint that already speaks a platform's dialect, reached through
 that platform's adapter (handed in by the caller: the core imports no adapter). Every mistake is a
 `ManifestError` naming the manifest and the key.
+
+Relative paths in `model.params` are relative to the manifest too, as the factory's file is: a string (at any
+depth of the params) that names an existing file or folder from the manifest's folder reaches the factory as
+that absolute path (`model_params`); any other value, a path that exists nowhere there included, is passed as
+written. So `params: {weights: model.pt}` beside the manifest works from whatever folder the command runs in.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pydantic
 from pydantic import ValidationError
 
 from bridge.core.manifest import Manifest, ManifestError
@@ -30,20 +37,20 @@ def build_model(manifest: Manifest, adapters: Mapping[str, Any]) -> Model:
     reference = manifest.model.factory
     try:
         factory = import_factory(reference, manifest.base_dir)
+    except ValidationError as error:  # a ModelSpec at the module's top level (a ValueError: caught first)
+        raise ManifestError(f"{manifest.where()}: model.factory: {_one_line(error)}") from None
     except (ValueError, ImportError) as error:
         raise ManifestError(f"{manifest.where()}: model.factory: {error}") from None
     except SyntaxError as error:  # the user's model file: name it and the line
         raise ManifestError(f"{manifest.where()}: model.factory: {error.filename}, line {error.lineno}: "
                             f"SyntaxError: {error.msg}") from None
-    except ValidationError as error:  # a ModelSpec at the module's top level: its first fault, in one line
-        raise ManifestError(f"{manifest.where()}: model.factory: {reference}: {_first(error)}") from None
     except Exception as error:  # the model module raised while importing: a missing dependency, a typo...
         raise ManifestError(f"{manifest.where()}: model.factory: importing {reference} failed: "
                             f"{type(error).__name__}: {error}") from error
     try:
-        model = factory(**manifest.model.params)
-    except ValidationError as error:  # a ModelSpec the model builds in __init__: its first fault, in one line
-        raise ManifestError(f"{manifest.where()}: {reference}: {_first(error)}") from None
+        model = factory(**model_params(manifest))
+    except ValidationError as error:  # a ModelSpec the model builds in __init__
+        raise ManifestError(f"{manifest.where()}: model: {reference}: {_one_line(error)}") from None
     except Exception as error:  # a wrong keyword in model.params, missing weights...: name the manifest
         raise ManifestError(f"{manifest.where()}: model: {reference} with model.params failed: "
                             f"{type(error).__name__}: {error}") from error
@@ -58,13 +65,27 @@ def build_model(manifest: Manifest, adapters: Mapping[str, Any]) -> Model:
     return model
 
 
-def _first(error: ValidationError) -> str:
-    """A pydantic error as one line: where and what of its first fault (and how many more)."""
+def _one_line(error: ValidationError) -> str:
+    """A pydantic error raised by the model's code as one line: the line of the model's file that raised it,
+    then where and what of its first fault, the value given, and how many more faults there are."""
     problems = error.errors()
     first = problems[0]
     where = ".".join(str(part) for part in first.get("loc", ()))
+    given = f", got {first['input']!r:.80}" if where and first.get("type") != "missing" else ""
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"{error.title}: {where + ': ' if where else ''}{first.get('msg')}{more}"
+    return f"{_raised_at(error)}{error.title}: {where + ': ' if where else ''}{first.get('msg')}{given}{more}"
+
+
+def _raised_at(error: BaseException) -> str:
+    """`file, line N: ` of the deepest frame of the model's own code in the traceback ('' if none): not
+    pydantic's, the import machinery's or this module's."""
+    skipped = (str(Path(pydantic.__file__).parent), "<")
+    found = ""
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        name = frame.f_code.co_filename
+        if not name.startswith(skipped) and name != __file__:
+            found = f"{name}, line {line}: "
+    return found
 
 
 def _remote_model(manifest: Manifest, adapters: Mapping[str, Any]) -> Model:
@@ -72,9 +93,44 @@ def _remote_model(manifest: Manifest, adapters: Mapping[str, Any]) -> Model:
     if remote.model_yaml is not None:
         remote = remote.model_copy(update={"model_yaml": manifest.base_dir / remote.model_yaml})
     try:
-        return RemoteModel.connect(remote, adapters, manifest.classes, manifest.input, manifest.limits.deadline)
+        return RemoteModel.connect(remote, adapters, manifest.classes, manifest.input, manifest.limits.deadline,
+                                   manifest.limits.max_answer_bytes)
     except ValueError as error:
         raise ManifestError(f"{manifest.where()}: {error}") from None
+
+
+def model_params(manifest: Manifest) -> dict[str, Any]:
+    """`model.params` as the factory gets them: relative paths to what exists beside the manifest made absolute."""
+    return _beside(manifest.model.params, manifest.base_dir)
+
+
+def _beside(value: Any, base_dir: Path) -> Any:
+    if isinstance(value, dict):
+        return {key: _beside(each, base_dir) for key, each in value.items()}
+    if isinstance(value, list):
+        return [_beside(each, base_dir) for each in value]
+    if isinstance(value, str) and value and not Path(value).is_absolute():
+        try:
+            if (base_dir / value).exists():
+                return str(base_dir / value)
+        except (OSError, ValueError):
+            pass  # not a path: too long, a NUL...
+    return value
+
+
+def factory_file(manifest: Manifest) -> Path | None:
+    """The source file of `model.factory` (the file, or the module's), or None (a remote; a module not found)."""
+    if manifest.model.factory is None:
+        return None
+    target = manifest.model.factory.rpartition(":")[0]
+    if target.endswith(".py"):
+        path = (manifest.base_dir / target).resolve()
+        return path if path.is_file() else None
+    try:
+        found = importlib.util.find_spec(target)
+    except (ImportError, ValueError):
+        return None
+    return Path(found.origin) if found and found.origin and Path(found.origin).is_file() else None
 
 
 def import_factory(reference: str, base_dir: Path) -> Any:

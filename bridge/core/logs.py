@@ -3,7 +3,11 @@
 Nothing here runs at import: the command that starts (`bridge serve`, `bridge ango`, ...) calls
 `configure_logging`. Nothing secret reaches a log line: both formatters pass every message and traceback
 through `redact` (URL query strings, `Bearer`/`Basic` credentials, `key=value` pairs whose key names a secret,
-and the secret values of the manifest's platform sections, registered by serving).
+and the secret values of the manifest's platform sections where they stand as a value, registered by serving).
+
+A text line is one record: its message has every character that could end a line, move the cursor or turn
+the text around escaped (`one_line`), whoever supplied it (a session id, a path, a remote's reason), and the
+lines of a traceback that follow it are indented, so only a record's first line starts at the left margin.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from typing import Any
 
 from bridge.core import metrics
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+"""C0 and C1 controls (NEL among them), DEL, the line and paragraph separators, and the bidi marks and overrides:
+the body of a regular expression's character class."""
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 def one_line(text: str) -> str:
-    """`text` with its control characters escaped: a caller's path (`/a%0Ab`) cannot forge a log line."""
+    """`text` with its control characters escaped (`\\n`, `\\x1b`, `\\u2028`, `\\u202e`...): a peer's string
+    (a session id, a path such as `/a%0Ab`) can neither forge a log line nor garble a terminal."""
     return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
-
 
 
 _secrets: set[str] = set()
@@ -37,14 +44,21 @@ _REDACTIONS = [
     # a query string after a URL or a path: signed URLs carry their tokens there
     (re.compile(r"((?:[a-z][a-z0-9+.-]*://|/)[^\s?\"'<>]*)\?[^\s\"'<>#]+", re.IGNORECASE), r"\1?[redacted]"),
     # pairs whose key names a secret: "'apiKey': 'x'", '"secret": "x"', "password=x", "X-Amz-Signature=x"
-    # (`key=value`, or a quoted key or value around a colon; prose such as "wrong secret: send..." stays)
+    # (`key=value`, or a quoted key or value around a colon; prose such as "wrong secret: send..." stays, and
+    # so does a placeholder without a letter or digit, as in "export LABELBOX_SECRET=...")
     (re.compile(r"(?i)((?:secret|password|passwd|token|api[_-]?key|authorization|signature|credential)[\w-]*"
-                r"(?:\s*=\s*[\"']?|[\"']\s*:\s*[\"']?|:\s*[\"']))[^\s\"',;&}\]]+"), r"\1[redacted]"),
+                r"(?:\s*=\s*[\"']?|[\"']\s*:\s*[\"']?|:\s*[\"']))(?=[^\s\"',;&}\]]*[A-Za-z0-9])[^\s\"',;&}\]]+"),
+     r"\1[redacted]"),
 ]
+
+_AS_VALUE = r"(?:(?<=[=:'\"])|(?<=[=:] )){}(?=[\s'\"&@,;}}\]]|$)"
+"""Where a registered secret is redacted: standing as a value (after `=`, `:` or a quote, up to a delimiter), as
+in a header, a query string, a body or a URL's user info, never inside a word or a path: a secret that is
+also an ordinary word (`POST /v7/infer`) blanked wherever it appears would tell what the secret is."""
 
 
 def register_secrets(values: Iterable[str]) -> None:
-    """Values that must never appear in a log line (the manifest's configured secrets)."""
+    """Values that must never appear in a log line as a value (the manifest's configured secrets)."""
     _secrets.update(value for value in values if len(value) >= MIN_SECRET_LENGTH)
 
 
@@ -63,7 +77,8 @@ def secret_values(data: Any, key: str = "") -> Iterator[str]:
 def redact(text: str) -> str:
     """`text` without credentials, URL query strings or registered secret values."""
     for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, "[redacted]")
+        if secret in text:
+            text = re.sub(_AS_VALUE.format(re.escape(secret)), "[redacted]", text)
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     return text
@@ -80,10 +95,21 @@ class _RequestIdFilter(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """`time level logger [request id]: message`, redacted."""
+    """`time level logger [request id]: message`, redacted; the message on one line (`one_line`), a traceback
+    indented under it."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
 
     def format(self, record: logging.LogRecord) -> str:
         given = getattr(record, "request_id", None)
@@ -115,6 +141,11 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def _indented(text: str) -> str:
+    """Continuation lines of a record: each indented, with no other control character than its line break."""
+    return "\n".join("  " + one_line(line) for line in text.splitlines())
 
 
 LOG_FORMATS = {"text": TextFormatter, "json": JsonFormatter}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -75,7 +76,8 @@ class RemoteRef(BaseModel):
 class ModelRef(Strict):
     factory: str | None = Field(None, description="'package.module:Factory' or 'path/to/file.py:Factory' "
                                                   "(relative to the manifest). Called once at start-up with `params`.")
-    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory; a relative "
+                                   "path that names a file or folder beside the manifest is passed as its absolute path.")
     remote: RemoteRef | None = Field(None, description="Instead of a factory: an existing endpoint of one platform "
                                                        "(V7, Labelbox, Ango), served to the others.")
 
@@ -101,6 +103,8 @@ class Limits(Strict):
     max_video_frames: int = Field(
         MediaLimits.max_video_frames, gt=0, description="Most frames of one video inferred on.")
     fetch_timeout: float = Field(MediaLimits.fetch_timeout, gt=0, description="Seconds to fetch one URL.")
+    max_answer_bytes: int = Field(16 * 2**20, gt=0, description="Largest answer read from a remote model's endpoint, "
+                                                               "as sent and once decoded (gzip); larger ones are a 502.")
     deadline: float = Field(25.0, gt=0, description="Seconds for a whole job: fetch, predict, convert.")
     concurrency: int = Field(1, gt=0, description="Predictions run at once (threads); more requests queue.")
     batch_size: int = Field(8, gt=0, description="Items handed to `predict_batch` at once: video frames, "
@@ -174,7 +178,7 @@ class MinConfidence(Strict):
 class PlatformSection(Strict):
     """What every platform section has; adapters subclass it with their own keys."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: the section is kept but the platform is not served.")
     base_path: str = Field("", description="Where the platform's routes are mounted ('' = the adapter's).")
     rename: dict[str, str] = Field(default_factory=dict, description="Model class name -> name on the platform.")
     min_confidence: MinConfidence | None = Field(
@@ -186,11 +190,14 @@ class PlatformSection(Strict):
 
 
 class Manifest(Strict):
-    name: str = Field(min_length=1)
-    version: str = "0.1.0"
-    description: str = ""
-    readme: str = ""
-    model: ModelRef
+    name: str = Field(min_length=1, description="The model's name, shown on the platforms (Labelbox's model.yaml, "
+                                                "the API docs).")
+    version: str = Field("0.1.0", description="The model's version, shown on the platforms and in the metrics.")
+    description: str = Field("", description="One line about the model, shown on the platforms.")
+    readme: str = Field("", description="Markdown about the model: intended use, limitations (Labelbox's "
+                                        "model.yaml).")
+    model: ModelRef = Field(description="The model to serve: your code (`factory`) or an existing endpoint "
+                                        "(`remote`).")
     input: Literal["image", "text"] | None = Field(
         None, description="'image' or 'text', when the model does not declare a spec.")
     classes: list[ClassSpec] | None = Field(None, description="Classes, when the model does not declare a spec.")
@@ -202,8 +209,9 @@ class Manifest(Strict):
         default_factory=MinConfidence,
         description="Predictions under this confidence are dropped before any platform sees them: a number, "
                     "or {default, classes: {class: threshold}}; a platform section may override it.")
-    limits: Limits = Field(default_factory=Limits)
-    geometry: Geometry = Field(default_factory=Geometry)
+    limits: Limits = Field(default_factory=Limits, description="What one request may cost, and the process's "
+                                                               "connection and shutdown limits.")
+    geometry: Geometry = Field(default_factory=Geometry, description="How mask outlines are traced.")
     video_frame_stride: int = Field(1, gt=0, description="Infer on every n-th frame of a video URL.")
     ray: dict[str, Any] = Field(default_factory=dict, description="Deployment on Ray Serve (`bridge serve --ray`): "
                                 "replicas and what each reserves; validated by `bridge.serving.ray_settings`.")
@@ -267,12 +275,13 @@ class Manifest(Strict):
         return MinConfidence.model_validate(section["min_confidence"]).over(self.min_confidence)
 
 
-PROJECT_MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "default.yaml"
+PROJECT_MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "default.yaml"
+"""The default manifest shipped in the package (`bridge/manifests`, the repository's `manifests/` folder)."""
 
 
 def default_manifest() -> Path:
     """The manifest of a command that names none: `manifests/default.yaml` in the current folder if there is
-    one, else the project's own."""
+    one, else the package's own (which a wheel install carries too)."""
     local = Path("manifests/default.yaml")
     return local if local.is_file() else PROJECT_MANIFEST
 
@@ -330,6 +339,22 @@ def _substitute(value: Any, where: str, keys: list[str], variables: dict[str, st
         raise fail(f"environment variable {name} is not set")
 
     return _DOLLAR.sub(replace, value)
+
+
+def references(raw: Any, keys: tuple[str, ...] = ()) -> Iterator[tuple[str, str, str | None]]:
+    """Each valid `${NAME}` or `${NAME:-default}` of a manifest as written (before substitution): its key, the
+    variable's name and its default (None without one). For the configuration reference (`bridge reference`)."""
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            yield from references(value, (*keys, str(key)))
+    elif isinstance(raw, list):
+        for index, value in enumerate(raw):
+            yield from references(value, (*keys, str(index)))
+    elif isinstance(raw, str):
+        for match in _DOLLAR.finditer(raw):
+            reference = _REFERENCE.fullmatch(match["body"]) if match["close"] else None
+            if reference is not None:
+                yield ".".join(keys), reference["name"], reference["default"]
 
 
 def describe(error: ValidationError, where: str, prefix: str = "") -> str:

@@ -96,12 +96,7 @@ def decode_image(data: bytes, limits: MediaLimits, what: str = "image") -> np.nd
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > limits.max_image_pixels:
-                raise TooLarge(
-                    f"{what} is {width}x{height} = {width * height:,} pixels; the limit is "
-                    f"{limits.max_image_pixels:,} (limits.max_image_pixels)"
-                )
+            _check_pixels(*image.size, limits, what)
             image.load()
             turn = _ORIENTATION.get(image.getexif().get(0x0112))
             array = to_rgb(image)
@@ -130,6 +125,33 @@ _ORIENTATION: dict[Any, Callable[[np.ndarray], np.ndarray]] = {
 """EXIF orientation -> the view that makes the RGB array upright (as Pillow's `exif_transpose`), applied to
 the 3-byte-per-pixel array rather than to Pillow's 4-byte one; other values (1, none, nonsense) leave the
 image as stored."""
+
+
+def _check_pixels(width: int, height: int, limits: MediaLimits, what: str) -> None:
+    if width * height > limits.max_image_pixels:
+        raise TooLarge(f"{what} is {width}x{height} = {width * height:,} pixels; the limit is "
+                       f"{limits.max_image_pixels:,} (limits.max_image_pixels)")
+
+
+def from_array(array: np.ndarray, limits: MediaLimits, what: str = "image") -> np.ndarray:
+    """An image a caller already decoded, as any decoded image leaves here: (H, W, 3) uint8 RGB, refused over
+    the pixel limit. It may be (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA (alpha dropped), of booleans, 8
+    or 16 bits (scaled down); an RGB uint8 array is used as it is (made C-contiguous), not copied."""
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)) or 0 in array.shape:
+        raise InvalidInput(f"{what} is an array of shape {array.shape}: an image is (H, W) grey, (H, W, 3) RGB "
+                           "or (H, W, 4) RGBA")
+    if array.dtype not in (np.bool_, np.uint8, np.uint16):
+        raise InvalidInput(f"{what} is an array of {array.dtype}: an image's pixels are booleans, uint8 or uint16")
+    _check_pixels(array.shape[1], array.shape[0], limits, what)
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype == np.uint16:
+        array = (array // 257).astype(np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.shape[2] == 1:
+        return np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(array[:, :, :3])
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:

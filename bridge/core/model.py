@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bridge.core.errors import ModelFailed
 from bridge.core.predictions import (
     Box,
     Classification,
@@ -73,11 +74,11 @@ class ClassSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1)
-    kind: ClassKind
+    name: str = Field(min_length=1, description="The class's name, as predictions label it.")
+    kind: ClassKind = Field(description="Which shape its predictions carry.")
     options: tuple[str, ...] = Field((), description="Answers of a radio or checklist class.")
     nodes: tuple[str, ...] = Field((), description="Node names of a skeleton class, in order.")
-    description: str = ""
+    description: str = Field("", description="Shown where a platform shows a class's description.")
 
     @model_validator(mode="after")
     def _needs(self) -> ClassSpec:
@@ -156,15 +157,38 @@ def predict_batch(model: Model, items: Sequence[Any], contexts: Sequence[Context
     """The model's own batch prediction when it has one, else one `predict` per item."""
     batch = getattr(model, "predict_batch", None)
     if batch is not None:
-        return _one_per_item(batch(items, contexts), items)
-    return [list(model.predict(item, context)) for item, context in zip(items, contexts)]
+        return _one_per_item(model, batch(items, contexts), items)
+    return [_listed(model, "predict", model.predict(item, context)) for item, context in zip(items, contexts)]
 
 
-def _one_per_item(results: Iterable[Iterable[Prediction]], items: Sequence[Any]) -> list[list[Prediction]]:
-    results = [list(result) for result in results]
+def _listed(model: Model, method: str, found: Any, item: int | None = None) -> list[Any]:
+    """What `method` returned for one item, as a list; `ModelFailed` naming the model's class, the method and
+    what it must return when that is no list at all (None from a forgotten `return`, a dict, one Prediction).
+    The items themselves are checked after (`bridge.core.outputs.check`)."""
+    if found is None or isinstance(found, (Mapping, str, bytes, Prediction)) or not isinstance(found, Iterable):
+        at = "" if item is None else f" for item {item}"
+        raise _failed(model, method, f"{_a(found)}{at}: expected a list of Prediction (an empty list when it "
+                                     "finds nothing)")
+    return list(found)
+
+
+def _one_per_item(model: Model, results: Any, items: Sequence[Any]) -> list[list[Prediction]]:
+    expected = "expected a list holding one list of Prediction per item"
+    count = f"{len(items)} item{'s' if len(items) != 1 else ''}"
+    if results is None or isinstance(results, (Mapping, str, bytes)) or not isinstance(results, Iterable):
+        raise _failed(model, "predict_batch", f"{_a(results)}: {expected} ({count})")
+    results = list(results)
     if len(results) != len(items):
-        raise ValueError(f"predict_batch returned {len(results)} results for {len(items)} items")
-    return results
+        raise _failed(model, "predict_batch", f"{len(results)} lists for {count}: {expected}")
+    return [_listed(model, "predict_batch", found, item) for item, found in enumerate(results)]
+
+
+def _failed(model: Model, method: str, returned: str) -> ModelFailed:
+    return ModelFailed(f"the model failed: {type(model).__name__}.{method} returned {returned}")
+
+
+def _a(value: Any) -> str:
+    return "None" if value is None else f"a {type(value).__name__}"
 
 
 def is_async(model: Model) -> bool:
@@ -177,5 +201,6 @@ async def predict_batch_async(model: Model, items: Sequence[Any],
     """`predict_batch` for a model whose `predict` (or `predict_batch`) is `async def`."""
     batch = getattr(model, "predict_batch", None)
     if batch is not None:
-        return _one_per_item(await batch(items, contexts), items)
-    return [list(found) for found in await asyncio.gather(*map(model.predict, items, contexts))]
+        return _one_per_item(model, await batch(items, contexts), items)
+    found = await asyncio.gather(*map(model.predict, items, contexts))
+    return [_listed(model, "predict", one) for one in found]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
@@ -39,7 +40,7 @@ from bridge.core.errors import (
     TooLarge,
 )
 from bridge.core.manifest import Manifest, ManifestError
-from bridge.core.media import MediaLoader, decode_base64, decode_image, decode_video
+from bridge.core.media import MediaLoader, decode_base64, decode_image, decode_video, from_array
 from bridge.core.metrics import (
     job_in_flight,
     observe_batch,
@@ -75,11 +76,15 @@ AREAS = (Mask, Polygon, RotatedBox, Ellipse)
 
 @dataclass(frozen=True)
 class Source:
-    """An item's bytes: by URL, as base64 (a `data:` URL too), or as the bytes themselves (exactly one)."""
+    """An item: by URL, as base64 (a `data:` URL too), as the bytes themselves, or (an image a caller holds
+    decoded already, as CVAT's agent does) as an array of pixels; exactly one."""
 
     url: str | None = None
     base64: str | None = None
     data: bytes | None = None
+    array: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """(H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, of booleans, 8 or 16 bits: taken like a decoded image
+    (`bridge.core.media.from_array`), within `limits.max_image_pixels`."""
     headers: Mapping[str, str] = field(default_factory=dict)
     """Sent with the URL (credentials: Label Studio's token), and on redirects within its origin only."""
 
@@ -224,7 +229,9 @@ class Service:
     async def load_image(self, source: Source, what: str = "image") -> np.ndarray:
         """The image, decoded on one of the loader's decode threads (on the loop when it is small); the job
         holds its pixels until it ends (`limits.max_held_bytes`)."""
-        if source.url:
+        if source.array is not None:
+            image = await self.media.decode(from_array, source.array, self.media.limits, what)
+        elif source.url:
             image = await self.media.image(source.url, f"{what}.url", source.headers)
         else:
             data = source.data if source.data is not None else self._base64(source, what)
@@ -261,7 +268,7 @@ class Service:
         region, thresholds = job.prompts.box, self.thresholds(job.platform)
         tolerance = self.manifest.geometry.simplify_tolerance
         if self.spec.prompts or region is None:
-            prompts = job.prompts if self.spec.prompts else Prompts()
+            prompts = checked(job.prompts, images[0].shape[:2]) if self.spec.prompts else Prompts()
             context = Context(params=params, prompts=prompts, platform=job.platform, min_confidence=thresholds)
             finishes = [Finish(seen=image.shape[:2], canvas=image.shape[:2], min_confidence=thresholds,
                                tolerance=tolerance) for image in images]
@@ -331,6 +338,26 @@ def _small_item(item: Any) -> bool:
 def _small(predictions: list[Prediction]) -> bool:
     """An answer cheap enough to write on the event loop: a few predictions, no area among them."""
     return len(predictions) <= SMALL_ANSWER and not any(isinstance(p.shape, AREAS) for p in predictions)
+
+
+def checked(prompts: Prompts, size: tuple[int, int]) -> Prompts:
+    """The prompts of a model that takes them, refused (422) when they cannot point at the image: a coordinate
+    that is not a finite number, an empty box or one wholly outside, a click outside the image."""
+    height, width = size
+    numbers = [*((prompts.box.x, prompts.box.y, prompts.box.w, prompts.box.h) if prompts.box else ()),
+               *(value for click in (*prompts.positive, *prompts.negative) for value in click)]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+        raise InvalidInput("a prompt's coordinate is not a finite number")
+    box = prompts.box
+    if box is not None:
+        if box.w <= 0 or box.h <= 0:
+            raise InvalidInput(f"the prompt box {box.w:g}x{box.h:g} is empty")
+        if box.x >= width or box.y >= height or box.x + box.w <= 0 or box.y + box.h <= 0:
+            raise InvalidInput(f"the prompt box at ({box.x:g}, {box.y:g}) lies outside the {width}x{height} image")
+    for x, y in (*prompts.positive, *prompts.negative):
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise InvalidInput(f"the click ({x:g}, {y:g}) lies outside the {width}x{height} image")
+    return prompts
 
 
 def _guarded(predict: Any, *args: Any) -> list[list[Any]]:

@@ -4,6 +4,8 @@
 The command (`bridge.commands.check_url`) gathers what a check needs (the item, the credentials, an HTTP
 client, where the endpoint can fetch the item) into a `Probe`; the platform's `Client.check` calls the
 endpoint with it and returns each `Problem` with where it is (the request and a JSON path) and how to fix it.
+The endpoint is a peer the user may not trust: each call is bounded in time and bytes (`Bounded`), its JSON
+read strictly, and what it says is escaped when printed (`bridge.commands.check_url`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+
+from bridge.core.errors import BridgeError, DeadlineExceeded, TooLarge
+from bridge.core.remote import Bounded, Reply
+from bridge.platforms.auth import NO_SECRET
 
 
 @dataclass(frozen=True)
@@ -32,8 +38,9 @@ class Probe:
 
     url: str
     """The endpoint as the platform is given it (V7: the base; Labelbox: the endpoint; Ango: the REST base)."""
-    client: httpx.Client
-    """Carries the credentials of `--basic`, `--header` and `--bearer`."""
+    client: Bounded
+    """Carries the credentials of `--basic`, `--header`, `--bearer` and `--secret`; bounds each call (`--timeout`,
+    `limits.max_answer_bytes`)."""
     image: bytes
     """The encoded image (`--image`, else the bundled sample)."""
     size: tuple[int, int]
@@ -64,28 +71,47 @@ class Probe:
         return 0 <= x <= width and 0 <= y <= height
 
 
-def request(probe: Probe, method: str, path: str, problems: list[Problem], **send: Any) -> httpx.Response | None:
-    """One request to the endpoint; a connection failure or a refusal of the credentials is a problem."""
+def request(probe: Probe, method: str, path: str, problems: list[Problem], **send: Any) -> Reply | None:
+    """One request to the endpoint; no answer in time or bytes, or a refusal of the credentials, is a problem."""
     where = probe.where(method, path)
     try:
         response = probe.client.request(method, probe.url + path, **send)
+    except DeadlineExceeded as error:
+        problems.append(Problem(where, error.message, f"answer within --timeout ({probe.client.seconds:g} s): V7 "
+                                                      "waits 30 s at most, and an answer that drips is cut"))
+        return None
+    except TooLarge as error:
+        problems.append(Problem(where, error.message, "answer what the platform needs: an answer this large is "
+                                                      "refused by the bridge's remote models too"))
+        return None
+    except BridgeError as error:  # an encoding the checker does not undo
+        problems.append(Problem(where, error.message, "answer plain JSON, or gzip or deflate it"))
+        return None
     except httpx.HTTPError as error:
         problems.append(Problem(where, f"no answer: {type(error).__name__}: {error}",
                                 "check the URL and that the endpoint is running and reachable from here"))
         return None
     if response.status_code in (401, 403):
-        problems.append(Problem(where, f"refused with {response.status_code}: {response.text[:200]}",
-                                "pass the endpoint's credentials: --basic, --header, --bearer or --secret"))
+        if NO_SECRET in response.text:
+            fix = ("the server refuses every request until its secret is set: set it there (the variable its "
+                   "manifest reads, e.g. `export LABELBOX_SECRET=...`), restart it, and pass the same secret here")
+        elif probe.client.headers:
+            fix = "the endpoint refused these credentials: check their value and their form (--basic, --header, " \
+                  "--bearer or --secret)"
+        else:
+            fix = "pass the endpoint's credentials: --basic, --header, --bearer or --secret"
+        problems.append(Problem(where, f"refused with {response.status_code}: {response.text[:200]}", fix))
         return None
     return response
 
 
-def json_of(response: httpx.Response, where: str, problems: list[Problem]) -> Any:
-    """The JSON body; a body that is not JSON is a problem (returns None)."""
+def json_of(response: Reply, where: str, problems: list[Problem]) -> Any:
+    """The JSON body, read strictly (`bridge.core.remote.parse_json`); a body that is not JSON is a problem
+    (returns None)."""
     try:
         return response.json()
-    except ValueError:
-        problems.append(Problem(where, f"answered {response.status_code} with a body that is not JSON: "
+    except ValueError as error:
+        problems.append(Problem(where, f"answered {response.status_code} with a body that is not JSON ({error}): "
                                        f"{response.text[:120]!r}", "answer JSON (Content-Type: application/json)"))
         return None
 

@@ -69,7 +69,8 @@ class Client:
         raise NotImplementedError
 
     def remote_spec(self, remote: Any, http: Any) -> ModelSpec:
-        """The classes of a remote endpoint, read once at start-up with `http` (an httpx client)."""
+        """The classes of a remote endpoint, read once at start-up with `http` (`bridge.core.remote.Bounded`:
+        `http.get(url)` answers a `Reply`, bounded in time and bytes)."""
         raise NotImplementedError
 
     def remote_request(self, item: Any, context: Context, spec: ModelSpec, remote: Any) -> tuple[str, Any]:

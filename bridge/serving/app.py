@@ -102,7 +102,7 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, p
         if router is not None:
             app.include_router(router)
             routes += router.routes
-    answer_unknown_routes(app, platforms)
+    answer_unknown_routes(app, platforms, playground)
     serve_docs(app)
     if playground:
         from bridge.serving.playground import mount

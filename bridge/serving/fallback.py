@@ -8,6 +8,7 @@ FastAPI's `{"detail": ...}`. The docs page loads Swagger UI from an installed pa
 
 from __future__ import annotations
 
+import html
 import importlib.util
 from pathlib import Path
 
@@ -24,16 +25,23 @@ from bridge.serving.routes import default_error_body, error_response
 DOCS_ASSETS = "/docs/assets"
 
 
-def answer_unknown_routes(app: FastAPI, platforms: Platforms) -> None:
+PLAYGROUND_OFF = ("the playground is off: `bridge serve` serves it only on a loopback --host (it answers without "
+                  "credentials); --playground turns it on")
+
+
+def answer_unknown_routes(app: FastAPI, platforms: Platforms, playground: bool = True) -> None:
     """Answer 404, 405 (and any other `HTTPException` outside the platforms' routes) in the form of the
-    platform whose base path the route lies under (`Platforms.owner`)."""
+    platform whose base path the route lies under (`Platforms.owner`); the playground's paths, when it is not
+    mounted (`playground` false), with how to turn it on."""
 
     async def http_error(request: Request, error: HTTPException) -> Response:
         path = request.url.path
         owner = platforms.owner(path)
         body = platforms.served[owner][0].error_body if owner else default_error_body
         headers = dict(error.headers or {})
-        if error.status_code == 404:
+        if error.status_code == 404 and not playground and (path == "/" or path.startswith("/playground")):
+            message = f"{request.method} {path}: {PLAYGROUND_OFF}"
+        elif error.status_code == 404:
             message = f"{request.method} {path}: no such route (the routes are listed at /docs)"
         elif error.status_code == 405:
             message = f"{request.method} {path}: method not allowed (allowed: {headers.get('Allow', 'none')})"
@@ -58,6 +66,6 @@ def serve_docs(app: FastAPI) -> None:
         root = request.scope.get("root_path", "").rstrip("/")  # behind a proxy that mounts the app deeper
         files = root + DOCS_ASSETS
         return get_swagger_ui_html(
-            openapi_url=root + app.openapi_url, title=f"{app.title} - API",
+            openapi_url=root + app.openapi_url, title=html.escape(f"{app.title} - API"),  # the manifest's name
             swagger_js_url=f"{files}/swagger-ui-bundle.js", swagger_css_url=f"{files}/swagger-ui.css",
             swagger_favicon_url=f"{files}/favicon-32x32.png")

@@ -225,7 +225,7 @@ ERRORS = {
     415: "The body is a multipart upload: send JSON.",
     422: "The request does not fit the schema, a parameter is invalid, or the media is not usable.",
     500: "The model failed, or returned a prediction that does not fit its classes.",
-    503: "The model is still loading.",
+    503: "The model is still loading, or failed to load (the message says why); or the server is busy.",
     504: "The job ran past limits.deadline, or a download past limits.fetch_timeout.",
 }
 """Every status a platform route may answer besides 200, as the OpenAPI schema declares them."""

@@ -25,6 +25,7 @@ from bridge import samples
 from bridge.core import conversions
 from bridge.core.errors import InvalidInput
 from bridge.core.geometry import mask_to_polygon
+from bridge.core.model import Prompts
 from bridge.core.pipeline import Writer, answer
 from bridge.core.predictions import (
     Box,
@@ -49,12 +50,26 @@ from bridge.serving.routes import bridge_route, get_service
 STATIC = files(__package__).joinpath("static")
 
 
+class PlaygroundPrompts(BaseModel):
+    """What the user drew on the image, in its pixels: a box (x, y, width, height) and clicks (x, y)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    box: tuple[float, float, float, float] | None = None
+    positive: list[tuple[float, float]] = Field(default_factory=list, max_length=1000)
+    negative: list[tuple[float, float]] = Field(default_factory=list, max_length=1000)
+
+    def neutral(self) -> Prompts:
+        return Prompts(Box(*self.box) if self.box else None, tuple(self.positive), tuple(self.negative))
+
+
 class PlaygroundRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
     platform: str = Field(description="Which platform's answer to show: one the manifest serves.")
     image: str | None = Field(None, description="The image, base64-encoded.")
     text: str | None = Field(None, description="The text, for a text model.")
     params: dict[str, Any] = Field(default_factory=dict, description="The model's parameters.")
+    prompts: PlaygroundPrompts = Field(default_factory=PlaygroundPrompts, description="For a model that takes "
+                                       "prompts (click to segment).")
 
 
 def mount(app: FastAPI, platforms: Platforms) -> None:
@@ -68,7 +83,7 @@ def mount(app: FastAPI, platforms: Platforms) -> None:
         service = get_service(request)
         return {
             "name": manifest.name, "version": manifest.version, "description": manifest.description,
-            "input": service.spec.input,
+            "input": service.spec.input, "prompts": service.spec.prompts,
             "classes": [{"name": c.name, "kind": c.kind, "options": list(c.options)} for c in service.spec.classes],
             "platforms": [{"name": name, "title": adapter.title or name}
                           for name, (adapter, _) in platforms.served.items()],
@@ -104,7 +119,8 @@ def mount(app: FastAPI, platforms: Platforms) -> None:
                                                  manifest.geometry.simplify_tolerance)}
 
         image = Source(base64=body.image) if body.image is not None else None
-        job = Job(platform=body.platform, image=image, text=body.text, params=body.params)
+        job = Job(platform=body.platform, image=image, text=body.text, params=body.params,
+                  prompts=body.prompts.neutral())
         return await answer(service, job, Writer(platform.platform, platform.table, shown))
 
     app.include_router(router)

@@ -5,6 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const state = (window.playground = {
   info: null, platform: null, params: {}, input: null, image: null,
+  prompts: { box: null, positive: [], negative: [] }, mode: "box",
   answer: null, drawn: [], losses: [], drawnShapes: 0, runs: 0, error: null,
 });
 
@@ -20,6 +21,8 @@ async function start() {
   $("text-input").hidden = !text;
   $("canvas").hidden = text;
   $("text-view").hidden = !text;
+  $("prompt-input").hidden = !info.prompts;
+  $("canvas").classList.toggle("prompting", Boolean(info.prompts));
   $(text ? "text-samples" : "samples").replaceChildren(...info.samples.map(sampleButton));
   $("platforms").replaceChildren(...info.platforms.map(platformButton));
   choosePlatform(info.platforms[0]?.name);
@@ -145,7 +148,61 @@ async function useImage(blob) {
     reader.readAsDataURL(blob);
   });
   state.input = { image: base64 };
+  clearPrompts();
+  if (state.info.prompts) return draw([]);  // a model that takes prompts waits for one
   await run();
+}
+
+// --- prompts: a box dragged on the image, clicks on it ------------------------------------------------------
+
+function clearPrompts() { state.prompts = { box: null, positive: [], negative: [] }; }
+
+function hasPrompt() { const p = state.prompts; return Boolean(p.box || p.positive.length || p.negative.length); }
+
+function imagePoint(event) {  // the event's position in the image's pixels
+  const canvas = $("canvas");
+  const rect = canvas.getBoundingClientRect();
+  return [(event.clientX - rect.left) * canvas.width / rect.width, (event.clientY - rect.top) * canvas.height / rect.height];
+}
+
+let dragFrom = null;
+$("canvas").addEventListener("pointerdown", (event) => {
+  if (!state.info?.prompts || !state.image) return;
+  dragFrom = imagePoint(event);
+});
+$("canvas").addEventListener("pointerup", (event) => {
+  if (!dragFrom) return;
+  const [x0, y0] = dragFrom, [x1, y1] = imagePoint(event);
+  dragFrom = null;
+  if (state.mode === "box" && Math.abs(x1 - x0) > 2 && Math.abs(y1 - y0) > 2) {
+    state.prompts.box = [Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0)];
+  } else if (state.mode !== "box") {
+    state.prompts[state.mode].push([x1, y1]);
+  } else return;
+  run();
+});
+for (const button of $("prompt-modes").querySelectorAll("[data-mode]")) {
+  button.addEventListener("click", () => {
+    state.mode = button.dataset.mode;
+    for (const other of $("prompt-modes").querySelectorAll("[data-mode]")) {
+      other.setAttribute("aria-checked", String(other === button));
+    }
+  });
+}
+$("clear-prompts").addEventListener("click", () => { clearPrompts(); draw([]); });
+
+function drawPrompts(g, scale) {
+  const { box, positive, negative } = state.prompts;
+  g.save();
+  g.lineWidth = 2 * scale;
+  if (box) { g.setLineDash([6 * scale, 4 * scale]); g.strokeStyle = "white"; g.strokeRect(...box); }
+  for (const [points, fill] of [[positive, "#1a9e3c"], [negative, "#c62828"]]) {
+    for (const [x, y] of points) {
+      g.beginPath(); g.arc(x, y, 5 * scale, 0, 2 * Math.PI);
+      g.fillStyle = fill; g.fill(); g.strokeStyle = "white"; g.setLineDash([]); g.stroke();
+    }
+  }
+  g.restore();
 }
 
 $("file").addEventListener("change", (event) => {
@@ -180,7 +237,7 @@ $("copy").addEventListener("click", async () => {
 
 // --- running -----------------------------------------------------------------------------------------------
 
-function rerun() { if (state.input) run(); }
+function rerun() { if (state.input && (!state.info?.prompts || hasPrompt())) run(); }
 
 async function run() {
   if (!state.input) return fail("Pick an image or a text first.");
@@ -188,6 +245,7 @@ async function run() {
   $("status").className = "";
   $("status").textContent = "Running…";
   const body = { platform: state.platform, params: state.params, ...state.input };
+  if (state.info.prompts) body.prompts = state.prompts;
   const response = await fetch("/playground/run", {
     method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
   });
@@ -254,6 +312,7 @@ function draw(predictions) {
     g.fillStyle = "white";
     g.fillText(caption, where[0] + 3 * scale, where[1] - 3 * scale);
   }
+  if (state.info.prompts) drawPrompts(g, scale);
   state.drawnShapes = shapes;
   canvas.dataset.shapes = String(shapes);
 }

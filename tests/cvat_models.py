@@ -1,19 +1,17 @@
-"""A CVAT native function made of a bridge model through `adapters.cvat.convert`, for the tests.
+"""Models for the CVAT tests, loaded from their manifests by the CVAT function (`adapters.cvat.function`), in
+the test process and in cvat-cli's agent worker alike (so they import only the installed `bridge`).
 
-`EveryKind` predicts one shape of every class kind, placed from the image's size; `BridgeFunction` serves any
-bridge model as a cvat-sdk detection function. cvat-cli loads this file by path (`--function-file`) in a
-spawned worker and calls `create(**parameters)` with the `-p NAME=TYPE:VALUE` parameters, so it imports only
-the installed `bridge` and `adapters`, not `tests`.
+`EveryKind` predicts one shape of every class kind, placed from the image's size; `Temperamental` finds a box
+on most frames and misbehaves on frames of given widths: it raises, it is slow, or it answers a class it
+does not have.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
 
 import numpy as np
-import PIL.Image
 
-from adapters.cvat.convert import function_labels, to_cvat
 from bridge import (
     Box,
     Classification,
@@ -35,8 +33,8 @@ from bridge import (
 )
 from bridge.core.geometry import translate
 
-ATTRIBUTES = {"face": ("smiling", "glasses"), "body": ("standing",)}
-"""Prediction attributes declared per class: they leave as checkbox attributes."""
+ATTRIBUTES = {"face": ["smiling", "glasses"], "body": ["standing"]}
+"""Prediction attributes the test manifests declare (`platforms.cvat.attributes`): checkbox attributes."""
 
 
 class EveryKind:
@@ -91,21 +89,30 @@ class EveryKind:
                            p.attributes) for p in found]
 
 
-class BridgeFunction:
-    """A cvat-sdk detection function that runs a bridge model on each frame."""
-
-    def __init__(self, model: EveryKind, rename: Mapping[str, str] | None = None,
-                 attributes: Mapping[str, Sequence[str]] | None = None) -> None:
-        self._model = model
-        self._labels = function_labels(model.spec, rename, attributes)
-        self.spec = self._labels.spec
-
-    def detect(self, context, image: PIL.Image.Image) -> list:
-        array = np.asarray(image.convert("RGB"))
-        return to_cvat(self._model.predict(array, Context(platform="cvat")), self._labels, size=array.shape[:2],
-                       conf_threshold=context.conf_threshold, conv_mask_to_poly=context.conv_mask_to_poly)
+FAIL_WIDTH, SLOW_WIDTH, STRAY_WIDTH = 101, 103, 107
+"""Frame widths on which `Temperamental` raises, sleeps past any test deadline, or answers a stray class."""
 
 
-def create(shift: float = 0.0, face: str = "face") -> BridgeFunction:
-    """`-p shift=float:N` moves every shape; `-p face=str:NAME` renames the face class for CVAT."""
-    return BridgeFunction(EveryKind(shift), {"face": face}, ATTRIBUTES)
+class Temperamental:
+    """A box around the frame's bright pixels, unless the frame's width says to misbehave."""
+
+    spec = ModelSpec(classes=[ClassSpec(name="face", kind="box"), ClassSpec(name="scene", kind="tag")])
+
+    def __init__(self, sleep: float = 3.0) -> None:
+        self.sleep = sleep
+
+    def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        width = image.shape[1]
+        if width == FAIL_WIDTH:
+            raise RuntimeError("the model broke on this frame")
+        if width == SLOW_WIDTH:
+            time.sleep(self.sleep)
+        if width == STRAY_WIDTH:
+            return [Prediction("cat", Tag())]
+        rows, columns = np.nonzero(image.max(axis=2) > 200)
+        found = [Prediction("scene", Tag(), 0.5)]
+        if rows.size:
+            found.append(Prediction("face", Box(float(columns.min()), float(rows.min()),
+                                                float(columns.max() + 1 - columns.min()),
+                                                float(rows.max() + 1 - rows.min())), 0.8))
+        return found
