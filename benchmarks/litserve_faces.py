@@ -36,4 +36,5 @@ class Faces(ls.LitAPI):
 
 
 if __name__ == "__main__":
-    ls.LitServer(Faces(api_path="/v7/infer"), accelerator="cpu", workers_per_device=2).run(port=int(sys.argv[1]))
+    ls.LitServer(Faces(api_path="/v7/infer"), accelerator="cpu", workers_per_device=2).run(
+        port=int(sys.argv[1]), generate_client_file=False)
