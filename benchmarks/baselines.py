@@ -5,6 +5,8 @@
   snippet writes the file without flushing it, which reads an empty file for small images: flushed here.
 - `bare_app`: the least a FastAPI server does for the same request: parse the JSON, decode the image,
   return a fixed answer. The no-op model through the bridge is compared with it.
+- `bare_faces_app`: the face detector behind a bare FastAPI endpoint (`uvicorn --workers 2`), a peer a user
+  would pick (LitServe's is `litserve_faces.py`, Ray Serve's `ray_plain.py`).
 - `NoOp`: a model that returns one fixed box, so that only the bridge's own cost is measured.
 - `bridge_app`: the bridge's app for `uvicorn --factory` (the old way of running several workers).
 - `model_alone`: the face detector called in a loop on a decoded image, the ceiling of any server.
@@ -62,17 +64,7 @@ def flask_app():
     def infer():
         payload = request.json
         try:
-            image = resolve_image(payload["image"])
-            results = []
-            for p in model.predict(np.asarray(image), Context(params=params)):
-                name = {"face": "Face", "eye": "Eye"}[p.label]
-                result = {"name": name, "label": name, "confidence": p.confidence}
-                if p.label == "face":
-                    result["bounding_box"] = {"x": p.shape.x, "y": p.shape.y, "w": p.shape.w, "h": p.shape.h}
-                else:
-                    result["keypoint"] = {"x": p.shape.x, "y": p.shape.y}
-                results.append(result)
-            return jsonify(status="succeeded", results=results)
+            return jsonify(faces_answer(model, np.asarray(resolve_image(payload["image"])), params))
         except Exception:
             return jsonify(status="failed", results=[])
 
@@ -96,6 +88,34 @@ def bare_app() -> FastAPI:
     async def labelbox(request: Request) -> dict:
         decode((await request.json())["prompt"][-1]["parts"][-1]["image"])
         return {"thing": {"boxes": [[1, 2, 3, 4]], "scores": [0.5]}}
+
+    return app
+
+
+def faces_answer(model: FaceDetector, image: np.ndarray, params: dict) -> dict:
+    """V7's answer for the face detector, as the Flask pattern writes it."""
+    results = []
+    for p in model.predict(image, Context(params=params)):
+        name = {"face": "Face", "eye": "Eye"}[p.label]
+        result = {"name": name, "label": name, "confidence": p.confidence}
+        if p.label == "face":
+            result["bounding_box"] = {"x": p.shape.x, "y": p.shape.y, "w": p.shape.w, "h": p.shape.h}
+        else:
+            result["keypoint"] = {"x": p.shape.x, "y": p.shape.y}
+        results.append(result)
+    return {"status": "succeeded", "results": results}
+
+
+def bare_faces_app() -> FastAPI:
+    """The face detector behind a bare FastAPI endpoint (the model on the event loop, as written naively)."""
+    app = FastAPI()
+    model = FaceDetector()
+    params = {"threshold": 0.0, "min_neighbors": 5}
+
+    @app.post("/v7/infer")
+    async def v7(request: Request) -> dict:
+        data = base64.b64decode((await request.json())["image"]["base64"])
+        return faces_answer(model, np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), params)
 
     return app
 

@@ -1,22 +1,30 @@
-"""Every serving comparison of the performance issue, side by side: writes benchmarks/REPORT.md and report.json.
+"""Every serving comparison of the performance issues, side by side: writes benchmarks/REPORT.md and report.json.
 
-    pip install -e '.[bench]' && apt-get install wrk     # Flask, gunicorn, psutil; wrk is the load generator
-    python benchmarks/run.py [--rounds 3] [--seconds 4]
+    python3.11 -m venv .venv-bench && .venv-bench/bin/pip install -e '.[test,bench]'   # Flask, gunicorn, LitServe
+    apt-get install wrk                                                               # the load generator
+    .venv-bench/bin/python benchmarks/run.py [--rounds 3] [--seconds 4] [--ray-venv .venv-ray]
 
-All servers start at once on loopback ports and stay idle between runs; each round runs every (comparison,
-clients) cell once for every target, one after another (each waits until the previous one has worked off what
-wrk left queued), so a busy machine slows the targets alike. A cell's
-figure is the median over rounds; ratios are of medians. wrk keeps its connections open (as V7's and
-Labelbox's clients may), so the spread over workers is measured as each worker's share of the CPU time the
-workers used during the cell (1.00 = even). Nothing is asserted.
+The bench venv has no Ango SDK (LitServe needs a newer uvicorn than the SDK's pin), so the bridge runs on the
+uvicorn and FastAPI a user without Ango gets. With `--ray-venv` (a venv with `.[test,ray]`), a local Ray
+cluster is started (`ray start --head`) and `bridge serve --ray` and a plain Ray Serve deployment of the same
+model (benchmarks/ray_plain.py) join it, both behind Serve's one proxy.
 
-Comparisons (issue 9's goals):
+Every target runs as a user gets it: the shipped manifests and limits (`bridge serve`'s default log level,
+`max_queue`, ...), nothing raised for the benchmark. All servers start at once on loopback ports and stay
+idle between runs; each round runs every (comparison, clients) cell once for every target, one after another
+(each waits until the previous one has worked off what wrk left queued), so a busy machine slows the targets
+alike. A cell's figure is the median over rounds of the answers that were 2xx per second (a rate made of
+503s is no win): every non-2xx answer and socket error is counted beside it. wrk keeps its connections open
+(as V7's and Labelbox's clients may), so the spread over workers is measured as each worker's share of the
+CPU time the workers used during the cell (1.00 = even). Nothing is asserted.
+
+Comparisons:
 1. a no-op model (one fixed box) through `/v7/infer` and `/labelbox/infer` vs a bare FastAPI endpoint that
-   parses the same JSON and decodes the same 64x64 JPEG (one process each, same uvicorn settings);
-2. the face detector with 2 workers (`bridge serve --workers 2`) vs V7's Flask pattern under
-   `gunicorn -w2`, on a 64x64 JPEG; on 512x512, vs the model alone in 2 processes (the ceiling); and the
-   bridge under `uvicorn --workers 2` with uvicorn 0.24's defaults when uvloop and httptools are absent
-   (h11, asyncio), the way one ran several workers before `--workers`: its connections lack TCP_NODELAY;
+   parses the same JSON and decodes the same 64x64 JPEG (one process each);
+2. the face detector on a 64x64 JPEG, 2 processes each, at 1 to 128 clients: `bridge serve --workers 2` vs
+   V7's Flask pattern under `gunicorn -w2` (the baseline), a bare FastAPI endpoint under
+   `uvicorn --workers 2`, LitServe with 2 workers, and with `--ray-venv` `bridge serve --ray` and a plain Ray
+   Serve deployment, 2 replicas each; on 512x512, the bridge vs the model alone in 2 processes (the ceiling);
 4. examples/shapes.py with `limits.batch_wait` (manifests/shapes.yaml) vs the same without, one process.
 Goal 3 (geometry) is benchmarks/bench_geometry.py's.
 """
@@ -25,12 +33,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import multiprocessing
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -105,19 +115,23 @@ class Target:
     command: list[str]
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    prefix: str = ""
+    """Where its routes sit (a Ray Serve application's route prefix)."""
+    cpu: bool = True
+    """Whether its processes are its children (not a Ray cluster's), for the spread over workers."""
     process: subprocess.Popen | None = None
 
     def start(self, folder: Path) -> None:
         command = [part.replace("{port}", str(self.port)) for part in self.command]
         log = open(folder / f"{self.name}.log", "wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                         env={**os.environ, "PYTHONPATH": str(ROOT), "LABELBOX_SECRET": SECRET,
                                              **self.env})
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://127.0.0.1:{self.port}{self.prefix}{path}"
 
-    def wait(self, path: str, body: bytes, timeout: float = 120) -> None:
+    def wait(self, path: str, body: bytes, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -140,17 +154,22 @@ class Target:
         return children or [main]
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        """SIGTERM to its process group (LitServe's workers outlive their parent otherwise), SIGKILL after 30 s."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def bridge(name: str, manifest: str, *args: str) -> Target:
-    return Target(name, [str(BIN / "bridge"), "serve", manifest, "--port", "{port}", "--log-level", "warning",
-                         *args])
+    """`bridge serve` as shipped (its default log level: a line per request)."""
+    return Target(name, [str(BIN / "bridge"), "serve", manifest, "--port", "{port}", *args])
 
 
 def cpu_times(processes: list[psutil.Process]) -> list[float]:
@@ -168,7 +187,7 @@ def wrk(target: Target, path: str, body_file: Path, clients: int, seconds: float
     script = folder / f"wrk-{body_file.stem}.lua"
     if not script.exists():
         script.write_text(WRK_SCRIPT % {"body": body_file, "secret": SECRET})
-    workers = target.workers()
+    workers = target.workers() if target.cpu else []
     before = cpu_times(workers)
     out = subprocess.run(["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "30s",
                           "-s", str(script), target.url(path)], capture_output=True, text=True, timeout=seconds + 60)
@@ -177,7 +196,7 @@ def wrk(target: Target, path: str, body_file: Path, clients: int, seconds: float
     if not lines:
         raise RuntimeError(f"wrk on {target.name}: {out.stdout}\n{out.stderr}")
     result = json.loads(lines[-1])
-    result["rps"] = result["requests"] / result["seconds"]
+    result["rps"] = (result["requests"] - result["non2xx"]) / result["seconds"]  # answered OK, per second
     if len(used) > 1 and sum(used) > 0:
         result["spread"] = min(used) / max(used)
     return result
@@ -186,7 +205,7 @@ def wrk(target: Target, path: str, body_file: Path, clients: int, seconds: float
 def settle(target: Target, timeout: float = 60) -> None:
     """Wait until the target has worked off what wrk left queued (it keeps answering after wrk stops), so
     that the next cell does not share the CPU with it."""
-    workers = target.workers()
+    workers = target.workers() if target.cpu else []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         before = sum(cpu_times(workers))
@@ -212,11 +231,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=4, help="length of one wrk run")
-    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--clients", default="1,8,32", help="clients of every comparison")
+    parser.add_argument("--many", default="128", help="more clients, for the 2-process face comparison")
+    parser.add_argument("--ray-venv", type=Path, help="a venv with .[test,ray]: adds the Ray Serve targets")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
+    if args.ray_venv and not (args.ray_venv / "bin/ray").exists():
+        sys.exit(f"{args.ray_venv} has no Ray (pip install -e '.[test,ray]' in it)")
     clients = [int(c) for c in args.clients.split(",")]
+    many = clients + [int(c) for c in args.many.split(",") if c]
     folder = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
 
     bodies = {}
@@ -227,55 +251,67 @@ def main() -> None:
 
     noop = folder / "noop.yaml"
     noop.write_text(yaml.safe_dump({"name": "noop", "model": {"factory": "benchmarks.baselines:NoOp"},
-                                    "limits": {"max_queue": 256},
                                     "platforms": {"v7": {}, "labelbox": {"secret": SECRET}}}))
     shapes = yaml.safe_load((ROOT / "manifests/shapes.yaml").read_text())
     shapes["model"]["factory"] = str(ROOT / "examples/shapes.py:ShapeClassifier")
     shapes_nobatch = folder / "shapes-nobatch.yaml"
     shapes_nobatch.write_text(yaml.safe_dump({**shapes, "limits": {**shapes["limits"], "batch_wait": 0}}))
-    faces = folder / "faces.yaml"
-    faces.write_text(yaml.safe_dump({**yaml.safe_load((ROOT / "manifests/default.yaml").read_text()),
-                                     "model": {"factory": str(ROOT / "examples/faces.py:FaceDetector")},
-                                     "limits": {"max_queue": 64}}))
+    faces = str(ROOT / "manifests/default.yaml")
     uvicorn_fast = ["--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
+    peers = ["bridge faces --workers 2", "Flask gunicorn -w2", "FastAPI, uvicorn --workers 2", "LitServe, 2 workers"]
     targets = {t.name: t for t in [
         bridge("bridge no-op", str(noop)),
         Target("bare FastAPI", [str(BIN / "uvicorn"), "--factory", "benchmarks.baselines:bare_app", "--port",
                                 "{port}", *uvicorn_fast]),
-        bridge("bridge faces --workers 2", str(faces), "--workers", "2"),
+        bridge("bridge faces --workers 2", faces, "--workers", "2"),
         Target("Flask gunicorn -w2", [str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:{port}", "--log-level",
                                       "warning", "benchmarks.baselines:flask_app()"]),
-        Target("bridge faces, uvicorn --workers 2 (h11, asyncio)", [
-               str(BIN / "uvicorn"), "--factory", "benchmarks.baselines:bridge_app", "--workers", "2", "--port",
-               "{port}", "--http", "h11", "--loop", "asyncio", "--no-access-log", "--log-level", "warning"],
-               env={"BRIDGE_MANIFEST": str(faces)}),
+        Target("FastAPI, uvicorn --workers 2", [str(BIN / "uvicorn"), "--factory",
+                                                "benchmarks.baselines:bare_faces_app", "--workers", "2",
+                                                "--port", "{port}", *uvicorn_fast]),
+        Target("LitServe, 2 workers", [sys.executable, "benchmarks/litserve_faces.py", "{port}"]),
         bridge("shapes batch_wait 20 ms", str(ROOT / "manifests/shapes.yaml")),
         bridge("shapes no batching", str(shapes_nobatch)),
     ]}
-    comparisons = [  # (goal, title, path, body, [targets], baseline)
-        ("1", "no-op model, V7 64x64 JPEG", "/v7/infer", "v7-64", ["bridge no-op", "bare FastAPI"], "bare FastAPI"),
+    ray_head = None
+    if args.ray_venv:  # one local cluster; both applications behind Serve's one proxy
+        ray_bin, ray_head, proxy = args.ray_venv / "bin", f"127.0.0.1:{free_port()}", free_port()
+        ray_env = {"RAY_AUTH_MODE": "token"}  # the cluster `ray start` makes takes its token only
+        subprocess.run([str(ray_bin / "ray"), "start", "--head", "--port", ray_head.split(":")[1], "--num-cpus", "8",
+                        "--disable-usage-stats"], check=True, capture_output=True)
+        targets["plain Ray Serve, 2 replicas"] = Target(
+            "plain Ray Serve, 2 replicas", [str(ray_bin / "python"), "benchmarks/ray_plain.py", ray_head, str(proxy),
+                                            "2"], env=ray_env, port=proxy, prefix="/plain", cpu=False)
+        targets["bridge serve --ray, 2 replicas"] = Target(
+            "bridge serve --ray, 2 replicas", [str(ray_bin / "bridge"), "serve", faces, "--ray", "--address", ray_head,
+                                               "--port", str(proxy)], env=ray_env, port=proxy, cpu=False)
+        peers += ["bridge serve --ray, 2 replicas", "plain Ray Serve, 2 replicas"]
+    comparisons = [  # (goal, title, path, body, [targets], baseline, clients)
+        ("1", "no-op model, V7 64x64 JPEG", "/v7/infer", "v7-64", ["bridge no-op", "bare FastAPI"], "bare FastAPI",
+         clients),
         ("1", "no-op model, Labelbox 64x64 JPEG", "/labelbox/infer", "lb-64", ["bridge no-op", "bare FastAPI"],
-         "bare FastAPI"),
-        ("2", "faces, 2 workers, 64x64 JPEG", "/v7/infer", "v7-64",
-         ["bridge faces --workers 2", "Flask gunicorn -w2", "bridge faces, uvicorn --workers 2 (h11, asyncio)"],
-         "Flask gunicorn -w2"),
+         "bare FastAPI", clients),
+        ("2", "faces, 2 processes, 64x64 JPEG", "/v7/infer", "v7-64", peers, "Flask gunicorn -w2", many),
         ("2", "faces, 2 workers, 512x512 JPEG", "/v7/infer", "v7-512",
-         ["bridge faces --workers 2", "Flask gunicorn -w2", "model alone, 2 processes"], "model alone, 2 processes"),
+         ["bridge faces --workers 2", "Flask gunicorn -w2", "model alone, 2 processes"], "model alone, 2 processes",
+         clients),
         ("4", "shapes, 1 process, 64x64 PNG", "/v7/infer", "v7-shape",
-         ["shapes batch_wait 20 ms", "shapes no batching"], "shapes no batching"),
+         ["shapes batch_wait 20 ms", "shapes no batching"], "shapes no batching", clients),
     ]
     results: dict[str, dict[str, dict[int, list[dict]]]] = {}
     started = time.time()
     try:
         for target in targets.values():
             target.start(folder)
+            if "Ray" in target.name:  # the plain deployment starts Serve's proxy; then the bridge joins it
+                target.wait("/v7/infer", bodies["v7-64"].read_bytes())
         for target in targets.values():
             body = bodies["v7-shape" if "shapes" in target.name else "v7-64"].read_bytes()
             target.wait("/v7/infer", body)
         time.sleep(2)
         for round_ in range(args.rounds):
-            for goal, title, path, body, names, _ in comparisons:
-                for c in clients:
+            for goal, title, path, body, names, _, counts in comparisons:
+                for c in counts:
                     for name in names:
                         if name == "model alone, 2 processes":
                             figure = model_alone(jpeg(512), 2, args.seconds)
@@ -288,7 +324,9 @@ def main() -> None:
     finally:
         for target in targets.values():
             target.stop()
-    write_report(args, clients, comparisons, results, time.time() - started)
+        if ray_head:
+            subprocess.run([str(args.ray_venv / "bin/ray"), "stop"], capture_output=True)
+    write_report(args, comparisons, results, time.time() - started)
 
 
 def median(figures: list[dict], key: str) -> float | None:
@@ -296,35 +334,37 @@ def median(figures: list[dict], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def write_report(args, clients, comparisons, results, elapsed) -> None:
-    command = "python benchmarks/run.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items())
+def write_report(args, comparisons, results, elapsed) -> None:
+    command = "python benchmarks/run.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                                                     if v is not None)
     load = os.getloadavg()
     lines = [
         "# Serving benchmarks", "",
         f"Made by `{command}` on {platform.node()} ({os.cpu_count()} CPUs, {platform.python_version()}), "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, in {elapsed / 60:.0f} min; load average at the end "
         f"{load[0]:.1f}. The machine was shared with other work: figures are medians of {args.rounds} interleaved "
-        f"rounds of {args.seconds:g} s wrk runs, and only the ratios mean much. `x base` is the ratio of median "
-        "throughputs to the comparison's baseline; `spread` is the least busy worker's CPU time over the "
-        f"busiest one's at c={max(clients)} (1.00: even); `non-2xx` counts answers that were not 200 over all rounds.", ""]
-    for goal, title, _, _, names, baseline in comparisons:
+        f"rounds of {args.seconds:g} s wrk runs, and only the ratios mean much. `ok/s` counts 2xx answers per "
+        "second; `x base` is its ratio to the comparison's baseline; `bad` counts the answers that were not 2xx "
+        "and the socket errors, over all rounds; `spread` is the least busy worker's CPU time over the busiest "
+        "one's at the most clients (1.00: even).", ""]
+    for goal, title, _, _, names, baseline, counts in comparisons:
         lines += [f"## Goal {goal}: {title}", "",
-                  "| target | " + " | ".join(f"c={c}: req/s | x base | p50 ms | p99 ms" for c in clients)
-                  + " | spread | non-2xx |",
-                  "| --- |" + " ---: | ---: | ---: | ---: |" * len(clients) + " ---: | ---: |"]
+                  "| target | " + " | ".join(f"c={c}: ok/s | x base | p50 ms | p99 ms | bad" for c in counts)
+                  + " | spread |",
+                  "| --- |" + " ---: | ---: | ---: | ---: | ---: |" * len(counts) + " ---: |"]
         for name in names:
-            cells = []
-            spreads, bad = [], 0
-            for c in clients:
+            cells, spreads = [], []
+            for c in counts:
                 figures = results[title][name][c]
                 rps, base = median(figures, "rps"), median(results[title][baseline][c], "rps")
                 p50, p99 = median(figures, "p50"), median(figures, "p99")
-                cells.append(f"{rps:.1f} | {rps / base:.2f} | " + (f"{p50:.1f} | {p99:.1f}" if p50 else "- | -"))
-                if c == max(clients):  # with fewer connections than workers, some must idle
+                bad = sum(f["non2xx"] + f["errors"] for f in figures)
+                cells.append(f"{rps:.1f} | {rps / base:.2f} | " + (f"{p50:.1f} | {p99:.1f}" if p50 else "- | -")
+                             + f" | {bad}")
+                if c == max(counts):  # with fewer connections than workers, some must idle
                     spreads += [f["spread"] for f in figures if "spread" in f]
-                bad += sum(f["non2xx"] + f["errors"] for f in figures)
             spread = f"{statistics.median(spreads):.2f}" if spreads else "-"
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {spread} | {bad} |")
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {spread} |")
         lines.append("")
     (ROOT / "benchmarks/REPORT.md").write_text("\n".join(lines) + "\n")
     (ROOT / "benchmarks/report.json").write_text(json.dumps(

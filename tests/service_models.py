@@ -324,3 +324,21 @@ class BrokenToLoad:
 
     def __init__(self) -> None:
         raise FileNotFoundError("weights.bin")
+
+
+class ManyMasks:
+    """`count` (param, 2000 by default) copies of one ragged 600x600 blob, each tens of milliseconds to trace:
+    as a polygon class (`kind: outline`, traced by the core after predict) or a mask class (`kind: area`,
+    traced by V7's writer). Returning them is quick; converting them all takes minutes."""
+
+    spec = ModelSpec(classes=[ClassSpec(name="outline", kind="polygon"), ClassSpec(name="area", kind="mask")])
+
+    def __init__(self) -> None:
+        rows, cols = np.mgrid[:600, :600]
+        noise = np.random.default_rng(1).normal(0, 2, (600, 600))
+        self.blob = np.hypot(rows - 300, cols - 300) < 250 + noise
+
+    def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        label = "area" if context.params.get("kind") == "area" else "outline"
+        blob = self.blob[:image.shape[0], :image.shape[1]]
+        return [Prediction(label, Mask(blob), 0.9) for _ in range(int(context.params.get("count", 2000)))]

@@ -217,17 +217,22 @@ def outlines(draw) -> Polygon:
 
 @settings(max_examples=150, deadline=None)
 @given(outlines())
-def test_a_pixel_is_in_when_its_centre_is_strictly_inside_even_odd(polygon):
+def test_a_pixel_is_in_when_its_centre_is_inside_even_odd_and_edges_by_the_top_left_rule(polygon):
+    """A centre on an edge counts as the point a hair right of and below it: in on top and left edges."""
     height, width = 40, 50
     rows, cols = np.mgrid[:height, :width]
     inside = np.zeros((height, width), bool)
     for ring in (ring for part in polygon.parts for ring in part):  # even-odd over all rings
-        inside ^= shapely.contains_xy(shapely.Polygon(ring), cols + 0.5, rows + 0.5)
-    on_edge = shapely.intersects_xy(shapely.MultiLineString([np.r_[r, r[:1]] for p in polygon.parts for r in p]),
-                                    cols + 0.5, rows + 0.5)
-    got = polygon_to_mask(polygon, height, width)
-    np.testing.assert_array_equal(got[~on_edge], inside[~on_edge])
-    assert not got[on_edge & ~inside].any()  # a centre on an edge is not inside
+        inside ^= shapely.contains_xy(shapely.Polygon(ring), cols + 0.5 + 1e-7, rows + 0.5 + 1e-10)
+    np.testing.assert_array_equal(polygon_to_mask(polygon, height, width), inside)
+
+
+def test_a_unit_box_covers_one_pixel_and_boxes_sharing_an_edge_share_no_pixel():
+    for x, y in [(0.5, 0.5), (0.0, 0.0), (3.25, 2.5), (2.5, 3.0)]:
+        box = Polygon(((np.array([[x, y], [x + 1, y], [x + 1, y + 1], [x, y + 1]]),),))
+        right = Polygon(((np.array([[x + 1, y], [x + 2, y], [x + 2, y + 1], [x + 1, y + 1]]),),))
+        one, two = polygon_to_mask(box, 8, 8), polygon_to_mask(right, 8, 8)
+        assert one.sum() == 1 and two.sum() == 1 and not (one & two).any(), (x, y)
 
 
 # --- RLE ---------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from bridge.commands.main import main  # noqa: E402
 from bridge.core.manifest import Manifest, load_manifest  # noqa: E402
 from bridge.serving.app import create_app  # noqa: E402
 from bridge.serving.ray_serve import app_builder, build_app, model_options  # noqa: E402
+from bridge.serving.ray_settings import RayScaling  # noqa: E402
 from tests.conftest import ROOT, b64, encode_image, free_port  # noqa: E402
 
 DEFAULT = ROOT / "manifests" / "default.yaml"
@@ -150,10 +151,11 @@ def test_the_playground_is_served_on_a_loopback_host_as_by_bridge_serve(bridge_o
 
 
 def test_the_manifest_sets_the_model_replicas(bridge_on_ray: str) -> None:
-    assert load_manifest(DEFAULT).ray.replicas == 2
+    """Without cross-request batching, one deployment: each ingress replica holds the model (no hop)."""
+    assert RayScaling.of(load_manifest(DEFAULT)).replicas == 2
     deployments = serve.status().applications["face-detector"].deployments
-    assert deployments["Model"].replica_states == {"RUNNING": 2}
-    assert deployments["Ingress"].replica_states == {"RUNNING": 1}
+    assert set(deployments) == {"Ingress"}
+    assert deployments["Ingress"].replica_states == {"RUNNING": 2}
 
 
 # --- batching and model errors, on a second application of the same Serve instance --------------------------

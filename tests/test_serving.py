@@ -167,6 +167,54 @@ def test_a_killed_worker_is_replaced_and_requests_keep_being_answered(serve):
     assert "exited with code -9; starting another" in served.log()
 
 
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_after_a_worker_is_killed_keep_alive_clients_spread_over_its_replacement(serve):
+    """24 keep-alive clients, one worker killed: once the replacement listens, none is refused and the
+    replacement does its share of the work (the survivor closes connections past its share after their
+    answer, and they come back spread by the kernel)."""
+    served = serve("--workers", "2", model={"factory": "tests.service_models:Finder"})
+    workers = wait_until(lambda: len(served.workers()) == 2 and served.workers(), 30, "two workers")
+    wait_until(lambda: served.log().count("serving serving-test") == 2, 60, "both models loaded")
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                try:
+                    statuses.append(http.post(f"{served.base}/v7/infer", json={"image": {"base64": IMAGE}})
+                                    .status_code)
+                except httpx.TransportError:
+                    statuses.append(0)  # the killed worker's connections
+
+    clients = [threading.Thread(target=client) for _ in range(24)]
+    for thread in clients:
+        thread.start()
+    try:
+        time.sleep(1)
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        (survivor,) = workers - {victim}
+        (new,) = wait_until(lambda: (w := served.workers() - {survivor}) and victim not in w and w, 30,
+                            "a new worker")
+        wait_until(lambda: served.log().count("serving serving-test") == 3, 60, "its model loaded")
+        time.sleep(0.5)  # it listens within a tick of loading
+        before, ticks = len(statuses), (cpu_ticks(survivor), cpu_ticks(new))
+        time.sleep(5)
+        after = statuses[before:]
+        used = (cpu_ticks(survivor) - ticks[0], cpu_ticks(new) - ticks[1])
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(60)
+    assert len(after) > 24 and after.count(503) == 0 and set(after) == {200}, sorted(set(after))
+    assert used[1] >= 0.25 * used[0], used  # capacity came back: the replacement works too
+
+
 def test_a_model_call_stuck_past_the_hard_limit_gets_its_worker_replaced(serve):
     served = serve("--workers", "1", model={"factory": "tests.service_models:Gate", "params": {"limit": 120}},
                    limits={"deadline": 1, "hard_limit": 3, "concurrency": 1, "shutdown_grace": 1},
@@ -234,18 +282,79 @@ def test_sigterm_ends_a_worker_whose_model_hangs(serve):
     assert served.process.wait(20) in ENDED
 
 
-def test_connections_beyond_max_connections_are_closed_at_once(serve):
+def test_past_max_connections_a_new_connection_closes_the_one_waiting_longest(serve):
     served = serve(model={"factory": "tests.service_models:Finder"},
                    limits={"max_connections": 2, "read_timeout": 300})
     held = [half_sent_request(served.port) for _ in range(2)]
     try:
-        with socket.create_connection(("127.0.0.1", served.port), timeout=30) as extra:
-            try:
-                assert extra.recv(65536) == b""  # closed by the server, long before the read timeout
-            except ConnectionResetError:
-                pass
+        assert infer(served.base).status_code == 200  # room was made for it
+        assert held[0].recv(65536) == b""  # the one that had waited longest was closed
     finally:
         for sock in held:
             sock.close()
-    wait_until(lambda: infer(served.base).status_code == 200, 10, "served again")
-    assert "limits.max_connections" in served.log()
+    assert "to make room for a new connection" in served.log()
+
+
+def test_when_every_connection_is_busy_a_new_one_is_closed_at_once(serve):
+    served = serve(model={"factory": "tests.service_models:Gate", "params": {"limit": 8}},
+                   limits={"max_connections": 2, "concurrency": 2},
+                   params={"type": "object", "additionalProperties": True})
+    busy = [threading.Thread(target=infer, args=(served.base,)) for _ in range(2)]
+    for thread in busy:
+        thread.start()
+    try:
+        time.sleep(1)  # both requests are with the model (it holds them for 20 s)
+        with socket.create_connection(("127.0.0.1", served.port), timeout=30) as extra:
+            try:
+                assert extra.recv(65536) == b""  # closed by the server, long before the model lets go
+            except ConnectionResetError:
+                pass
+    finally:
+        for thread in busy:
+            thread.join(30)
+    assert "each busy with a request (limits.max_connections)" in served.log()
+    assert infer(served.base, wait=False).status_code == 200
+
+
+def test_600_drip_clients_are_cut_and_a_normal_client_keeps_being_answered(serve):
+    """600 connections each sending a header line every 0.5 s (under the 2 s read_timeout between bytes, which
+    alone never cut them) against one process with the default 512 connections: every one is cut, and a
+    normal client is answered all along, `/healthz` too."""
+    served = serve(model={"factory": "tests.service_models:Finder"}, limits={"read_timeout": 2})
+    drips: list[socket.socket] = []
+    for _ in range(600):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", served.port))
+        drips.append(sock)
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def normal_client() -> None:
+        while not stop.is_set():
+            statuses.append(infer(served.base, timeout=20).status_code)
+            statuses.append(httpx.get(f"{served.base}/healthz", timeout=20).status_code)
+
+    client = threading.Thread(target=normal_client)
+    client.start()
+    cut = set()
+    try:
+        for tick in range(16):  # 8 s: four times the read timeout
+            for index, sock in enumerate(drips):
+                if index in cut:
+                    continue
+                try:
+                    sock.send(b"POST /v7/infer HTTP/1.1\r\n" if tick == 0 else b"X-Drip: %d\r\n" % tick)
+                except BlockingIOError:
+                    pass  # still connecting, or a full buffer: the next tick tries again
+                except OSError:
+                    cut.add(index)
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        client.join(60)
+        for sock in drips:
+            sock.close()
+    assert len(cut) == 600
+    assert len(statuses) >= 4 and set(statuses) == {200}
+    assert "did not send its request in time" in served.log()

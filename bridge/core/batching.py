@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bridge.core.admission import current_deadline, until
 from bridge.core.metrics import observe_batch
 from bridge.core.model import Context
 from bridge.core.outputs import Finish
@@ -28,14 +29,14 @@ class Batcher:
         self._predict = predict
         self.size = size
         self.wait = wait
-        self._pending: list[tuple[Any, Context, Finish, asyncio.Future]] = []
+        self._pending: list[tuple[Any, Context, Finish, float | None, asyncio.Future]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task] = set()
 
     async def predict(self, item: Any, context: Context, how: Finish = Finish()) -> list[Prediction]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._pending.append((item, context, how, future))
+        self._pending.append((item, context, how, current_deadline(), future))
         if len(self._pending) >= self.size:
             self._flush()
         elif self._timer is None:
@@ -53,11 +54,12 @@ class Batcher:
             self._running.add(task)  # keep a reference until it is done
             task.add_done_callback(self._running.discard)
 
-    async def _run(self, batch: list[tuple[Any, Context, Finish, asyncio.Future]]) -> None:
-        items, contexts, finishes, futures = zip(*batch)
+    async def _run(self, batch: list[tuple[Any, Context, Finish, float | None, asyncio.Future]]) -> None:
+        items, contexts, finishes, deadlines, futures = zip(*batch)
         observe_batch("requests", len(items))
         try:
-            results = await self._predict(list(items), list(contexts), list(finishes))
+            with until(None if None in deadlines else max(deadlines)):  # the batch works for its last job
+                results = await self._predict(list(items), list(contexts), list(finishes))
         except Exception as error:
             for future in futures:
                 if not future.done():  # done: its request gave up

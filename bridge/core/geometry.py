@@ -1,7 +1,9 @@
 """Geometry conversions shared by every adapter: masks, polygons, RLE, boxes, crops.
 
 Conventions are those of `bridge.core.predictions`: pixel (i, j) covers [j, j+1] x [i, i+1], and a pixel belongs
-to a polygon when its centre lies strictly inside it. With that rule `polygon_to_mask(mask_to_polygon(m))`
+to a polygon when its centre lies inside it; a centre exactly on an edge is in on the shape's top and left
+edges and out on its bottom and right ones (the top-left rule of GPU rasterisers), so a 1x1 box covers one
+pixel wherever it sits and two shapes sharing an edge never both take a pixel. With that rule `polygon_to_mask(mask_to_polygon(m))`
 gives back `m` exactly when no simplification is asked for.
 
 Every conversion of a mask stays near its OpenCV or pycocotools equivalent on any mask (noise, thousands of
@@ -552,8 +554,8 @@ def _simplify(outline: _Outline, tolerance: float, min_area: float) -> _Outline:
 
 
 def polygon_to_mask(polygon: Polygon, height: int, width: int) -> np.ndarray:
-    """Rasterise: a pixel is in when its centre is strictly inside (even-odd over all rings, so holes stay
-    open).
+    """Rasterise: a pixel is in when its centre is inside (even-odd over all rings, so holes stay open; a
+    centre on an edge by the top-left rule).
 
     Every edge's crossings with the rows' centre lines, found for all edges at once, pair up along each row
     into runs of pixels, which `np.repeat` writes (at memset speed) a band of rows at a time: work follows
@@ -568,7 +570,8 @@ def polygon_to_mask(polygon: Polygon, height: int, width: int) -> np.ndarray:
     following[np.cumsum(sizes) - 1] = np.cumsum(sizes) - sizes
     x0, y0 = xy[:, 0], xy[:, 1]
     x1, y1 = x0.take(following), y0.take(following)
-    # rows whose centre line y = row + 0.5 an edge crosses, counting its lower end and not its upper one
+    # rows whose centre line y = row + 0.5 an edge crosses, counting its top end and not its bottom one; along
+    # a row, pixels whose centre x + 0.5 is in [left crossing, right crossing): the top-left rule
     first = np.clip(np.ceil(np.minimum(y0, y1) - 0.5), 0, height).astype(np.intp)
     rows = np.clip(np.ceil(np.maximum(y0, y1) - 0.5), 0, height).astype(np.intp) - first
     edge = np.flatnonzero(rows > 0)
@@ -578,7 +581,7 @@ def polygon_to_mask(polygon: Polygon, height: int, width: int) -> np.ndarray:
     x = np.repeat(x0.take(edge) - y0.take(edge) * slope, rows) + (row + 0.5) * np.repeat(slope, rows)
     by_row = np.argsort(row * (width + 3.0) + np.clip(x, -1, width + 1), kind="stable")
     row, x = row.take(by_row[0::2]), x.take(by_row)  # crossings pair up along each row: even-odd
-    start = np.clip(np.floor(x[0::2] + 0.5), 0, width).astype(np.intp) + row * width
+    start = np.clip(np.ceil(x[0::2] - 0.5), 0, width).astype(np.intp) + row * width
     end = np.clip(np.ceil(x[1::2] - 0.5), 0, width).astype(np.intp) + row * width
     runs = np.flatnonzero(end > start)
     return _fill(start.take(runs), end.take(runs), height, width)

@@ -119,11 +119,23 @@ class Limits(Strict):
     max_decodes: int = Field(
         MediaLimits.max_decodes, gt=0, description="Images, frames and downloads decoded at once (threads): "
                                                     "bounds the memory of decoding.")
-    max_queue: int = Field(16, ge=0, description="Requests that may wait for the model beyond `concurrency` "
-                                                 "(per process); further ones answer 503 with Retry-After.")
-    read_timeout: float = Field(10.0, gt=0, description="Seconds a request may go without sending a byte before "
-                                                        "its connection is cut.")
-    max_connections: int = Field(512, gt=0, description="Open connections per process; further ones are closed.")
+    inline_below: float = Field(0.005, ge=0, description="Seconds under which a model's recent calls on small "
+                                                         "items (128x128 pixels) make the next run on the event "
+                                                         "loop rather than a thread (0: never).")
+    max_queue: int = Field(256, ge=0, description="Hard cap on requests waiting for the model beyond "
+                                                  "`concurrency` (per process); below it a request is refused "
+                                                  "(503 with Retry-After) only when its expected wait would "
+                                                  "miss `deadline`.")
+    max_held_bytes: int = Field(2**30, gt=0, description="Bytes of request bodies and decoded images the "
+                                                         "requests of a process may hold; further requests "
+                                                         "answer 503 with Retry-After.")
+    read_timeout: float = Field(10.0, gt=0, description="Seconds a request's headers may take to arrive, and "
+                                                        "that it may go without sending a byte of its body, "
+                                                        "before its connection is cut.")
+    min_upload_rate: int = Field(65536, gt=0, description="Bytes per second a request's body must average (after "
+                                                          "`read_timeout`s of grace) before its connection is cut.")
+    max_connections: int = Field(512, gt=0, description="Open connections per process; past it the connection "
+                                                        "that has waited longest for its client is closed.")
     hard_limit: float = Field(60.0, gt=0, description="Seconds after which a model call counts as stuck for good: "
                                                       "`bridge serve --workers` replaces its worker process.")
     shutdown_grace: float = Field(10.0, gt=0, description="Seconds in-flight requests get to finish at shutdown.")

@@ -72,6 +72,12 @@ MODEL_LOAD_SECONDS = Gauge("bridge_model_load_seconds", "Time the model took to 
                            ["model", "version"], multiprocess_mode="max")
 
 
+@functools.cache
+def child(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, looked up once: the labels of a request's metrics come from a few values."""
+    return metric.labels(*values)
+
+
 # --- per-request record and stage timing ----------------------------------------------------------------------
 
 
@@ -121,7 +127,7 @@ def stage(name: str) -> Iterator[None]:
         if record is not None:
             record.add_stage(name, elapsed)
         else:
-            STAGE_SECONDS.labels(NO_PLATFORM, name).observe(elapsed)
+            child(STAGE_SECONDS, NO_PLATFORM, name).observe(elapsed)
 
 
 def timed(name: str) -> Callable[[Callable], Callable]:
@@ -175,7 +181,7 @@ def job_in_flight(platform: str) -> Iterator[None]:
 def observe_predictions(platform: str, predictions: Sequence[Any]) -> None:
     """The predictions a job kept, by platform and class (and on the request's record)."""
     for prediction in predictions:
-        PREDICTIONS.labels(platform, prediction.label).inc()
+        child(PREDICTIONS, platform, prediction.label).inc()
     record = _record.get()
     if record is not None:
         record.predictions += len(predictions)

@@ -21,6 +21,9 @@ A model that breaks the first two rules, or returns an outline of more than `lim
 polygon's rings, or a mask traced for a polygon class: the trace stops there), gets `ModelFailed` naming the
 class and what is wrong: that is a bug the model's author must see, not something to paper over per platform
 or to spend the deadline on.
+
+Between predictions it checks the job's deadline (`bridge.core.admission.check_deadline`): a job answered 504
+does not go on tracing its masks on a model thread.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from bridge.core import geometry
+from bridge.core.admission import check_deadline
 from bridge.core.errors import ModelFailed
 from bridge.core.model import SHAPES_OF_KIND, ClassSpec, ModelSpec
 from bridge.core.predictions import (
@@ -75,6 +79,7 @@ def finish(found: Iterable[Any], spec: ModelSpec, how: Finish) -> list[Predictio
     """The model's predictions for one item, checked, clamped, placed and thresholded."""
     kept = []
     for prediction in found:
+        check_deadline()  # a job given up at its deadline stops here, not after its last mask
         cls = check(prediction, spec, how)
         confidence = _unit(prediction.confidence, cls)
         if confidence < how.min_confidence.get(cls.name, 0.0):

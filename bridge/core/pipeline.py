@@ -3,16 +3,18 @@
 Every caller goes through `answer` (or `answers`, for several forms of one result): the platforms' routes,
 Ango's plugin runs (interactive and batch), the playground, and `bridge prelabel` with its exporters. So in
 one place: the job's parameters resolved once, the job admitted and run under the deadline, the writing done
-under the same deadline and off the event loop, and what each form loses of the result logged once per class
+under the same deadline (off the event loop unless the answer is small), its work stopped between writers
+and predictions once the deadline has passed, and what each form loses of the result logged once per class
 (`bridge.core.conversions.losses`: the wording `bridge check` uses).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
+from bridge.core.admission import check_deadline
 from bridge.core.conversions import Table, carried, losses
 from bridge.core.outputs import warn_once
 from bridge.core.service import Job, Result, Service
@@ -36,7 +38,8 @@ async def answer(service: Service, job: Job, writer: Writer) -> Any:
 
 
 async def answers(service: Service, job: Job, writers: Sequence[Writer]) -> list[Any]:
-    """Run `job` once and write each writer's form of its result, in order."""
+    """Run `job` once and write each writer's form of its result, in order. A job past its deadline stops
+    between writers, and between the predictions a writer converts one by one."""
 
     def write(result: Result) -> list[Any]:
         rows = carried(service.spec, result.predictions)
@@ -45,6 +48,21 @@ async def answers(service: Service, job: Job, writers: Sequence[Writer]) -> list
             if writer.table is not None:
                 for line in losses(writer.table, service.spec, rows, tolerance):
                     warn_once(writer.platform, "", line)
-        return [writer.write(result) for writer in writers]
+        paced = replace(result, predictions=Paced(result.predictions))
+        written = []
+        for writer in writers:
+            check_deadline()
+            written.append(writer.write(paced))
+        return written
 
     return await service.run(job, then=write)
+
+
+class Paced(list):
+    """A result's predictions that check the job's deadline before handing out each one: a writer converting
+    them in a loop (a mask traced, an area rasterised) stops once its job has been answered 504."""
+
+    def __iter__(self) -> Iterator[Any]:
+        for prediction in super().__iter__():
+            check_deadline()
+            yield prediction

@@ -7,7 +7,13 @@ call as the model, never on the event loop. Predictions run on a thread pool of 
 the event loop keeps serving while the model works, and a job past its deadline answers 504 at once (the
 model's thread cannot be interrupted; its result is thrown away, and queued jobs past their deadline never
 start). An `async` model runs on the loop instead, `limits.concurrency` at once, and is cancelled at its
-deadline. What the caller does with the result (`then`, the platform's answer) runs under the same deadline.
+deadline. What the caller does with the result (`then`, the platform's answer) runs under the same deadline,
+and the work a given-up job leaves on threads stops at its next `check_deadline` (`bridge.core.admission`).
+
+A request pays no thread hop it does not need: an image small enough to decode in well under a millisecond is
+decoded on the event loop, an answer without areas to trace or rasterise is written there, and a model whose
+recent calls on small items took under `limits.inline_below` runs there too for small items, when no other call
+of it is running (a hop costs two thread wake-ups, milliseconds on a busy machine: more than such a call).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from bridge.core import geometry
-from bridge.core.admission import Admission
+from bridge.core.admission import Admission, deadline
 from bridge.core.batching import Batcher
 from bridge.core.errors import (
     BridgeError,
@@ -60,10 +66,18 @@ from bridge.core.model import (
 )
 from bridge.core.outputs import Finish, finish
 from bridge.core.params import Params
-from bridge.core.predictions import Prediction
+from bridge.core.predictions import Ellipse, Mask, Polygon, Prediction, RotatedBox
 
 log = logging.getLogger("bridge")
 T = TypeVar("T")
+
+SMALL_IMAGE_PIXELS = 128 * 128
+"""Images up to this size decode on the event loop (a few hundred microseconds at most): a thread hop costs
+more than that."""
+SMALL_ANSWER = 64
+"""Answers of up to this many predictions, none of them an area (mask, polygon, rotated box, ellipse), are
+written on the event loop."""
+AREAS = (Mask, Polygon, RotatedBox, Ellipse)
 
 
 @dataclass(frozen=True)
@@ -122,10 +136,13 @@ class Service:
         self.model = model
         self.limits = manifest.limits
         self.media = MediaLoader(manifest.limits.media())
+        self._small = replace(self.media.limits, max_image_pixels=min(SMALL_IMAGE_PIXELS,
+                                                                      self.media.limits.max_image_pixels))
         self._workers = ThreadPoolExecutor(manifest.limits.concurrency, thread_name_prefix="model")
         self._async = is_async(model)
         self._slots = asyncio.Semaphore(manifest.limits.concurrency)
-        self.admission = Admission(manifest.limits.concurrency, manifest.limits.max_queue, manifest.limits.deadline)
+        self.admission = Admission(manifest.limits.concurrency, manifest.limits.max_queue, manifest.limits.deadline,
+                                   manifest.limits.max_held_bytes)
         self.params = Params(manifest.params)
         self._thresholds: dict[str, dict[str, float]] = {}
         for platform in ("", *manifest.platforms):  # a threshold naming no class fails at start-up
@@ -145,9 +162,10 @@ class Service:
         self._workers.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, job: Job, then: Callable[[Result], T] | None = None) -> Result | T:
-        """Run a job under the manifest's deadline, then `then(result)` (off the event loop: an answer's
-        conversions) under the same deadline; every failure is a `BridgeError` with a clear message."""
-        with job_in_flight(job.platform), self.admission.job():
+        """Run a job under the manifest's deadline, then `then(result)` (an answer's conversions: on a thread
+        unless the answer is small) under the same deadline; every failure is a `BridgeError` with a clear
+        message."""
+        with job_in_flight(job.platform), self.admission.job(), deadline(self.limits.deadline):
             try:
                 async with asyncio.timeout(self.limits.deadline):
                     result = await self._run(job, self.params.resolve(job.params))
@@ -155,6 +173,8 @@ class Service:
                     if then is None:
                         return result
                     with stage("convert"):
+                        if _small(result.predictions):
+                            return then(result)
                         return await asyncio.to_thread(then, result)
             except TimeoutError:
                 raise DeadlineExceeded(
@@ -213,12 +233,22 @@ class Service:
             yield list(zip(range(start, start + len(part)), images))
 
     async def load_image(self, source: Source, what: str = "image") -> np.ndarray:
+        """The image, decoded on one of the loader's decode threads (on the loop when it is small); the job
+        holds its pixels until it ends (`limits.max_held_bytes`)."""
         if source.array is not None:
-            return await self.media.decode(from_array, source.array, self.media.limits, what)
-        if source.url:
-            return await self.media.image(source.url, f"{what}.url", source.headers)
-        data = source.data if source.data is not None else self._base64(source, what)
-        return await self.media.decode(decode_image, data, self.media.limits, what)
+            image = await self.media.decode(from_array, source.array, self.media.limits, what)
+        elif source.url:
+            image = await self.media.image(source.url, f"{what}.url", source.headers)
+        else:
+            data = source.data if source.data is not None else self._base64(source, what)
+            try:  # on the loop, as long as the header says it is small (a large one stops there)
+                image = decode_image(data, self._small, what)
+            except TooLarge:
+                if self._small.max_image_pixels == self.media.limits.max_image_pixels:
+                    raise
+                image = await self.media.decode(decode_image, data, self.media.limits, what)
+        self.admission.hold(image.nbytes)
+        return image
 
     async def load_text(self, source: Source, what: str = "text") -> str:
         """A text given by URL or as bytes, read as UTF-8."""
@@ -282,13 +312,19 @@ class Service:
     async def _call_model(self, items: list[Any], contexts: list[Context],
                           finishes: list[Finish]) -> list[list[Prediction]]:
         with queued() as ticket:
+            small = len(items) == 1 and _small_item(items[0])
+            if small and not self._async and self.admission.inline(self.limits.inline_below):
+                ticket.start()
+                return self.admission.run_inline(self._predict_sync, items, contexts, finishes)
             if self._async:
                 async with self._slots:
                     ticket.start()
+                    start = asyncio.get_running_loop().time()
                     results = await _guarded_async(predict_batch_async(self.model, items, contexts))
+                    self.admission.observe((asyncio.get_running_loop().time() - start) / len(items))
                 return await asyncio.to_thread(self._finish, results, finishes)
             return await self.admission.call(self._workers, ticket.wrap(self._predict_sync), items, contexts,
-                                             finishes)
+                                             finishes, items=len(items), small=small)
 
     @timed("predict")
     async def _predict(self, items: list[Any], contexts: list[Context],
@@ -296,6 +332,18 @@ class Service:
         if self._batcher is not None and len(items) == 1:
             return [await self._batcher.predict(items[0], contexts[0], finishes[0])]
         return await self._call_model(items, contexts, finishes)
+
+
+def _small_item(item: Any) -> bool:
+    """A small image (at most `SMALL_IMAGE_PIXELS`) or a short text."""
+    if isinstance(item, str):
+        return len(item) <= SMALL_IMAGE_PIXELS // 4
+    return isinstance(item, np.ndarray) and item.shape[0] * item.shape[1] <= SMALL_IMAGE_PIXELS
+
+
+def _small(predictions: list[Prediction]) -> bool:
+    """An answer cheap enough to write on the event loop: a few predictions, no area among them."""
+    return len(predictions) <= SMALL_ANSWER and not any(isinstance(p.shape, AREAS) for p in predictions)
 
 
 def checked(prompts: Prompts, size: tuple[int, int]) -> Prompts:

@@ -26,7 +26,7 @@ from bridge.platforms.startup import start_service
 from bridge.serving.fallback import answer_unknown_routes, serve_docs
 from bridge.serving.observability import RequestLog, metrics
 from bridge.serving.responses import JSONResponse
-from bridge.serving.routes import build_router
+from bridge.serving.routes import Direct, build_router
 
 log = logging.getLogger("bridge")
 
@@ -91,6 +91,8 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, p
             return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
 
+    routes: list[Any] = []  # the adapters' routes, filled below; inside RequestLog (its line and metrics count them)
+    app.add_middleware(Direct, routes=routes)
     app.add_middleware(RequestLog, platforms=platforms)
     app.add_api_route("/metrics", metrics, methods=["GET"], tags=["health"], response_class=Response,
                       summary="Prometheus metrics")
@@ -99,6 +101,7 @@ def create_app(manifest: Manifest, adapters: dict[str, Adapter] | None = None, p
         router = build_router(adapter, section)
         if router is not None:
             app.include_router(router)
+            routes += router.routes
     answer_unknown_routes(app, platforms, playground)
     serve_docs(app)
     if playground:

@@ -32,6 +32,7 @@ from bridge.core.metrics import (
     STAGE_SECONDS,
     STAGES,
     Record,
+    child,
     recording,
     stage,
 )
@@ -120,10 +121,10 @@ class RequestLog:
     def finish(self, scope: Scope, record: Record, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", None) or "unmatched"
         platform = record.platform or self.platforms.owner(scope["path"]) or NO_PLATFORM
-        REQUESTS.labels(platform, route, str(status)).inc()
-        REQUEST_SECONDS.labels(platform, route).observe(seconds)
+        child(REQUESTS, platform, route, str(status)).inc()
+        child(REQUEST_SECONDS, platform, route).observe(seconds)
         for name, spent in record.stages.items():
-            STAGE_SECONDS.labels(platform, name).observe(spent)
+            child(STAGE_SECONDS, platform, name).observe(spent)
         stages = {name: round(spent * 1000, 2) for name, spent in sorted(record.stages.items(),
                                                                         key=lambda s: _stage_order(s[0]))}
         fields = {"method": scope.get("method", ""), "route": route, "path": scope["path"], "status": status,

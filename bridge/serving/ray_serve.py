@@ -1,6 +1,9 @@
 """`bridge serve --ray`: the same app on Ray Serve, past one machine.
 
-One Serve application of two deployments:
+One Serve application. When nothing asks for a second deployment (no cross-request batching, `limits.batch_wait`
+0; no GPU; no `ingress_replicas`), it is one deployment, `Ingress`, whose replicas (the manifest's `ray`
+section: fixed or autoscaled, and what each reserves) each run `bridge serve`'s app with its own model: a
+request never leaves the replica that reads it, as under `bridge serve --workers`. Otherwise, two deployments:
 
 - `Model`: the manifest's `ray` section sets its replicas (fixed, or autoscaled) and what each reserves. Each
   replica loads the model once and runs nothing but its prediction, batched across requests (and across
@@ -92,14 +95,25 @@ class ModelDeployment:
 class Ingress:
     """`bridge serve`'s app, its model the `Model` deployment."""
 
-    def __init__(self, manifest: Manifest, model: DeploymentHandle, playground: bool) -> None:
+    def __init__(self, manifest: Manifest, model: DeploymentHandle | None, playground: bool) -> None:
         self.manifest = manifest
         self.model = model
         self.playground = playground
 
     async def __serve_build_asgi_app__(self) -> Any:
+        if self.model is None:  # one deployment: the model in this replica
+            return create_app(self.manifest, playground=self.playground)
         remote = RemoteModel(self.model, await self.model.spec.remote())
         return create_app(ingress_manifest(self.manifest), playground=self.playground, load_model=lambda: remote)
+
+
+def one_deployment(manifest: Manifest) -> bool:
+    """Whether the ingress holds the model itself (no hop to a model replica per request): unless requests are
+    batched across replicas (`limits.batch_wait`), the model wants GPUs the ingress need not hold, or the
+    manifest sets the ingress's replicas apart from the model's."""
+    scaling = RayScaling.of(manifest)
+    return (manifest.limits.batch_wait == 0 and scaling.num_gpus == 0
+            and "ingress_replicas" not in scaling.model_fields_set)
 
 
 def ingress_manifest(manifest: Manifest) -> Manifest:
@@ -134,8 +148,12 @@ def model_options(manifest: Manifest) -> dict[str, Any]:
 
 
 def build_app(manifest: Manifest, playground: bool = False) -> serve.Application:
-    """The Serve application: `Ingress` (with the playground at `/` if asked: it answers without credentials)
-    in front of `Model`."""
+    """The Serve application: `Ingress` (with the playground at `/` if asked: it answers without credentials),
+    holding the model (`one_deployment`) or in front of `Model`."""
+    if one_deployment(manifest):  # the bridge's own admission queues, by the deadline: let Ray hand it requests
+        limits = manifest.limits
+        options = {**model_options(manifest), "max_ongoing_requests": limits.concurrency + limits.max_queue}
+        return Ingress.options(**options).bind(manifest, None, playground)
     model = ModelDeployment.options(**model_options(manifest)).bind(manifest)
     scaling = RayScaling.of(manifest)
     ingress = Ingress.options(num_replicas=scaling.ingress_replicas,

@@ -1,17 +1,21 @@
 """The platforms' HTTP routes: built from what each adapter declares, every failure in the platform's form.
 
 One route class for every adapter: credentials are checked before any of the body is read (a caller without
-them learns nothing about the request form), the body is capped at `limits.max_request_bytes` before FastAPI
-parses it, a body is read as JSON whatever its declared `Content-Type` (`curl -d` says form-urlencoded, some
-clients say nothing or text/plain) while a multipart upload is refused with 415 saying what to send, and
-every failure is answered in the platform's error form (`Adapter.error_body`) with the
-status of a `BridgeError`: malformed JSON 400, a body that does not fit the route's request model 422,
-anything unexpected 500 with the traceback in the log only. The server keeps serving either way.
+them learns nothing about the request form), then a job route admits its job (`bridge.core.admission`: a
+refusal costs no parsing), the body is capped at `limits.max_request_bytes`, read as JSON whatever its
+declared `Content-Type` (`curl -d` says form-urlencoded, some clients say nothing or text/plain) while a
+multipart upload is refused with 415 saying what to send, and parsed and validated against the route's
+request model in one pass (pydantic's JSON parser: no dict in between, no FastAPI dependency solving; FastAPI
+keeps only the OpenAPI declaration). Every failure is answered in the platform's error form
+(`Adapter.error_body`) with the status of a `BridgeError`: malformed JSON 400, a body that does not fit the
+route's request model 422, anything unexpected 500 with the traceback in the log only. The server keeps
+serving either way.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -19,13 +23,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import (
     HTTPException,  # FastAPI raises Starlette's own for unreadable bodies
 )
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge.core.errors import BadRequest, BridgeError, InvalidInput, NotReady
+from bridge.core.errors import BadRequest, BridgeError, InvalidInput, NotReady, Overloaded
 from bridge.core.media import read_capped
 from bridge.core.metrics import note_error
 from bridge.core.service import Service
@@ -45,9 +50,11 @@ def default_error_body(error: BridgeError) -> Any:
 
 
 def error_response(body: ErrorBody, error: BridgeError) -> Response:
-    """The answer to `error` in a platform's form; the message goes on the request's log line."""
+    """The answer to `error` in a platform's form; the message goes on the request's log line. A refusal for
+    want of room closes the connection: a keep-alive client reconnects, maybe to a less busy worker."""
     note_error(error.message)
-    return JSONResponse(body(error), status_code=error.status, headers=error.headers or None)
+    headers = {**error.headers, "Connection": "close"} if isinstance(error, Overloaded) else error.headers
+    return JSONResponse(body(error), status_code=error.status, headers=headers or None)
 
 
 def get_service(request: Request) -> Service:
@@ -60,16 +67,20 @@ def get_service(request: Request) -> Service:
 
 def bridge_route(body: ErrorBody = default_error_body,
                  authenticate: Callable[[Request], None] | None = None) -> type[APIRoute]:
-    """A route class that checks credentials, limits the body size and answers every failure with `body`."""
+    """A route class that checks credentials, admits a job before reading its body, limits the body size,
+    parses it once, and answers every failure with `body`."""
 
     class BridgeRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            handler = super().get_route_handler()
+            declared: Route | None = getattr(self.endpoint, "declared", None)
+            handler = super().get_route_handler() if declared is None else None
 
             async def route(request: Request) -> Response:
                 try:
                     if authenticate is not None:
                         authenticate(request)
+                    if handler is None:
+                        return await run(declared, request)
                     request = LimitedRequest(as_json(request.scope), request.receive)
                     await request.body()  # enforce the size limit before FastAPI parses anything
                     return await handler(request)
@@ -80,9 +91,67 @@ def bridge_route(body: ErrorBody = default_error_body,
                 except Exception as error:
                     return error_response(body, as_bridge_error(error, request))
 
+            self.direct = route if declared is not None else None
             return route
 
     return BridgeRoute
+
+
+class Direct:
+    """ASGI middleware: a request to an adapter's route goes straight to its route function (`bridge_route`),
+    past Starlette's exception middleware, router matching and endpoint wrapping, which it does not need
+    (the route function answers every failure itself); anything else goes through the app as usual."""
+
+    def __init__(self, app: ASGIApp, routes: list[Any]) -> None:
+        self.app = app
+        self.routes: dict[tuple[str, str], APIRoute] = {
+            (method, route.path): route for route in routes if getattr(route, "direct", None) is not None
+            and "{" not in route.path for method in route.methods}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.routes.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
+        if route is None:
+            return await self.app(scope, receive, send)
+        scope["route"] = route
+        response = await route.direct(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+
+async def run(declared: Route, request: Request) -> Response:
+    """An adapter's route: its job admitted (503 before the body is read), its body read within the limit and
+    validated against its request model in one pass, its answer as JSON."""
+    service = get_service(request)
+    if declared.request is None:
+        return json_answer(await declared.endpoint(service))
+    as_json(request.scope)  # a multipart upload: 415
+    size = request.headers.get("content-length")
+    with service.admission.job(int(size) if size and size.isdigit() else 0):
+        body = await LimitedRequest(request.scope, request.receive).body()
+        return json_answer(await declared.endpoint(parse(declared.request, body), service))
+
+
+def parse(model: type[BaseModel], body: bytes) -> BaseModel:
+    """The body as `model`, parsed and validated in one pass: 400 when it is not JSON, 422 naming each field
+    that does not fit (the same lines FastAPI's own parsing gave)."""
+    if not body:
+        raise InvalidInput("invalid request: body: Field required")
+    try:
+        try:
+            return model.model_validate_json(body)
+        except ValidationError as error:
+            if not any(problem["type"] == "json_invalid" for problem in error.errors()):
+                raise
+        # what pydantic's parser refuses and Python's takes (a lone surrogate, for the URL check to name), or
+        # refused by both, with Python's reason
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise BadRequest(f"request body is not valid JSON: {error}") from None
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise describe_validation(RequestValidationError(
+            [{**problem, "loc": ("body", *problem["loc"])} for problem in error.errors(include_url=False)]
+        )) from None
 
 
 def as_bridge_error(error: Exception, request: Request) -> BridgeError:
@@ -186,16 +255,17 @@ def build_router(adapter: Adapter, section: Any) -> APIRouter | None:
 
 
 def _endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
-    """A FastAPI endpoint taking the route's request model as its body and answering JSON."""
+    """A FastAPI endpoint taking the route's request model as its body and answering JSON: its signature is
+    what the OpenAPI schema declares; requests go through `run` (the route class finds the route in
+    `declared`)."""
 
     async def endpoint(request: Request, body: Any = None) -> Response:
-        service = get_service(request)
-        found = await (route.endpoint(body, service) if route.request is not None else route.endpoint(service))
-        return json_answer(found)
+        return await run(route, request)  # what `bridge_route` calls directly, without FastAPI's parsing
 
     parameters = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)]
     if route.request is not None:
         parameters.append(inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                             annotation=route.request))
     endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    endpoint.declared = route  # type: ignore[attr-defined]
     return endpoint

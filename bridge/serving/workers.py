@@ -7,12 +7,15 @@ has not ticked, or its oldest model call has run, for longer than `limits.hard_l
 its socket (answering 503) until its successor serves, then gets SIGTERM (its other requests have
 `limits.shutdown_grace` to finish), then SIGKILL. SIGTERM or SIGINT to the
 supervisor stops every worker the same way. A worker that dies before it ever served is a broken start-up
-(the log says why), and the supervisor then stops rather than restarting it for ever.
+(the log says why), and the supervisor then stops rather than restarting it for ever. The supervisor also
+tells each worker its share of the connections they hold between them (`WorkerStatus`), so that connections
+pinned to one worker (keep-alive clients after a restart, or an uneven hash) are spread again.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import signal
 import sys
@@ -88,7 +91,7 @@ class Supervisor:
         self.stop = True
 
     def _start(self, index: int) -> None:
-        status = WorkerStatus(self.context.Array("d", 2, lock=False))  # one per process: a retiring
+        status = WorkerStatus(self.context.Array("d", WorkerStatus.SIZE, lock=False))  # one per process: a retiring
         process = self.context.Process(                                  # worker keeps writing its own
             target=_worker_main, name=f"bridge-worker-{index}",
             args=(self.manifest_path, self.host, self.port, *self.worker_args, status))
@@ -129,7 +132,18 @@ class Supervisor:
                     worker.stopping_since = now
             elif now - worker.stopping_since > limits.shutdown_grace + 5:
                 worker.process.kill()
+        self._share()
         return 0
+
+    def _share(self) -> None:
+        """Each serving worker's share of their connections, so that one holding more closes some after their
+        answer (`BridgeHTTP`): keep-alive clients pinned to a survivor come back spread over its replacement
+        too. 0 (no share) while fewer than two serve."""
+        serving = [w for w in self.slots if w is not None and w.status.read()[0] and w.process.is_alive()]
+        total = sum(w.status.connections() for w in serving)
+        share = math.ceil(total / len(serving)) if len(serving) > 1 else 0
+        for worker in serving:
+            worker.status.set_share(share)
 
     def _retire(self, worker: Worker, index: int) -> None:
         """Start its successor now; SIGTERM the stuck worker once the successor serves (until then it keeps
