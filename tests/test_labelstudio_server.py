@@ -1,8 +1,10 @@
 """A real Label Studio 1.23.2 on loopback, driven over its REST API, with a recording ML backend.
 
-These tests pin down the ML backend protocol as Label Studio sends it (the bridge's adapter will answer it)
-and check that the regions of `adapters.labelstudio.regions` are stored as sent: the harness turns on Label
-Studio's own prediction validation, so a region that does not fit the label config is refused, not kept.
+These tests check that the regions of `adapters.labelstudio.regions` are stored as sent (the harness turns on
+Label Studio's own prediction validation, so a region that does not fit the label config is refused, not
+kept), and, marked `platform_facts`, pin down the ML backend protocol as Label Studio 1.23.2 sends it
+(`adapters/labelstudio/PROTOCOL.md`): facts about Label Studio, not about the bridge, run by `.ci/run` apart
+from the main test command (`pytest -m platform_facts`), and again whenever the pinned version moves.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def image_project(client: LabelStudioClient, copies: int = 1) -> tuple[int, list
     return project, client.tasks(project)
 
 
+@pytest.mark.platform_facts
 def test_attaching_a_backend_checks_health_then_setup(server: LabelStudio, client: LabelStudioClient,
                                                       backend: RecordingBackend) -> None:
     project, _ = image_project(client)
@@ -110,6 +113,7 @@ def test_attaching_a_backend_checks_health_then_setup(server: LabelStudio, clien
     assert client.request("GET", f"/api/projects/{project}")["model_version"] == "bridge"
 
 
+@pytest.mark.platform_facts
 def test_one_predict_call_for_every_task_lacking_a_prediction(server: LabelStudio, client: LabelStudioClient,
                                                                backend: RecordingBackend) -> None:
     project, tasks = image_project(client, copies=3)
@@ -137,6 +141,7 @@ def test_one_predict_call_for_every_task_lacking_a_prediction(server: LabelStudi
     assert len(backend.calls_to("/predict")) == 1
 
 
+@pytest.mark.platform_facts
 def test_opening_a_task_or_listing_tasks_can_predict_too(client: LabelStudioClient,
                                                        backend: RecordingBackend) -> None:
     """Opening a task (what the editor does) predicts it when it has no prediction (`show_collab_predictions`,
@@ -152,6 +157,7 @@ def test_opening_a_task_or_listing_tasks_can_predict_too(client: LabelStudioClie
     assert [t["id"] for t in backend.calls_to("/predict")[1].body["tasks"]] == [t["id"] for t in tasks[1:]]
 
 
+@pytest.mark.platform_facts
 def test_a_single_answer_for_several_tasks_is_asked_again_task_by_task(client: LabelStudioClient,
                                                                       backend: RecordingBackend) -> None:
     project, _ = image_project(client, copies=3)
@@ -242,6 +248,7 @@ def test_spans_and_choices_on_text_imported_with_predictions(client: LabelStudio
     assert topics.shape == Classification(("Mail", "Greeting"))
 
 
+@pytest.mark.platform_facts
 def test_interactive_calls_carry_what_the_user_drew(client: LabelStudioClient, backend: RecordingBackend) -> None:
     project, [task] = image_project(client)
     config = parse_config(IMAGE_CONFIG)
@@ -283,6 +290,7 @@ def test_an_interactive_brush_stroke_arrives_as_brush_rle(client: LabelStudioCli
     assert (from_regions([received], config)[0].shape.array == stroke).all()
 
 
+@pytest.mark.platform_facts
 def test_uncertainty_sampling_serves_the_lowest_score_first(client: LabelStudioClient,
                                                             backend: RecordingBackend) -> None:
     project = client.create_project(IMAGE_CONFIG)["id"]
@@ -313,6 +321,7 @@ def test_uncertainty_sampling_serves_the_lowest_score_first(client: LabelStudioC
     assert served == sorted(ids, key=lambda i: min(confidences[i]))
 
 
+@pytest.mark.platform_facts
 def test_webhooks(client: LabelStudioClient, backend: RecordingBackend) -> None:
     project, [task] = image_project(client)
     attached = client.add_ml_backend(project, backend.url)
@@ -334,6 +343,7 @@ def test_webhooks(client: LabelStudioClient, backend: RecordingBackend) -> None:
     assert not backend.calls_to("/train")
 
 
+@pytest.mark.platform_facts
 def test_versions(client: LabelStudioClient, backend: RecordingBackend) -> None:
     project, _ = image_project(client)
     attached = client.add_ml_backend(project, backend.url)
@@ -342,6 +352,7 @@ def test_versions(client: LabelStudioClient, backend: RecordingBackend) -> None:
     assert (call.method, call.body) == ("GET", None)  # the `project` uid LS builds stays in the connector
 
 
+@pytest.mark.platform_facts
 def test_basic_auth_reaches_every_call_but_webhooks(client: LabelStudioClient) -> None:
     guarded = RecordingBackend(basic_auth=("ls-user", "s3cret"))
     try:
@@ -365,6 +376,7 @@ def test_basic_auth_reaches_every_call_but_webhooks(client: LabelStudioClient) -
         guarded.close()
 
 
+@pytest.mark.platform_facts
 def test_tokens(server: LabelStudio, client: LabelStudioClient, backend: RecordingBackend) -> None:
     """Personal access tokens are JWT refresh tokens; API calls and media take the access token they buy."""
     project, [task] = image_project(client)
@@ -395,6 +407,7 @@ def test_tokens(server: LabelStudio, client: LabelStudioClient, backend: Recordi
 
 
 
+@pytest.mark.platform_facts
 def test_recorded_fixtures_are_what_label_studio_sends(server: LabelStudio) -> None:
     """tests/data/labelstudio/*.json (rewritten by `python -m tests.labelstudio_record`) keep the keys and
     value types Label Studio sends today."""

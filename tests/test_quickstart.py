@@ -138,3 +138,16 @@ def test_serve_your_own_model_as_written(session):
     session.run(start)
     assert sorted(p.name for p in (session.folder / "my_model").iterdir()) == ["manifest.yaml", "model.py"]
     session.run(first_answers)
+
+
+def test_every_link_in_the_readme_leads_somewhere():
+    """Each `[text](target)`: a `#section` is one of the README's headings (GitHub's anchors), a path exists."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    prose = re.sub(r"```.*?```", "", readme, flags=re.S)
+    anchors = {re.sub(r"[^\w\- ]", "", title.lower().replace("`", "")).replace(" ", "-")
+               for title in re.findall(r"(?m)^#{1,6} (.+)$", prose)}
+    targets = re.findall(r"\]\(([^)\s]+)\)", prose)
+    assert len(targets) > 20
+    broken = [t for t in targets if not t.startswith(("http://", "https://"))
+              and (t[1:] not in anchors if t.startswith("#") else not (ROOT / t.split("#")[0]).exists())]
+    assert not broken, broken

@@ -195,7 +195,7 @@ def test_after_a_worker_is_killed_keep_alive_clients_spread_over_its_replacement
     for thread in clients:
         thread.start()
     try:
-        time.sleep(1)
+        time.sleep(0.5)
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
         (survivor,) = workers - {victim}
@@ -204,7 +204,7 @@ def test_after_a_worker_is_killed_keep_alive_clients_spread_over_its_replacement
         wait_until(lambda: served.log().count("serving serving-test") == 3, 60, "its model loaded")
         time.sleep(0.5)  # it listens within a tick of loading
         before, ticks = len(statuses), (cpu_ticks(survivor), cpu_ticks(new))
-        time.sleep(5)
+        time.sleep(2.5)
         after = statuses[before:]
         used = (cpu_ticks(survivor) - ticks[0], cpu_ticks(new) - ticks[1])
     finally:
@@ -339,7 +339,7 @@ def test_600_drip_clients_are_cut_and_a_normal_client_keeps_being_answered(serve
     client.start()
     cut = set()
     try:
-        for tick in range(16):  # 8 s: four times the read timeout
+        for tick in range(10):  # 5 s: two and a half times the read timeout
             for index, sock in enumerate(drips):
                 if index in cut:
                     continue

@@ -41,8 +41,9 @@ def test_a_wheel_installed_outside_the_checkout_serves_the_default_manifest(tmp_
     (wheel,) = (tmp_path / "wheels").glob("annotation_bridge-*.whl")
 
     venv = tmp_path / "fresh"
-    run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
-    run(venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", wheel, cwd=tmp_path)
+    run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)  # this pip installs into it
+    run(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "-q", "--no-deps", "--no-index",
+        wheel, cwd=tmp_path)
     site = Path(run(venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))",
                     cwd=tmp_path).stdout.strip())
     (site / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")  # this venv's, after the wheel's

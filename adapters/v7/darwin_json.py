@@ -115,11 +115,8 @@ def _annotation(name: str, main: dict[str, Any], prediction: Prediction,
 def _polygon(byom: dict[str, Any]) -> dict[str, Any]:
     """BYOM's `path` + `additional_paths` as Darwin JSON 2.0's `paths`, with the bounding box V7 stores."""
     paths = [byom["path"], *byom.get("additional_paths", [])]
-    xs = [p["x"] for p in paths[0]]
-    ys = [p["y"] for p in paths[0]]
-    for path in paths[1:]:
-        xs += [p["x"] for p in path]
-        ys += [p["y"] for p in path]
+    xs = [point["x"] for path in paths for point in path]
+    ys = [point["y"] for path in paths for point in path]
     box = {"x": min(xs), "y": min(ys), "w": max(xs) - min(xs), "h": max(ys) - min(ys)}
     return {"polygon": {"paths": paths}, "bounding_box": box}
 

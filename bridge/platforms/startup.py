@@ -37,8 +37,10 @@ async def start_service(manifest: Manifest, platforms: Platforms,
         for warning in adapter.check(model.spec, section, manifest):
             log.warning("%s: %s", name, warning)
     service = Service(manifest, model)
-    log.info("serving %s (%d classes) on %s", manifest.name, len(model.spec.classes),
-             ", ".join(platforms.served) or "no platform: the manifest has no `platforms` section")
+    if platforms.served:
+        log.info("serving %s (%d classes) on %s", manifest.name, len(model.spec.classes), ", ".join(platforms.served))
+    else:  # bridge prelabel, or a manifest without `platforms` (which `bridge check` points out)
+        log.info("loaded %s (%d classes)", manifest.name, len(model.spec.classes))
     return service
 
 
