@@ -275,6 +275,7 @@ class Faulty:
         faults = {
             "small mask": Prediction("blob", Mask(np.ones((height // 2, width // 2), bool))),
             "nan box": Prediction("box", Box(float("nan"), 0, 3, 3)),
+            "huge box": Prediction("box", Box(10**400, 0, 3, 3)),  # an int past any double
             "infinite line": Prediction("path", Line([[0, 0], [float("inf"), 4]])),
             "confidences": [Prediction("mark", Tag(), c) for c in (1.7, float("nan"), -1.0)],
         }

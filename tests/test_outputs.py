@@ -55,6 +55,7 @@ def test_post_processing_runs_off_the_event_loop(make_manifest):
     ("small mask", "class 'blob' has a mask of 30x20 (width x height) on an image of 60x40: a mask must have "
                    "the size of the image the model was given"),
     ("nan box", "class 'box' has a Box with a NaN, infinite or non-numeric coordinate"),
+    ("huge box", "class 'box' has a Box with a NaN, infinite or non-numeric coordinate"),
     ("infinite line", "class 'path' has a Line with a NaN, infinite or non-numeric coordinate"),
 ])
 def test_faulty_shapes_fail_naming_the_class(make_manifest, fault, words):

@@ -29,6 +29,7 @@ does not go on tracing its masks on a model thread.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -184,13 +185,21 @@ def _coordinates(shape: Shape) -> Iterable[Any]:
         return [*_coordinates(shape.front), *_coordinates(shape.back)]
     if isinstance(shape, (Mask, Classification, Span)):
         return []
-    return [getattr(shape, f.name) for f in dataclasses.fields(shape)]
+    return [getattr(shape, name) for name in _field_names(type(shape))]
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind))
 
 
 def _finite_numbers(value: Any) -> bool:
+    """Whether a coordinate, or every number of an array-like of them, is finite (an int past a double is not)."""
     try:
+        if isinstance(value, (float, int)):  # a box's or a point's coordinate, without numpy's ~2 us
+            return math.isfinite(value)
         return bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
 
 
