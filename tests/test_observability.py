@@ -192,6 +192,9 @@ def test_redact_keeps_messages_and_removes_credentials():
     assert redact("{'apiKey': 'k-123', 'secret': \"s-456\"} Authorization: Basic dTpw") == \
         "{'apiKey': '[redacted]', 'secret': \"[redacted]\"} Authorization: Basic [redacted]"
 
+    # each pattern first looks for its words in the lower-cased line; case-insensitive matching folds more
+    # letters than lower() does ("ſ" is an "s", "ı" an "i", "K" a "k"), so such lines are searched whole
+    assert redact("ſecret=s-456 apı_KEY=k-123 BASIC dTpw") == "ſecret=[redacted] apı_KEY=[redacted] BASIC [redacted]"
 
 def test_text_lines_are_redacted_and_name_their_request():
     record = logging.LogRecord("httpx", logging.INFO, __file__, 1, "HTTP Request: GET %s",

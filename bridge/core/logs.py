@@ -40,16 +40,21 @@ MIN_SECRET_LENGTH = 4
 
 _REDACTIONS = [
     # credentials after an auth scheme: "Authorization: Bearer abc", "Basic dXNlcjpwdw=="
-    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]+"), r"\1\2[redacted]"),
+    (("bearer", "basic"), re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]+"), r"\1\2[redacted]"),
     # a query string after a URL or a path: signed URLs carry their tokens there
-    (re.compile(r"((?:[a-z][a-z0-9+.-]*://|/)[^\s?\"'<>]*)\?[^\s\"'<>#]+", re.IGNORECASE), r"\1?[redacted]"),
+    (("?",), re.compile(r"((?:[a-z][a-z0-9+.-]*://|/)[^\s?\"'<>]*)\?[^\s\"'<>#]+", re.IGNORECASE), r"\1?[redacted]"),
     # pairs whose key names a secret: "'apiKey': 'x'", '"secret": "x"', "password=x", "X-Amz-Signature=x"
     # (`key=value`, or a quoted key or value around a colon; prose such as "wrong secret: send..." stays, and
     # so does a placeholder without a letter or digit, as in "export LABELBOX_SECRET=...")
-    (re.compile(r"(?i)((?:secret|password|passwd|token|api[_-]?key|authorization|signature|credential)[\w-]*"
+    (("secret", "passw", "token", "api", "authorization", "signature", "credential"),
+     re.compile(r"(?i)((?:secret|password|passwd|token|api[_-]?key|authorization|signature|credential)[\w-]*"
                 r"(?:\s*=\s*[\"']?|[\"']\s*:\s*[\"']?|:\s*[\"']))(?=[^\s\"',;&}\]]*[A-Za-z0-9])[^\s\"',;&}\]]+"),
      r"\1[redacted]"),
 ]
+"""(words that a match contains, in lower case; the pattern; its replacement): an ASCII line holding none of
+the words is not searched, so an ordinary line (the request line of every request) costs a few substring tests.
+Other lines are always searched: case-insensitive matching also folds letters such as "ſ" and "ı" into the
+words, which lower-casing does not."""
 
 _AS_VALUE = r"(?:(?<=[=:'\"])|(?<=[=:] )){}(?=[\s'\"&@,;}}\]]|$)"
 """Where a registered secret is redacted: standing as a value (after `=`, `:` or a quote, up to a delimiter), as
@@ -79,8 +84,10 @@ def redact(text: str) -> str:
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:
             text = re.sub(_AS_VALUE.format(re.escape(secret)), "[redacted]", text)
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
+    lower = text.lower() if text.isascii() else None
+    for words, pattern, replacement in _REDACTIONS:
+        if lower is None or any(word in lower for word in words):
+            text = pattern.sub(replacement, text)
     return text
 
 
