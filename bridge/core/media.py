@@ -162,8 +162,11 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     `convert` or `tobytes` would add one or two more copies).
     """
     width, height = image.size
-    out = np.empty((height, width, 3), np.uint8)
     rows = max(1, _STRIP_BYTES // (4 * width))
+    if rows >= height:  # one strip: no crop (a copy); writable, as the strips' array is
+        strip = _strip_to_rgb(image)
+        return strip if strip.flags.writeable else strip.copy()
+    out = np.empty((height, width, 3), np.uint8)
     for top in range(0, height, rows):
         out[top:top + rows] = _strip_to_rgb(image.crop((0, top, width, min(height, top + rows))))
     return out

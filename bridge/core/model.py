@@ -21,6 +21,7 @@ import asyncio
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -110,7 +111,12 @@ class ModelSpec(BaseModel):
         return self
 
     def get(self, name: str) -> ClassSpec | None:
-        return next((c for c in self.classes if c.name == name), None)
+        return self._classes_by_name.get(name)
+
+    @cached_property
+    def _classes_by_name(self) -> dict[str, ClassSpec]:
+        """`get` is asked for every prediction of every request."""
+        return {c.name: c for c in self.classes}
 
 
 @dataclass(frozen=True)
