@@ -217,7 +217,9 @@ def test_after_a_worker_is_killed_keep_alive_clients_spread_over_its_replacement
 
 def test_a_model_call_stuck_past_the_hard_limit_gets_its_worker_replaced(serve):
     served = serve("--workers", "1", model={"factory": "tests.service_models:Gate", "params": {"limit": 120}},
-                   limits={"deadline": 1, "hard_limit": 3, "concurrency": 1, "shutdown_grace": 1},
+                   # the checks of the stuck state run between the deadline and the hard limit: 5 s for two
+                   # requests, so a loaded machine does not see the worker replaced before they are done
+                   limits={"deadline": 1, "hard_limit": 6, "concurrency": 1, "shutdown_grace": 1},
                    params={"type": "object", "properties": {"hold": {"type": "number"}}})
     (stuck,) = wait_until(served.workers, 30, "a worker")
     assert infer(served.base).status_code == 504  # the model hangs past the deadline, its thread with it
