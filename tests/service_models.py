@@ -262,6 +262,19 @@ class NoisyOutlines:
         return found
 
 
+class WhereRuns:
+    """Records the name of the thread each call runs on."""
+
+    spec = ModelSpec(classes=[ClassSpec(name="thing", kind="tag")])
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def predict(self, image: np.ndarray, context: Context) -> list[Prediction]:
+        self.threads.append(threading.current_thread().name)
+        return []
+
+
 class Faulty:
     """Returns one kind of faulty prediction, chosen by the `fault` parameter, beside a good box."""
 

@@ -97,6 +97,27 @@ def infer(base: str, image: np.ndarray | None = None, **params: Any) -> httpx.Re
     return httpx.post(f"{base}/v7/infer", json=body, timeout=30)
 
 
+@pytest.mark.parametrize("inline_below, on_the_loop", [(None, 0), (1.0, 4)])
+def test_a_fast_model_runs_on_the_event_loop_only_where_the_manifest_allows_it(make_manifest, inline_below,
+                                                                              on_the_loop):
+    """By default every call goes to a model thread (a call on the loop could hang the process); with
+    `limits.inline_below`, calls on small images run on the loop once the last 8 took under it."""
+    limits = {} if inline_below is None else {"inline_below": inline_below}
+    manifest = make_manifest(model={"factory": "tests.service_models:WhereRuns"}, limits=limits)
+
+    async def go() -> list[str]:
+        service = Service(manifest, build_model(manifest, discover()))
+        try:
+            for _ in range(12):  # one after another: a call on the loop needs no other call in flight
+                await service.run(image_job(np.zeros((8, 8, 3), np.uint8)))
+            return service.model.threads
+        finally:
+            await service.aclose()
+
+    threads = asyncio.run(go())
+    assert len(threads) == 12 and threads.count(threading.main_thread().name) == on_the_loop
+
+
 # --- deadline and failures over HTTP -----------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,30 @@ def test_after_a_worker_is_killed_keep_alive_clients_spread_over_its_replacement
             thread.join(60)
     assert len(after) > 24 and after.count(503) == 0 and set(after) == {200}, sorted(set(after))
     assert used[1] >= 0.25 * used[0], used  # capacity came back: the replacement works too
+
+
+def test_a_model_fast_on_small_images_that_hangs_once_leaves_the_process_answering(serve):
+    """With the shipped limits, a model that answered small images quickly and then hangs on one: the process
+    keeps answering (its health check at once, the hung request with its 504 at the deadline). A model call
+    run on the event loop would hold every connection of the process until the call returned."""
+    served = serve(model={"factory": "tests.service_models:Gate"}, limits={"deadline": 2},
+                   params={"type": "object", "properties": {"hold": {"type": "number"}}})
+    for _ in range(12):  # fast calls on an 8x8 image
+        assert infer(served.base, hold=0).status_code == 200
+    with ThreadPoolExecutor(1) as pool:
+        hung = pool.submit(infer, served.base, 60, hold=60)
+        wait_until(lambda: hung.done() or _in_flight(served.base) >= 1, 30, "the hanging call in flight")
+        assert httpx.get(f"{served.base}/healthz", timeout=30).status_code == 200
+        answer = hung.result(60)
+    assert answer.status_code == 504 and "limits.deadline" in answer.json()["error"]
+
+
+def _in_flight(base: str) -> float:
+    """`bridge_jobs_in_flight` as the server's /metrics tells it."""
+    for line in httpx.get(f"{base}/metrics", timeout=30).text.splitlines():
+        if line.startswith("bridge_jobs_in_flight"):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def test_a_model_call_stuck_past_the_hard_limit_gets_its_worker_replaced(serve):

@@ -119,9 +119,11 @@ class Limits(Strict):
     max_decodes: int = Field(
         MediaLimits.max_decodes, gt=0, description="Images, frames and downloads decoded at once (threads): "
                                                     "bounds the memory of decoding.")
-    inline_below: float = Field(0.005, ge=0, description="Seconds under which a model's recent calls on small "
-                                                         "items (128x128 pixels) make the next run on the event "
-                                                         "loop rather than a thread (0: never).")
+    inline_below: float = Field(0.0, ge=0, description="Seconds under which a model's recent calls on small "
+                                                       "items (128x128 pixels) make the next run on the event "
+                                                       "loop rather than a thread (0: never). Only for a model "
+                                                       "that cannot hang: such a call holds every connection of "
+                                                       "the process until it returns.")
     max_queue: int = Field(256, ge=0, description="Hard cap on requests waiting for the model beyond "
                                                   "`concurrency` (per process); below it a request is refused "
                                                   "(503 with Retry-After) only when its expected wait would "

@@ -11,9 +11,10 @@ deadline. What the caller does with the result (`then`, the platform's answer) r
 and the work a given-up job leaves on threads stops at its next `check_deadline` (`bridge.core.admission`).
 
 A request pays no thread hop it does not need: an image small enough to decode in well under a millisecond is
-decoded on the event loop, an answer without areas to trace or rasterise is written there, and a model whose
-recent calls on small items took under `limits.inline_below` runs there too for small items, when no other call
-of it is running (a hop costs two thread wake-ups, milliseconds on a busy machine: more than such a call).
+decoded on the event loop and an answer without areas to trace or rasterise is written there. The model runs
+there too only where the manifest allows it (`limits.inline_below`, off by default: a call that hangs there
+holds the whole process), for small items, when its recent calls on them took under that and no other call of
+it is running (a hop costs two thread wake-ups, milliseconds on a busy machine: more than such a call).
 """
 
 from __future__ import annotations
