@@ -22,7 +22,8 @@ Comparisons:
 1. a no-op model (one fixed box) through `/v7/infer` and `/labelbox/infer` vs a bare FastAPI endpoint that
    parses the same JSON and decodes the same 64x64 JPEG (one process each);
 2. the face detector on a 64x64 JPEG, 2 processes each, at 1 to 128 clients: `bridge serve --workers 2` vs
-   V7's Flask pattern under `gunicorn -w2` (the baseline), a bare FastAPI endpoint under
+   V7's Flask pattern under `gunicorn -w2` (the baseline), the bridge with `limits.inline_below` 5 ms (the
+   opt-in that runs a fast model on the event loop for small images), a bare FastAPI endpoint under
    `uvicorn --workers 2`, LitServe with 2 workers, and with `--ray-venv` `bridge serve --ray` and a plain Ray
    Serve deployment, 2 replicas each; on 512x512, the bridge vs the model alone in 2 processes (the ceiling);
 4. examples/shapes.py with `limits.batch_wait` (manifests/shapes.yaml) vs the same without, one process.
@@ -257,13 +258,18 @@ def main() -> None:
     shapes_nobatch = folder / "shapes-nobatch.yaml"
     shapes_nobatch.write_text(yaml.safe_dump({**shapes, "limits": {**shapes["limits"], "batch_wait": 0}}))
     faces = str(ROOT / "manifests/default.yaml")
+    default = yaml.safe_load((ROOT / "manifests/default.yaml").read_text())
+    default["model"]["factory"] = str(ROOT / "examples/faces.py:FaceDetector")
+    faces_inline = folder / "faces-inline.yaml"  # the opt-in: the model on the event loop for small images
+    faces_inline.write_text(yaml.safe_dump({**default, "limits": {**default["limits"], "inline_below": 0.005}}))
     uvicorn_fast = ["--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
-    peers = ["bridge faces --workers 2", "Flask gunicorn -w2", "FastAPI, uvicorn --workers 2", "LitServe, 2 workers"]
+    peers = ["bridge faces --workers 2", "bridge faces --workers 2, inline_below 5 ms", "Flask gunicorn -w2", "FastAPI, uvicorn --workers 2", "LitServe, 2 workers"]
     targets = {t.name: t for t in [
         bridge("bridge no-op", str(noop)),
         Target("bare FastAPI", [str(BIN / "uvicorn"), "--factory", "benchmarks.baselines:bare_app", "--port",
                                 "{port}", *uvicorn_fast]),
         bridge("bridge faces --workers 2", faces, "--workers", "2"),
+        bridge("bridge faces --workers 2, inline_below 5 ms", str(faces_inline), "--workers", "2"),
         Target("Flask gunicorn -w2", [str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:{port}", "--log-level",
                                       "warning", "benchmarks.baselines:flask_app()"]),
         Target("FastAPI, uvicorn --workers 2", [str(BIN / "uvicorn"), "--factory",
