@@ -48,7 +48,8 @@ class FaceDetector:
         # the request's threshold, or the manifest's for faces (the core drops those anyway: no eyes to look for)
         threshold = max(float(context.params.get("threshold", 0.0)), context.min_confidence.get("face", 0.0))
         found = []
-        for (x, y, w, h), n in zip(boxes, counts):
+        # in the order of their place: OpenCV's threads may find them in either order
+        for (x, y, w, h), n in sorted(zip(map(tuple, boxes), counts)):
             confidence = float(n) / (float(n) + min_neighbors)
             if confidence < threshold:
                 continue
@@ -60,10 +61,11 @@ class FaceDetector:
 
 def _eyes(cascade: cv2.CascadeClassifier, upper_face: np.ndarray, x: int, y: int,
           confidence: float) -> list[Prediction]:
-    """The two largest eyes found in the upper part of a face, as points in the image's coordinates."""
+    """The two largest eyes found in the upper part of a face, as points in the image's coordinates, left to
+    right where sizes tie (whatever order OpenCV's threads found them in)."""
     size = max(upper_face.shape[1] // 8, 8)
     eyes = cascade.detectMultiScale(upper_face, scaleFactor=1.1, minNeighbors=5, minSize=(size, size))
-    best = sorted(eyes, key=lambda e: e[2] * e[3], reverse=True)[:2]
+    best = sorted(map(tuple, eyes), key=lambda e: (-e[2] * e[3], e[0], e[1]))[:2]
     return [Prediction("eye", Point(x + ex + ew / 2, y + ey + eh / 2), confidence) for ex, ey, ew, eh in best]
 
 
