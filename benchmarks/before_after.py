@@ -18,11 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.run import BIN, Target, bridge, jpeg, settle, v7_body, wrk  # noqa: E402
+from benchmarks.run import BIN, bare_fastapi, bridge, jpeg, noop_manifest, settle, v7_body, wrk  # noqa: E402
 
 
 def main() -> None:
@@ -38,15 +37,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bridge-before-after-"))
     body = folder / "v7-64.json"
     body.write_bytes(v7_body(jpeg(64)))
-    noop = folder / "noop.yaml"
-    noop.write_text(yaml.safe_dump({"name": "noop", "model": {"factory": "benchmarks.baselines:NoOp"},
-                                    "platforms": {"v7": {}}}))
-    targets = [
-        Target("bare FastAPI", [str(BIN / "uvicorn"), "--factory", "benchmarks.baselines:bare_app", "--port", "{port}",
-                                "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]),
-        bridge("before", str(noop)),
-        bridge("after", str(noop)),
-    ]
+    noop = str(noop_manifest(folder))
+    targets = [bare_fastapi(), bridge("before", noop), bridge("after", noop)]
     targets[1].env["PYTHONPATH"] = str(before)
     imported = subprocess.run([str(BIN / "python"), "-c", "import bridge; print(bridge.__file__)"], text=True,
                               capture_output=True, env={"PYTHONPATH": str(before)}, cwd=folder).stdout.strip()
@@ -72,9 +64,10 @@ def main() -> None:
             target.stop()
     for c in clients:
         rate = {t.name: statistics.median(rates[(c, t.name)]) for t in targets}
+        bare = rate["bare FastAPI"]
         print(f"{c:>3} clients: " + ", ".join(f"{name} {r:,.0f}/s" for name, r in rate.items())
-              + f" | after/before {rate['after'] / rate['before']:.2f}, before/bare {rate['before'] / rate['bare FastAPI']:.2f},"
-              f" after/bare {rate['after'] / rate['bare FastAPI']:.2f}")
+              + f" | after/before {rate['after'] / rate['before']:.2f}, before/bare {rate['before'] / bare:.2f},"
+              f" after/bare {rate['after'] / bare:.2f}")
 
 
 if __name__ == "__main__":

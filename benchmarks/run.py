@@ -168,6 +168,32 @@ class Target:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
+UVICORN_FAST = ["--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
+
+
+def bare_fastapi() -> Target:
+    """The least a FastAPI server does for a no-op request (`baselines.bare_app`), as fast as uvicorn runs."""
+    return Target("bare FastAPI", [str(BIN / "uvicorn"), "--factory", "benchmarks.baselines:bare_app", "--port",
+                                   "{port}", *UVICORN_FAST])
+
+
+def noop_manifest(folder: Path) -> Path:
+    """A manifest of the no-op model (`baselines.NoOp`), served to V7 and Labelbox."""
+    path = folder / "noop.yaml"
+    path.write_text(yaml.safe_dump({"name": "noop", "model": {"factory": "benchmarks.baselines:NoOp"},
+                                    "platforms": {"v7": {}, "labelbox": {"secret": SECRET}}}))
+    return path
+
+
+def variant(folder: Path, manifest: str, factory: str, name: str, **limits: object) -> Path:
+    """A shipped manifest with other `limits`, written to `folder` (its factory made absolute for the move)."""
+    keys = yaml.safe_load((ROOT / "manifests" / manifest).read_text())
+    keys["model"]["factory"] = str(ROOT / factory)
+    path = folder / name
+    path.write_text(yaml.safe_dump({**keys, "limits": {**keys.get("limits", {}), **limits}}))
+    return path
+
+
 def bridge(name: str, manifest: str, *args: str) -> Target:
     """`bridge serve` as shipped (its default log level: a line per request)."""
     return Target(name, [str(BIN / "bridge"), "serve", manifest, "--port", "{port}", *args])
@@ -250,31 +276,25 @@ def main() -> None:
         bodies[name] = folder / f"{name}.json"
         bodies[name].write_bytes(data)
 
-    noop = folder / "noop.yaml"
-    noop.write_text(yaml.safe_dump({"name": "noop", "model": {"factory": "benchmarks.baselines:NoOp"},
-                                    "platforms": {"v7": {}, "labelbox": {"secret": SECRET}}}))
-    shapes = yaml.safe_load((ROOT / "manifests/shapes.yaml").read_text())
-    shapes["model"]["factory"] = str(ROOT / "examples/shapes.py:ShapeClassifier")
-    shapes_nobatch = folder / "shapes-nobatch.yaml"
-    shapes_nobatch.write_text(yaml.safe_dump({**shapes, "limits": {**shapes["limits"], "batch_wait": 0}}))
+    shapes_nobatch = variant(folder, "shapes.yaml", "examples/shapes.py:ShapeClassifier", "shapes-nobatch.yaml",
+                             batch_wait=0)
     faces = str(ROOT / "manifests/default.yaml")
-    default = yaml.safe_load((ROOT / "manifests/default.yaml").read_text())
-    default["model"]["factory"] = str(ROOT / "examples/faces.py:FaceDetector")
-    faces_inline = folder / "faces-inline.yaml"  # the opt-in: the model on the event loop for small images
-    faces_inline.write_text(yaml.safe_dump({**default, "limits": {**default["limits"], "inline_below": 0.005}}))
-    uvicorn_fast = ["--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
-    peers = ["bridge faces --workers 2", "bridge faces --workers 2, inline_below 5 ms", "Flask gunicorn -w2", "FastAPI, uvicorn --workers 2", "LitServe, 2 workers"]
+    # the opt-in: the model on the event loop for small images
+    faces_inline = variant(folder, "default.yaml", "examples/faces.py:FaceDetector", "faces-inline.yaml",
+                           inline_below=0.005)
+    inline = "bridge faces --workers 2, inline_below 5 ms"
+    peers = ["bridge faces --workers 2", inline, "Flask gunicorn -w2", "FastAPI, uvicorn --workers 2",
+             "LitServe, 2 workers"]
     targets = {t.name: t for t in [
-        bridge("bridge no-op", str(noop)),
-        Target("bare FastAPI", [str(BIN / "uvicorn"), "--factory", "benchmarks.baselines:bare_app", "--port",
-                                "{port}", *uvicorn_fast]),
+        bridge("bridge no-op", str(noop_manifest(folder))),
+        bare_fastapi(),
         bridge("bridge faces --workers 2", faces, "--workers", "2"),
-        bridge("bridge faces --workers 2, inline_below 5 ms", str(faces_inline), "--workers", "2"),
+        bridge(inline, str(faces_inline), "--workers", "2"),
         Target("Flask gunicorn -w2", [str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:{port}", "--log-level",
                                       "warning", "benchmarks.baselines:flask_app()"]),
         Target("FastAPI, uvicorn --workers 2", [str(BIN / "uvicorn"), "--factory",
                                                 "benchmarks.baselines:bare_faces_app", "--workers", "2",
-                                                "--port", "{port}", *uvicorn_fast]),
+                                                "--port", "{port}", *UVICORN_FAST]),
         Target("LitServe, 2 workers", [sys.executable, "benchmarks/litserve_faces.py", "{port}"]),
         bridge("shapes batch_wait 20 ms", str(ROOT / "manifests/shapes.yaml")),
         bridge("shapes no batching", str(shapes_nobatch)),

@@ -26,6 +26,7 @@ import yaml
 
 from bridge.serving.app import create_app
 from tests.conftest import ROOT, b64, encode_image, free_port
+from tests.test_observability import scrape, value
 
 IMAGE = b64(encode_image(np.zeros((8, 8, 3), np.uint8)))
 ENDED = (0, -signal.SIGTERM)  # uvicorn 0.29 and later end by the signal they caught, once shut down
@@ -226,18 +227,11 @@ def test_a_model_fast_on_small_images_that_hangs_once_leaves_the_process_answeri
         assert infer(served.base, hold=0).status_code == 200
     with ThreadPoolExecutor(1) as pool:
         hung = pool.submit(infer, served.base, 60, hold=60)
-        wait_until(lambda: hung.done() or _in_flight(served.base) >= 1, 30, "the hanging call in flight")
+        wait_until(lambda: hung.done() or value(scrape(served.base), "bridge_jobs_in_flight") >= 1, 30,
+                   "the hanging call in flight")
         assert httpx.get(f"{served.base}/healthz", timeout=30).status_code == 200
         answer = hung.result(60)
     assert answer.status_code == 504 and "limits.deadline" in answer.json()["error"]
-
-
-def _in_flight(base: str) -> float:
-    """`bridge_jobs_in_flight` as the server's /metrics tells it."""
-    for line in httpx.get(f"{base}/metrics", timeout=30).text.splitlines():
-        if line.startswith("bridge_jobs_in_flight"):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def test_a_model_call_stuck_past_the_hard_limit_gets_its_worker_replaced(serve):
